@@ -1,0 +1,41 @@
+"""Shared helpers for benchmarks: interleaved timing and the RATIO line format (DESIGN §11)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def per_call_seconds(fn: Callable[[], object], calls: int) -> float:
+    """Seconds per call of ``fn`` over one batch of ``calls`` calls."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def interleaved_medians(
+    cases: dict[str, Callable[[], object]], *, calls: int, rounds: int
+) -> dict[str, float]:
+    """Median seconds per call of each case, measuring the cases in turn each round.
+
+    Interleaving makes a floor and the thing compared to it see the same machine state.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for fn in cases.values():  # warm-up
+        per_call_seconds(fn, max(1, calls // 10))
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            samples[name].append(per_call_seconds(fn, calls))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def report(medians: dict[str, float]) -> None:
+    for name, seconds in medians.items():
+        print(f"{name:<28} {seconds * 1e6:10.2f} us")
+
+
+def ratio(measure: str, value: float, target: float) -> None:
+    """Print the one machine-readable line a benchmark emits per measure."""
+    print(f"RATIO {measure} {value:.2f} target {target}")

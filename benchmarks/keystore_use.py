@@ -1,0 +1,83 @@
+"""KeyManager.use() against a bare Secure Cell decrypt, with and without the cache.
+
+Floors, measured in the same run:
+- cached use()   vs a bare `scell.decrypt` loop of the same blob      (target <= 1.25)
+- uncached use() vs a raw file read + bare `scell.decrypt`             (target <= 1.5)
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _common import interleaved_medians, ratio, report
+
+from keyloader import scell
+from keyloader.keystore import KeyManager
+from keyloader.masterkey import MasterKey, generate_master_key
+from keyloader.secret import SecretBytes
+from keyloader.stores.filesystem import FilesystemKeyStore
+
+KEY_ID = "client/bench-client/symmetric"
+
+
+def main() -> None:
+    keys_dir = Path(tempfile.mkdtemp(prefix="keyloader-bench-")) / ".acrakeys"
+    master = generate_master_key()
+    mk = master.encryption.bytes()
+
+    def manager(cache_size: int) -> KeyManager:
+        store = FilesystemKeyStore({"keys_dir": keys_dir, "lock_timeout": 30.0})
+        return KeyManager(store, MasterKey(SecretBytes(mk)), cache_size=cache_size)
+
+    with manager(0) as setup:
+        setup.generate(["symmetric"], client_id="bench-client")
+    path = keys_dir / "bench-client_storage_sym"
+    blob = path.read_bytes()
+    context = b"bench-client"
+
+    cached, uncached = manager(16), manager(0)
+
+    def bare_decrypt() -> None:
+        scell.decrypt(mk, blob, context).wipe()
+
+    def read_and_decrypt() -> None:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        scell.decrypt(mk, data, context).wipe()
+
+    def use_cached() -> None:
+        with cached.use(KEY_ID):
+            pass
+
+    def use_uncached() -> None:
+        with uncached.use(KEY_ID):
+            pass
+
+    medians = interleaved_medians(
+        {
+            "floor: scell.decrypt": bare_decrypt,
+            "use() cached": use_cached,
+            "floor: read + decrypt": read_and_decrypt,
+            "use() uncached": use_uncached,
+        },
+        calls=2000,
+        rounds=9,
+    )
+    report(medians)
+    ratio("use_cached_vs_scell", medians["use() cached"] / medians["floor: scell.decrypt"], 1.25)
+    ratio(
+        "use_uncached_vs_read_scell",
+        medians["use() uncached"] / medians["floor: read + decrypt"],
+        1.5,
+    )
+    cached.close()
+    uncached.close()
+    master.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""keyloader: load a master key from a KMS, protect the intermediate keys beneath it.
+
+The embedding API in one place::
+
+    import keyloader
+
+    with keyloader.open_keystore(keys_dir=".acrakeys") as keys:
+        keys.generate(["symmetric"], client_id="client1")
+        with keys.use("client/client1/symmetric") as key:
+            ...  # key is a SecretBytes, wiped when the block ends
+
+Plugin authors need :data:`hookimpl`, :class:`MasterKeyProvider`, :class:`Option`
+and :class:`KeyStore`. ``import keyloader`` never imports typer, rich, hvac or
+redis; the names below are imported on first access, so the CLI pays only for
+what a command uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("keyloader")
+"""Marker for hook implementations: ``@keyloader.hookimpl``."""
+
+if TYPE_CHECKING:
+    from .api import load_master_key, open_keystore, resolve
+    from .audit import AuditEvent
+    from .errors import (
+        AuthenticationError,
+        ConfigError,
+        DuplicateKeyStoreError,
+        DuplicateProviderError,
+        EnterpriseFeatureError,
+        InsecurePermissionsError,
+        IntegrityError,
+        InvalidMasterKeyError,
+        KeyExistsError,
+        KeyloaderError,
+        KeyNotFoundError,
+        KeyStoreError,
+        MasterKeyError,
+        MasterKeyNotFoundError,
+        PluginLoadError,
+        ProviderNotFoundError,
+        ProviderNotImplementedError,
+        ProviderUnavailableError,
+    )
+    from .keyids import KeyId, KeyKind
+    from .keystore import KeyInfo, KeyManager, VerifyResult
+    from .masterkey import MasterKey, generate_master_key, parse_master_key
+    from .plugins import make_plugin_manager
+    from .providers import MasterKeyProvider, Option, PlaceholderProvider
+    from .secret import SecretBytes
+    from .stores.base import KeyStore, StoredBlob
+
+_LAZY: dict[str, str] = {
+    "load_master_key": "api",
+    "open_keystore": "api",
+    "resolve": "api",
+    "AuditEvent": "audit",
+    "AuthenticationError": "errors",
+    "ConfigError": "errors",
+    "DuplicateKeyStoreError": "errors",
+    "DuplicateProviderError": "errors",
+    "EnterpriseFeatureError": "errors",
+    "InsecurePermissionsError": "errors",
+    "IntegrityError": "errors",
+    "InvalidMasterKeyError": "errors",
+    "KeyExistsError": "errors",
+    "KeyloaderError": "errors",
+    "KeyNotFoundError": "errors",
+    "KeyStoreError": "errors",
+    "MasterKeyError": "errors",
+    "MasterKeyNotFoundError": "errors",
+    "PluginLoadError": "errors",
+    "ProviderNotFoundError": "errors",
+    "ProviderNotImplementedError": "errors",
+    "ProviderUnavailableError": "errors",
+    "KeyId": "keyids",
+    "KeyKind": "keyids",
+    "KeyInfo": "keystore",
+    "KeyManager": "keystore",
+    "VerifyResult": "keystore",
+    "MasterKey": "masterkey",
+    "generate_master_key": "masterkey",
+    "parse_master_key": "masterkey",
+    "make_plugin_manager": "plugins",
+    "MasterKeyProvider": "providers",
+    "Option": "providers",
+    "PlaceholderProvider": "providers",
+    "SecretBytes": "secret",
+    "KeyStore": "stores.base",
+    "StoredBlob": "stores.base",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keyloader' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = [
+    "__version__",
+    "hookimpl",
+    # embedding API
+    "open_keystore",
+    "load_master_key",
+    "resolve",
+    "KeyManager",
+    "KeyInfo",
+    "VerifyResult",
+    "KeyId",
+    "KeyKind",
+    "MasterKey",
+    "generate_master_key",
+    "parse_master_key",
+    "SecretBytes",
+    "AuditEvent",
+    # plugin authors
+    "make_plugin_manager",
+    "MasterKeyProvider",
+    "PlaceholderProvider",
+    "Option",
+    "KeyStore",
+    "StoredBlob",
+    # errors
+    "KeyloaderError",
+    "ConfigError",
+    "PluginLoadError",
+    "ProviderNotFoundError",
+    "DuplicateProviderError",
+    "DuplicateKeyStoreError",
+    "EnterpriseFeatureError",
+    "ProviderNotImplementedError",
+    "ProviderUnavailableError",
+    "AuthenticationError",
+    "MasterKeyError",
+    "MasterKeyNotFoundError",
+    "InvalidMasterKeyError",
+    "KeyNotFoundError",
+    "KeyExistsError",
+    "IntegrityError",
+    "KeyStoreError",
+    "InsecurePermissionsError",
+]

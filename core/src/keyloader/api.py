@@ -1,0 +1,141 @@
+"""The embedding API: open a key store or load a master key from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .config import Layer, Settings, load_settings
+from .errors import ConfigError
+from .keystore import KeyManager
+from .masterkey import MasterKey
+from .plugins import KeyloaderPluginManager, make_plugin_manager
+from .providers import MasterKeyProvider
+
+__all__ = ["create_provider", "load_master_key", "open_keystore", "resolve"]
+
+
+def resolve(
+    *,
+    config: str | Path | None = None,
+    provider: str | None = None,
+    provider_options: Mapping[str, object] | None = None,
+    keystore: str | None = None,
+    store_options: Mapping[str, object] | None = None,
+    keys_dir: str | Path | None = None,
+    enterprise: bool | None = None,
+    cache_size: int | None = None,
+    cache_ttl: float | None = None,
+    previous_provider: str | None = None,
+    previous_options: Mapping[str, object] | None = None,
+    cli: Layer | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings from keyword arguments, CLI flags, environment and config file."""
+    api = Layer(
+        provider=provider,
+        provider_options=dict(provider_options or {}),
+        keystore=keystore,
+        store_options=dict(store_options or {}),
+        keys_dir=keys_dir,
+        enterprise=enterprise,
+        cache_size=cache_size,
+        cache_ttl=cache_ttl,
+        previous_provider=previous_provider,
+        previous_options=dict(previous_options or {}),
+        config_file=config,
+    )
+    return load_settings(api=api, cli=cli, env=env)
+
+
+def create_provider(
+    pm: KeyloaderPluginManager,
+    name: str,
+    options: Mapping[str, Any],
+    given: set[str],
+    *,
+    enterprise: bool,
+) -> MasterKeyProvider:
+    """Instantiate provider ``name`` the way DESIGN §6 orders it.
+
+    Given options are validated first (in every gate state), then the enterprise
+    gate, then required options, then the provider is constructed.
+    """
+    cls = pm.find_provider(name)
+    cls.validate({k: v for k, v in options.items() if k in given})
+    pm.check_enterprise(cls, enterprise=enterprise)
+    missing = [o.name for o in cls.option_schema() if o.required and options.get(o.name) is None]
+    if missing:
+        hints = ", ".join(_option_hint(cls, m) for m in missing)
+        raise ConfigError(f"provider {cls.name!r} needs {hints}")
+    return cls(options)
+
+
+def _option_hint(cls: type[MasterKeyProvider], option: str) -> str:
+    env = f"KEYLOADER_{cls.name.upper().replace('-', '_')}_{option.upper()}"
+    natives = next((o.env for o in cls.option_schema() if o.name == option), ())
+    names = " or ".join((env, *natives))
+    return f"option {option!r} (set -o {option}=..., [providers.{cls.name}] {option}, or {names})"
+
+
+def _provider_for(
+    pm: KeyloaderPluginManager, settings: Settings, *, previous: bool = False
+) -> MasterKeyProvider:
+    name = settings.previous_provider if previous else settings.provider
+    assert name is not None
+    cls = pm.find_provider(name)
+    schema = cls.option_schema()
+    if previous:
+        options = settings.previous_provider_options(cls.name, schema)
+        given = {o.name for o in schema if options.get(o.name) != o.default}
+    else:
+        options = settings.provider_options(cls.name, schema)
+        given = settings.given_provider_options(cls.name, schema)
+    return create_provider(pm, cls.name, options, given, enterprise=settings.enterprise)
+
+
+def load_master_key(
+    settings: Settings | None = None,
+    *,
+    plugin_manager: KeyloaderPluginManager | None = None,
+    **kwargs: Any,
+) -> MasterKey:
+    """Load the configured master key (``settings`` or the keyword arguments of :func:`resolve`)."""
+    settings = settings if settings is not None else resolve(**kwargs)
+    pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
+    provider = _provider_for(pm, settings)
+    try:
+        return provider.load()
+    finally:
+        provider.close()
+
+
+def open_keystore(
+    settings: Settings | None = None,
+    *,
+    plugin_manager: KeyloaderPluginManager | None = None,
+    **kwargs: Any,
+) -> KeyManager:
+    """Open the configured key store; the master key is loaded when first needed.
+
+    Takes either resolved ``settings`` or the keyword arguments of :func:`resolve`
+    (``provider``, ``provider_options``, ``keystore``, ``store_options``,
+    ``keys_dir``, ``enterprise``, ``cache_size``, ``previous_provider``, ...).
+    Close the result (or use it as a context manager) to wipe the master key.
+    """
+    settings = settings if settings is not None else resolve(**kwargs)
+    pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
+    provider = _provider_for(pm, settings)
+    previous = _provider_for(pm, settings, previous=True) if settings.previous_provider else None
+    store_cls = pm.find_key_store(settings.keystore)
+    store = store_cls(settings.store_options(store_cls.name, store_cls.options))
+    return KeyManager(
+        store,
+        provider,
+        previous=previous,
+        cache_size=settings.cache_size,
+        cache_ttl=settings.cache_ttl,
+        emit=pm.emit if pm.hook.keyloader_audit_event.get_hookimpls() else None,
+        provider_name=provider.name,
+    )

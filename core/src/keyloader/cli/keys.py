@@ -1,0 +1,218 @@
+"""``keyloader keys ...``: generate, list, read, rotate, destroy and verify intermediate keys."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+from typer._click.exceptions import UsageError
+
+from . import render, session
+from .errors import CommandFailed
+
+if TYPE_CHECKING:
+    from ..keystore import KeyInfo, VerifyResult
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Intermediate keys: generate, list, read, rotate, destroy, verify.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+KeyIdArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="KEY_ID",
+        help="client/<client-id>/symmetric|searchable|storage, audit-log, "
+        "poison-record-symmetric or poison-record.",
+    ),
+]
+
+
+@app.command("generate")
+def generate(
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", metavar="ID", help="Client id of client keys.")
+    ] = None,
+    symmetric: Annotated[
+        bool, typer.Option("--symmetric", help="The client's symmetric storage key (default).")
+    ] = False,
+    searchable: Annotated[
+        bool, typer.Option("--searchable", help="The client's HMAC key for searchable encryption.")
+    ] = False,
+    audit_log: Annotated[
+        bool, typer.Option("--audit-log", help="The secure log signing key.")
+    ] = False,
+    poison_record_symmetric: Annotated[
+        bool, typer.Option("--poison-record-symmetric", help="The symmetric poison record key.")
+    ] = False,
+) -> None:
+    """Generate new keys; prints one key id per line. An existing key is an error (rotate it)."""
+    from ..keyids import KeyKind
+    from ..keystore import kinds_from_flags
+
+    kinds = kinds_from_flags(
+        [
+            (symmetric, KeyKind.SYMMETRIC),
+            (searchable, KeyKind.SEARCHABLE),
+            (audit_log, KeyKind.AUDIT_LOG),
+            (poison_record_symmetric, KeyKind.POISON_RECORD_SYMMETRIC),
+        ]
+    )
+    with session.open_keystore() as keys:
+        generated = [str(kid) for kid in keys.generate(kinds, client_id)]
+    if session.options().json_output:
+        render.print_json({"generated": generated})
+    else:
+        render.print_lines(generated)
+
+
+@app.command("list")
+def list_keys(
+    rotated: Annotated[
+        bool, typer.Option("--rotated", help="Include rotated (history) keys.")
+    ] = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Load the master key and try to decrypt every key."),
+    ] = False,
+) -> None:
+    """List the keys in the store; the master key is loaded only with --check."""
+    with session.open_keystore() as keys:
+        infos = keys.list(rotated=rotated, check=check)
+    columns = ["key_id", "purpose", "client_id", "index", "state", "created", "path"]
+    if check:
+        columns.append("decrypts")
+    documents = [_key_document(info, check=check) for info in infos]
+    table = render.Table(columns, [[doc[c] for c in columns] for doc in documents])
+    render.emit(table, {"keys": documents}, as_json=session.options().json_output)
+
+
+def _key_document(info: KeyInfo, *, check: bool) -> dict[str, object]:
+    document: dict[str, object] = {
+        "key_id": info.key_id,
+        "purpose": info.purpose,
+        "client_id": info.client_id,
+        "index": info.index,
+        "state": info.state,
+        "created": render.iso_time(info.created),
+        "path": info.path,
+    }
+    if check:
+        document["decrypts"] = info.decrypts
+    return document
+
+
+@app.command("read")
+def read(
+    key_id: KeyIdArgument,
+    index: Annotated[
+        int | None,
+        typer.Option("--index", metavar="N", help="1 = current (default), 2 = oldest rotated..."),
+    ] = None,
+    output_format: Annotated[
+        Literal["base64", "raw"],
+        typer.Option(
+            "--format",
+            help="base64 + newline (default), or raw bytes without newline.",
+        ),
+    ] = "base64",
+    public: Annotated[
+        bool,
+        typer.Option(
+            "--public/--private",
+            help="The public half of a keypair key, or the private key (default).",
+        ),
+    ] = False,
+) -> None:
+    """Print a key (decrypted with the master key; --public needs no master key)."""
+    as_json = session.options().json_output
+    if public and index is not None:
+        raise UsageError("--index applies to private keys only: public keys have no history")
+    if as_json and output_format == "raw":
+        raise UsageError("--json prints the key in base64: drop --format raw")
+    from ..masterkey import encode_base64
+    from ..secret import SecretBytes
+
+    with session.open_keystore() as keys:
+        if public:
+            key = SecretBytes(keys.read_public(key_id))
+        else:
+            key = keys.read(key_id, index if index is not None else 1)
+    with key:
+        if output_format == "raw":
+            render.write_secret(key, newline=False)
+            return
+        with encode_base64(key) as text:
+            if as_json:
+                document = {
+                    "key_id": key_id,
+                    "index": None if public else (index or 1),
+                    "part": "public" if public else "private",
+                    "key": None,
+                }
+                render.print_secret_json(document, field="key", text=text)
+            else:
+                render.write_secret(text, newline=True)
+
+
+@app.command("rotate")
+def rotate(key_id: KeyIdArgument) -> None:
+    """Replace a key with a new random one; the old key stays readable as the newest history."""
+    with session.open_keystore() as keys:
+        rotated = str(keys.rotate(key_id))
+    if session.options().json_output:
+        render.print_json({"rotated": rotated})
+    else:
+        render.print_lines([rotated])
+
+
+@app.command("destroy")
+def destroy(
+    key_id: KeyIdArgument,
+    index: Annotated[
+        int | None,
+        typer.Option(
+            "--index", metavar="N", help="Delete this history entry instead of the current key."
+        ),
+    ] = None,
+) -> None:
+    """Delete the current key (history kept), or one history entry with --index. Never prompts."""
+    with session.open_keystore() as keys:
+        keys.destroy(key_id, index)
+    if session.options().json_output:
+        render.print_json({"destroyed": key_id, "index": index or 1})
+    else:
+        render.print_lines([key_id])
+
+
+@app.command("verify")
+def verify() -> None:
+    """Decrypt every key, current and rotated; report each one; exit 1 if any fails."""
+    with session.open_keystore() as keys, render.activity("decrypting every key..."):
+        results = keys.verify()
+    documents = [_verify_document(result) for result in results]
+    failed = sum(1 for result in results if not result.ok)
+    columns = ["key_id", "index", "path", "ok", "error"]
+    table = render.Table(columns, [[doc[c] for c in columns] for doc in documents])
+    render.emit(
+        table,
+        {"ok": failed == 0, "results": documents},
+        as_json=session.options().json_output,
+    )
+    if failed:
+        raise CommandFailed(f"{failed} of {len(results)} keys failed verification")
+
+
+def _verify_document(result: VerifyResult) -> dict[str, object]:
+    return {
+        "key_id": result.key_id,
+        "index": result.index,
+        "path": result.path,
+        "ok": result.ok,
+        "error": result.error,
+        "error_type": result.error_type,
+    }

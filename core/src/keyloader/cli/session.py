@@ -1,0 +1,44 @@
+"""What a command needs from the library: settings, the plugin manager, the key store.
+
+Everything here is imported inside command functions, so ``keyloader --help``
+never loads plugins, ``cryptography`` or the key-store engine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .options import GlobalOptions, current_options
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..keystore import KeyManager
+    from ..plugins import KeyloaderPluginManager
+
+__all__ = ["open_keystore", "options", "plugin_manager", "settings"]
+
+
+def options() -> GlobalOptions:
+    """The merged global options of the running command."""
+    return current_options()
+
+
+def plugin_manager() -> KeyloaderPluginManager:
+    """A plugin manager with every installed plugin loaded (failures recorded, not raised)."""
+    from ..plugins import make_plugin_manager
+
+    return make_plugin_manager()
+
+
+def settings() -> Settings:
+    """The settings of this run: CLI flags > environment > config file > defaults."""
+    from ..api import resolve
+
+    return resolve(cli=options().layer())
+
+
+def open_keystore() -> KeyManager:
+    """The configured key store; its master key is loaded only when a command needs it."""
+    from ..api import open_keystore as open_configured
+
+    return open_configured(settings(), plugin_manager=plugin_manager())

@@ -1,0 +1,60 @@
+"""The plugin contract. Every hook is declared here, and its docstring is its contract."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .audit import AuditEvent
+    from .providers import MasterKeyProvider
+    from .stores.base import KeyStore
+
+hookspec = pluggy.HookspecMarker("keyloader")
+
+
+@hookspec
+def keyloader_master_key_providers() -> list[type[MasterKeyProvider]]:
+    """Return the master-key provider classes this plugin offers.
+
+    Called once per plugin manager, when providers are first listed or looked
+    up. Each class subclasses :class:`keyloader.MasterKeyProvider` and sets
+    ``name`` (lower case, ``-`` allowed), ``description`` and ``options``. Two
+    non-placeholder classes with one name raise ``DuplicateProviderError``; a
+    placeholder yields to a non-placeholder of the same name. Must not import
+    the provider's SDK: do that in ``load()``.
+    """
+
+
+@hookspec
+def keyloader_key_stores() -> list[type[KeyStore]]:
+    """Return the key-store classes this plugin offers.
+
+    Called once per plugin manager, when stores are first listed or looked up.
+    Each class subclasses :class:`keyloader.KeyStore` and sets ``name``,
+    ``description`` and ``options``. Two classes with one name raise
+    ``DuplicateKeyStoreError``. Must not import the store's SDK at import time.
+    """
+
+
+@hookspec
+def keyloader_cli_commands(app: Any) -> None:
+    """Add sub-commands to the ``keyloader`` CLI.
+
+    Called once when the CLI starts, with the root ``typer.Typer`` app; add
+    commands or groups to it (``app.command()(fn)``, ``app.add_typer(...)``).
+    Import typer inside the hook, never at module level. Raising here is
+    recorded as a plugin failure and the CLI starts without the commands.
+    """
+
+
+@hookspec
+def keyloader_audit_event(event: AuditEvent) -> None:
+    """Observe an audited action.
+
+    Called after each action (``event.action``) with a frozen
+    :class:`keyloader.AuditEvent`, which never contains key material. The
+    return value is ignored. An observer that raises is logged and ignored; it
+    never fails the action.
+    """

@@ -1,0 +1,152 @@
+"""Themis Secure Cell, Seal mode with a symmetric key: the at-rest format of intermediate keys.
+
+Byte-compatible with Themis >= 0.10 (``themis_secure_cell_encrypt_seal`` in
+``src/themis/secure_cell.c`` and ``src/themis/sym_enc_message.c`` of
+github.com/cossacklabs/themis), so Acra keystore v1 files can be read and written.
+
+A blob is (all integers unsigned 32-bit little-endian)::
+
+    alg = 0x40010100 | iv_len = 12 | tag_len = 16 | msg_len | iv (12) | tag (16) | ciphertext
+
+``alg`` is AES-GCM (0x40010000) | 256-bit key (0x100) | Soter KDF (0). The message
+key is Soter KDF (ZRTP-style, RFC 6189 without the output length)::
+
+    HMAC-SHA256(master_key, 00 00 00 01 || "Themis secure cell message key" || 00
+                            || u32le(msg_len) || context)
+
+and AES-256-GCM uses it with the iv and the context as associated data. The
+Themis 0.9.6 KDF (64-bit length) is not supported: such blobs fail to authenticate.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import struct
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .errors import ConfigError, IntegrityError
+from .secret import SecretBytes
+
+__all__ = ["ALGORITHM", "HEADER_SIZE", "IV_SIZE", "TAG_SIZE", "decrypt", "encrypt"]
+
+ALGORITHM = 0x40010100
+"""Soter algorithm id of Themis Seal with a key: AES-GCM, 256-bit key, Soter KDF."""
+IV_SIZE = 12
+TAG_SIZE = 16
+HEADER_SIZE = 4 * 4 + IV_SIZE + TAG_SIZE
+"""Bytes before the ciphertext: four u32 fields, the iv and the tag."""
+
+_MAX_MESSAGE = 0xFFFFFFFF
+_FIELDS = struct.Struct("<4I")
+_U32 = struct.Struct("<I")
+_KDF_PREFIX = b"\x00\x00\x00\x01Themis secure cell message key\x00"
+_TAG_START = 4 * 4 + IV_SIZE
+_FAILED = (
+    "cannot decrypt the Secure Cell: wrong master key, tampered data, "
+    "or a blob moved to another key's name"
+)
+
+Bytes = bytes | bytearray | memoryview
+
+
+def encrypt(key: Bytes, plaintext: Bytes, context: Bytes = b"") -> bytes:
+    """Seal ``plaintext`` under ``key``, bound to ``context``; a fresh random iv each call."""
+    secret = _key_bytes(key)
+    aad = _context_bytes(context)
+    data = plaintext
+    if not isinstance(data, bytes | bytearray):
+        data = _flat_view(data, ConfigError, "plaintext must be bytes-like")
+    size = len(data)
+    if size == 0:
+        raise ConfigError("plaintext is empty: Secure Cell cannot seal an empty message")
+    if size > _MAX_MESSAGE:
+        raise ConfigError("plaintext is larger than 4 GiB, the Secure Cell limit")
+    iv = os.urandom(IV_SIZE)
+    message_key = hmac.digest(secret, b"".join((_KDF_PREFIX, _U32.pack(size), aad)), "sha256")
+    try:
+        sealed = AESGCM(message_key).encrypt(iv, data, aad or None)
+    except OverflowError as exc:
+        raise ConfigError("plaintext or context is too large for AES-GCM (2 GiB)") from exc
+    del message_key
+    return b"".join(
+        (
+            _FIELDS.pack(ALGORITHM, IV_SIZE, TAG_SIZE, size),
+            iv,
+            sealed[-TAG_SIZE:],
+            sealed[:-TAG_SIZE],
+        )
+    )
+
+
+def decrypt(key: Bytes, blob: Bytes, context: Bytes = b"") -> SecretBytes:
+    """Open a Seal ``blob`` into a new ``SecretBytes``; any failure is ``IntegrityError``.
+
+    The caller owns the result and must wipe it. A bad ``key`` or ``context``
+    argument (not bytes-like, empty key) is a ``ConfigError``: that is a caller
+    bug, not bad data.
+    """
+    secret = _key_bytes(key)
+    aad = _context_bytes(context)
+    sealed = blob if type(blob) is bytes else _blob_bytes(blob)
+    size = len(sealed) - HEADER_SIZE
+    if size <= 0:
+        raise IntegrityError(_FAILED)
+    alg, iv_len, tag_len, msg_len = _FIELDS.unpack_from(sealed)
+    if alg != ALGORITHM or iv_len != IV_SIZE or tag_len != TAG_SIZE or msg_len != size:
+        raise IntegrityError(_FAILED)
+    message_key = hmac.digest(secret, b"".join((_KDF_PREFIX, sealed[12:16], aad)), "sha256")
+    plain = SecretBytes.zeroed(size)
+    try:
+        AESGCM(message_key).decrypt_into(
+            sealed[16:_TAG_START],
+            sealed[HEADER_SIZE:] + sealed[_TAG_START:HEADER_SIZE],
+            aad or None,
+            plain.buffer,
+        )
+    except (InvalidTag, ValueError, OverflowError):
+        plain.wipe()
+        raise IntegrityError(_FAILED) from None
+    except BaseException:
+        plain.wipe()
+        raise
+    finally:
+        del message_key
+    return plain
+
+
+def _key_bytes(key: object) -> bytes | bytearray | memoryview:
+    """``key`` as a flat byte buffer (no copy), refusing empty or non-bytes keys."""
+    if not isinstance(key, bytes | bytearray):
+        key = _flat_view(key, ConfigError, "the Secure Cell key must be bytes-like")
+    if len(key) == 0:
+        raise ConfigError("the Secure Cell key is empty (or was wiped): pass the master key bytes")
+    return key
+
+
+def _blob_bytes(blob: object) -> bytes:
+    """A copy of any bytes-like ``blob`` (ciphertext, not secret); anything else fails."""
+    try:
+        return bytes(memoryview(blob))  # type: ignore[arg-type]
+    except TypeError:
+        raise IntegrityError(_FAILED) from None
+
+
+def _context_bytes(context: object) -> bytes | bytearray | memoryview:
+    """``context`` as a flat byte buffer; text is refused so its encoding stays explicit."""
+    if isinstance(context, bytes | bytearray):
+        return context
+    return _flat_view(context, ConfigError, "the Secure Cell context must be bytes, not text")
+
+
+def _flat_view(data: object, error: type[Exception], message: str) -> memoryview:
+    """A one-dimensional unsigned-byte view of ``data``, or ``error(message)``."""
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+        if view.format == "B" and view.ndim == 1 and view.c_contiguous:
+            return view
+        return view.cast("B")  # TypeError unless C-contiguous
+    except (TypeError, ValueError):
+        raise error(message) from None

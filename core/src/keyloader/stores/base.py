@@ -1,0 +1,123 @@
+"""The ``KeyStore`` contract: named blobs with history, atomic writes, a lock."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..providers import Option
+
+__all__ = ["KeyStore", "StoredBlob"]
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """One name in a store: whether a current blob exists, and its history.
+
+    ``history`` holds the history timestamps (Go layout, DESIGN §5), oldest
+    first. ``created`` is the current blob's modification time (seconds since
+    the epoch) when the store knows it.
+    """
+
+    name: str
+    current: bool
+    history: tuple[str, ...] = ()
+    created: float | None = None
+
+
+class KeyStore(ABC):
+    """Where encrypted intermediate keys live, as opaque named blobs.
+
+    Names are Acra v1 store names relative to the keys directory, with ``/``
+    as separator (``client1_storage_sym``, ``.poison_key/poison_key_sym``,
+    ``client1_storage.pub``). A store never interprets blobs. Every write is
+    atomic: a reader sees the old blob or the new one, never a torn one.
+    Methods that write must be called while holding :meth:`lock`, which
+    serializes writers across processes. Missing names raise
+    :class:`~keyloader.errors.KeyNotFoundError`; I/O failures
+    :class:`~keyloader.errors.KeyStoreError`.
+
+    The constructor receives the resolved options, including ``keys_dir``
+    (the directory, or the key prefix of a remote store).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config: dict[str, Any] = dict(config)
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the store is, for messages and listings (a path or URL without secrets)."""
+
+    @abstractmethod
+    def version(self) -> str | None:
+        """The keystore version marker (Acra's ``version`` file), or None if absent."""
+
+    @abstractmethod
+    def list(self) -> list[StoredBlob]:
+        """Every name with a current blob or history, sorted by name. Helper files excluded."""
+
+    @abstractmethod
+    def get(self, name: str) -> bytes:
+        """The current blob of ``name``."""
+
+    @abstractmethod
+    def create(self, name: str, data: bytes, *, public: bool = False) -> None:
+        """Store a new blob; raise ``KeyExistsError`` if ``name`` already has one.
+
+        ``public`` marks a public key (``.pub``), stored world-readable.
+        """
+
+    @abstractmethod
+    def put(self, name: str, data: bytes, *, public: bool = False) -> None:
+        """Atomically replace (or create) the current blob, keeping no history."""
+
+    @abstractmethod
+    def rotate(self, name: str, data: bytes) -> str:
+        """Move the current blob into history and put ``data`` as current.
+
+        Order (DESIGN §5): new blob written and synced, current blob linked into
+        history, new blob renamed over the current one. Returns the history
+        timestamp. Raises ``KeyNotFoundError`` when there is no current blob.
+        """
+
+    @abstractmethod
+    def delete(self, name: str) -> None:
+        """Delete the current blob, keeping its history."""
+
+    @abstractmethod
+    def get_history(self, name: str, timestamp: str) -> bytes:
+        """One history blob of ``name``."""
+
+    @abstractmethod
+    def put_history(self, name: str, timestamp: str, data: bytes) -> None:
+        """Atomically replace an existing history blob (used by rewrap)."""
+
+    @abstractmethod
+    def delete_history(self, name: str, timestamp: str) -> None:
+        """Delete one history blob."""
+
+    @abstractmethod
+    def lock(self) -> AbstractContextManager[None]:
+        """The writer lock; waiting longer than ``lock_timeout`` is ``KeyStoreError``."""
+
+    def revision(self, name: str, timestamp: str | None = None) -> Hashable | None:
+        """A cheap token that changes when the blob changes, or None if unknown.
+
+        The engine's cache revalidates entries with it; stores returning None
+        are revalidated by ``cache_ttl`` instead.
+        """
+        return None
+
+    def close(self) -> None:
+        """Release files or connections."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.location}>"

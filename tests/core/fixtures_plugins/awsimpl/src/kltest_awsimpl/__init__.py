@@ -1,0 +1,1 @@
+"""An Enterprise Edition implementation of ``aws-kms`` (for tests)."""

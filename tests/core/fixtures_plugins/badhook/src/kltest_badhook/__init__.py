@@ -1,0 +1,1 @@
+"""Two plugins with hook errors: a misspelt hook, and an implementation with a wrong argument."""

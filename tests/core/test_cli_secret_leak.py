@@ -1,0 +1,205 @@
+"""Security regression: a full CLI workflow at DEBUG level never shows key material
+outside ``keys read`` and ``master-key generate`` without ``--output`` (DESIGN §8, §11)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from keyloader.cli.app import app
+from keyloader.keystore import KeyManager
+from keyloader.masterkey import MasterKey
+from keyloader.secret import SecretBytes
+from keyloader.stores.filesystem import FilesystemKeyStore
+
+KEYLOADER = Path(sys.executable).with_name("keyloader")
+CLIENTS = ("alpha-client", "beta-client")
+
+
+@dataclass
+class Captured:
+    args: tuple[str, ...]
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def may_print_keys(self) -> bool:
+        """Only these two commands exist to print key material (on stdout)."""
+        a = self.args
+        if "read" in a and "keys" in a:
+            return True
+        return "generate" in a and "master-key" in a and "--output" not in a
+
+
+def forms(secret: bytes) -> list[bytes]:
+    """Every way a key could show up in text: raw, base64 (both alphabets, padded or not), hex."""
+    std = base64.b64encode(secret)
+    url = base64.urlsafe_b64encode(secret)
+    return [
+        secret,
+        std,
+        std.rstrip(b"="),
+        url,
+        url.rstrip(b"="),
+        secret.hex().encode(),
+        secret.hex().upper().encode(),
+    ]
+
+
+class Workflow:
+    def __init__(self, caplog: pytest.LogCaptureFixture) -> None:
+        self.caplog = caplog
+        self.captured: list[Captured] = []
+
+    def run(
+        self, *args: str, expect: int = 0, env: dict[str, str | None] | None = None
+    ) -> Captured:
+        result = CliRunner().invoke(app, list(args), env=env)
+        captured = Captured(args, result.exit_code, result.stdout_bytes, result.stderr_bytes)
+        self.captured.append(captured)
+        assert result.exit_code == expect, (args, result.exit_code, result.stderr)
+        return captured
+
+    def logs(self) -> bytes:
+        parts = []
+        for record in self.caplog.records:
+            parts.append(record.getMessage())
+            parts.append(repr(record.args))
+            if record.exc_info and record.exc_info[1] is not None:
+                parts.append(repr(record.exc_info[1]))
+        return "\n".join(parts).encode()
+
+
+def test_full_workflow_leaks_no_key_material(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("KEYLOADER_LOG_LEVEL", "DEBUG")
+    flow = Workflow(caplog)
+    key_file = tmp_path / "master.key"
+    other_key_file = tmp_path / "other.key"
+
+    # master keys
+    flow.run("master-key", "generate", "--output", str(key_file))
+    flow.run("master-key", "generate", "--output", str(other_key_file), "--json")
+    flow.run("master-key", "generate")
+    flow.run("master-key", "generate", "--keystore-version", "v2", "--json")
+    monkeypatch.setenv("KEYLOADER_ENV_FILE", str(key_file))
+    flow.run("master-key", "check")
+    flow.run("master-key", "check", "--json")
+
+    # every kind, several clients
+    for client in CLIENTS:
+        flow.run("keys", "generate", "--client-id", client, "--symmetric", "--searchable")
+    flow.run("keys", "generate", "--audit-log", "--poison-record-symmetric", "--json")
+    for client in CLIENTS:
+        flow.run("keys", "rotate", f"client/{client}/symmetric")
+    flow.run("keys", "rotate", "audit-log", "--json")
+    flow.run("keys", "list")
+    flow.run("keys", "list", "--rotated", "--check")
+    flow.run("--json", "keys", "list", "--rotated", "--check")
+    flow.run("keys", "verify")
+    flow.run("keys", "verify", "--json")
+    for client in CLIENTS:
+        flow.run("keys", "read", f"client/{client}/symmetric")
+        flow.run("keys", "read", f"client/{client}/symmetric", "--index", "2", "--format", "raw")
+        flow.run("keys", "read", f"client/{client}/searchable", "--json")
+    flow.run("keys", "read", "audit-log")
+
+    # the secrets, read through the library (before anything is destroyed)
+    master = key_file.read_bytes()
+    secrets = [master, other_key_file.read_bytes()]
+    store = FilesystemKeyStore({"keys_dir": Path(".acrakeys"), "lock_timeout": 5.0})
+    with KeyManager(store, MasterKey(SecretBytes(master))) as keys:
+        for info in keys.list(rotated=True):
+            if info.key_id is not None and info.index is not None:
+                secrets.append(keys.read(info.key_id, info.index).bytes())
+    assert len(secrets) == 2 + 2 * 2 + 2 + 2 + 1  # masters, current keys, history
+
+    # every error case
+    flow.run("keys", "generate", "--client-id", "alpha-client", expect=1)
+    flow.run("keys", "generate", "--client-id", "bad!", expect=1)
+    flow.run("keys", "read", "not-a-key-id", expect=1)
+    flow.run("keys", "read", "client/alpha-client/symmetric", "--index", "9", expect=1)
+    flow.run("keys", "read", "client/alpha-client/symmetric", "--public", expect=1)
+    flow.run("keys", "rotate", "client/alpha-client/storage", expect=1)
+    flow.run("keys", "destroy", "client/gamma-client/symmetric", expect=1)
+    flow.run("--provider", "nope", "master-key", "check", expect=1)
+    flow.run("master-key", "check", "-o", "colour=blue", expect=1)
+    flow.run("--config", str(tmp_path / "missing.toml"), "keys", "list", expect=1)
+    flow.run("master-key", "generate", "--output", str(key_file), expect=1)
+    flow.run("keys", "read", "client/alpha-client/symmetric", "--index", "x", expect=2)
+    # the wrong master key, with and without tracebacks
+    flow.run(
+        "keys", "read", "client/alpha-client/symmetric", "-o", f"file={other_key_file}", expect=1
+    )
+    flow.run("keys", "verify", "-o", f"file={other_key_file}", expect=1)
+    flow.run(
+        "keys", "list", "--check", "-o", f"file={other_key_file}", env={"KEYLOADER_DEBUG": "1"}
+    )
+    flow.run(
+        "keys",
+        "read",
+        "client/alpha-client/symmetric",
+        "-o",
+        f"file={other_key_file}",
+        expect=1,
+        env={"KEYLOADER_DEBUG": "1"},
+    )
+    # bad master keys given in the environment
+    monkeypatch.delenv("KEYLOADER_ENV_FILE")
+    short = base64.b64encode(master[:31]).decode()
+    secrets.append(master[:31])
+    for value in ("", "%%%not base64", short):
+        flow.run(
+            "master-key", "check", expect=1, env={"ACRA_MASTER_KEY": value, "KEYLOADER_DEBUG": "1"}
+        )
+    monkeypatch.setenv("KEYLOADER_ENV_FILE", str(key_file))
+    # a tampered file
+    path = Path(".acrakeys/beta-client_hmac")
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 1
+    path.write_bytes(bytes(blob))
+    flow.run("keys", "read", "client/beta-client/searchable", expect=1)
+    flow.run("keys", "verify", "--json", expect=1)
+    path.write_bytes(bytes(blob[:-1]) + bytes([blob[-1] ^ 1]))
+    # destroy
+    flow.run("keys", "destroy", "client/alpha-client/symmetric", "--index", "2")
+    flow.run("keys", "destroy", "client/beta-client/symmetric", "--json")
+    flow.run("keys", "list", "--rotated", "--check", "--json")
+
+    # one end-to-end process with DEBUG logs
+    process = subprocess.run(
+        [KEYLOADER, "keys", "list", "--rotated", "--check"],
+        capture_output=True,
+        env={**os.environ},
+        check=False,
+        timeout=60,
+    )
+    assert process.returncode == 0, process.stderr
+    flow.captured.append(
+        Captured(("subprocess", "keys", "list"), 0, process.stdout, process.stderr)
+    )
+
+    logs = flow.logs()
+    assert flow.captured
+    assert any(c.stderr for c in flow.captured)
+    printed_keys = 0
+    for secret in secrets:
+        for form in forms(secret):
+            assert form not in logs, "a log record holds key material"
+            for captured in flow.captured:
+                assert form not in captured.stderr, f"stderr of {captured.args} leaks a key"
+                if form in captured.stdout:
+                    assert captured.may_print_keys, f"stdout of {captured.args} leaks a key"
+                    printed_keys += 1
+    assert printed_keys >= len(CLIENTS) * 3  # the scan sees what `keys read` printed
