@@ -405,3 +405,39 @@ def test_terminal_output_is_a_rich_table(master: MasterKey) -> None:
     assert "key id" in text
     assert "…" not in text
     assert text.count("x") >= 3 * 60  # key id, client id and path, each complete
+
+
+def test_list_and_destroy_never_load_the_master_key(
+    master: MasterKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ok("keys", "generate", "--client-id", "client1", "--searchable")
+    monkeypatch.setenv("ACRA_MASTER_KEY", "not a key at all")
+    assert [r["key_id"] for r in tsv(ok("keys", "list", "--rotated"))] == [
+        "client/client1/searchable"
+    ]
+    assert run("keys", "list", "--check").exit_code == 1  # --check does load it
+    ok("keys", "destroy", "client/client1/searchable")
+    assert tsv(ok("keys", "list")) == []
+
+
+def test_previous_master_key_fallback(master: MasterKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys sealed under the old key still read with --previous-provider during a rotation."""
+    ok("keys", "generate", "--client-id", "client1")
+    with library(master) as keys:
+        expected = keys.read(SYM).bytes()
+    monkeypatch.setenv("OLD_MASTER_KEY", os.environ["ACRA_MASTER_KEY"])
+    with generate_master_key() as new, new.to_text() as text:
+        monkeypatch.setenv("ACRA_MASTER_KEY", text.bytes().decode())
+    assert run("keys", "read", SYM).exit_code == 1
+    result = ok(
+        "--previous-provider",
+        "env",
+        "keys",
+        "read",
+        SYM,
+        "--format",
+        "raw",
+        "--previous-option",
+        "variable=OLD_MASTER_KEY",
+    )
+    assert result.stdout_bytes == expected

@@ -159,7 +159,14 @@ def test_a_plugin_adds_a_command_with_global_options(
     assert ok("hello").stdout == "hello world json=False\n"
     assert ok("--json", "hello", "--name", "you").stdout == "hello you json=True\n"
     assert ok("hello", "--json").stdout == "hello world json=True\n"
-    assert "hello" in ok("--help").stdout
+    assert "Say hello" in ok("hello", "--help").stdout
+    assert "hello" not in ok("--help").stdout  # --help loads no plugin, to start fast
+    completion = {
+        "_KEYLOADER_COMPLETE": "complete_bash",
+        "COMP_WORDS": "keyloader he",
+        "COMP_CWORD": "1",
+    }
+    assert ok(env=completion).stdout.split() == ["hello"]
     assert run("hellp").exit_code == 2
 
 

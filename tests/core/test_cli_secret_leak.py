@@ -191,6 +191,8 @@ def test_full_workflow_leaks_no_key_material(
     )
 
     logs = flow.logs()
+    assert any(r.levelno == logging.DEBUG for r in caplog.records)
+    assert any(b"DEBUG keyloader.cli: settings" in c.stderr for c in flow.captured)
     assert flow.captured
     assert any(c.stderr for c in flow.captured)
     printed_keys = 0

@@ -309,7 +309,7 @@ def test_cache_serves_without_reading_and_revalidates(tmp_path: Path, master: Ma
         # the cache never holds plaintext
         entries = km._cache._entries.values()  # type: ignore[union-attr]
         assert entries
-        assert all(first not in blob and fresh not in blob for _, _, blob in entries)
+        assert all(first not in blob and fresh not in blob for *_, blob in entries)
 
 
 def test_cache_drops_entries_on_rotate_and_destroy(manager: KeyManager, master: MasterKey) -> None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import builtins
 import logging
+import os
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import scell
 from .audit import AuditAction, AuditEvent
@@ -109,21 +111,29 @@ class _MasterKeySlot:
 
 
 class _BlobCache:
-    """LRU of blobs re-sealed under a random per-process key; never plaintext."""
+    """LRU of decrypted keys re-sealed under a random per-process key; never plaintext.
+
+    Entries are AES-256-GCM under a key made for this cache (so a hit costs one
+    AES-GCM open, no KDF), bound to their slot by the associated data, and
+    revalidated on every hit with the store's revision token (or ``ttl``).
+    """
 
     def __init__(self, size: int, ttl: float) -> None:
         self.size = size
         self.ttl = ttl
-        self._key = SecretBytes(secrets.token_bytes(32))
-        self._entries: OrderedDict[tuple[str, str | None], tuple[object, float, bytes]] = (
+        key = bytearray(secrets.token_bytes(32))
+        self._aead: AESGCM | None = AESGCM(key)
+        key[:] = bytes(32)
+        # slot -> (revision, time stored, associated data, nonce || ciphertext)
+        self._entries: OrderedDict[tuple[str, str | None], tuple[object, float, bytes, bytes]] = (
             OrderedDict()
         )
 
     def get(self, slot: tuple[str, str | None], revision: object) -> SecretBytes | None:
         entry = self._entries.get(slot)
-        if entry is None:
+        if entry is None or self._aead is None:
             return None
-        cached_revision, stamp, blob = entry
+        cached_revision, stamp, aad, blob = entry
         if revision is None:
             if time.monotonic() - stamp > self.ttl:
                 del self._entries[slot]
@@ -132,11 +142,17 @@ class _BlobCache:
             del self._entries[slot]
             return None
         self._entries.move_to_end(slot)
-        return scell.decrypt(self._key.buffer, blob, _cache_context(slot))
+        plain = SecretBytes.zeroed(len(blob) - _NONCE - _TAG)
+        self._aead.decrypt_into(blob[:_NONCE], blob[_NONCE:], aad, plain.buffer)
+        return plain
 
     def put(self, slot: tuple[str, str | None], revision: object, plain: SecretBytes) -> None:
-        blob = scell.encrypt(self._key.buffer, plain.buffer, _cache_context(slot))
-        self._entries[slot] = (revision, time.monotonic(), blob)
+        if self._aead is None:
+            return
+        aad = f"{slot[0]}\0{slot[1] or ''}".encode()
+        nonce = os.urandom(_NONCE)
+        blob = nonce + self._aead.encrypt(nonce, plain.buffer, aad)
+        self._entries[slot] = (revision, time.monotonic(), aad, blob)
         self._entries.move_to_end(slot)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
@@ -150,11 +166,11 @@ class _BlobCache:
 
     def close(self) -> None:
         self._entries.clear()
-        self._key.wipe()
+        self._aead = None
 
 
-def _cache_context(slot: tuple[str, str | None]) -> bytes:
-    return f"{slot[0]}\0{slot[1] or ''}".encode()
+_NONCE = 12
+_TAG = 16
 
 
 class KeyManager:
@@ -222,20 +238,13 @@ class KeyManager:
             raise ConfigError(f"{kid} is a symmetric key: it has no public part")
         return self.store.get(kid.public_name)
 
-    @contextmanager
-    def use(self, key_id: KeyId | str, index: int = 1) -> Iterator[SecretBytes]:
-        """Decrypt a key for the duration of a ``with`` block, then wipe it."""
-        kid = _key_id(key_id)
-        try:
-            secret = self._decrypt(kid, index)
-        except Exception as exc:
-            self._audit("key_used", kid, index, ok=False, error=exc)
-            raise
-        try:
-            self._audit("key_used", kid, index)
-            yield secret
-        finally:
-            secret.wipe()
+    def use(self, key_id: KeyId | str, index: int = 1) -> _KeyUse:
+        """Decrypt a key for the duration of a ``with`` block, then wipe it::
+
+        with keys.use("client/client1/symmetric") as key:  # SecretBytes
+            ...
+        """
+        return _KeyUse(self, _key_id(key_id), index)
 
     def _decrypt(self, kid: KeyId, index: int) -> SecretBytes:
         name = kid.store_name
@@ -482,8 +491,50 @@ class KeyManager:
         return f"<KeyManager store={self.store.name}:{self.store.location}>"
 
 
+class _KeyUse:
+    """The context manager :meth:`KeyManager.use` returns (a class: cheaper than a generator)."""
+
+    __slots__ = ("_index", "_kid", "_manager", "_secret")
+
+    def __init__(self, manager: KeyManager, kid: KeyId, index: int) -> None:
+        self._manager = manager
+        self._kid = kid
+        self._index = index
+        self._secret: SecretBytes | None = None
+
+    def __enter__(self) -> SecretBytes:
+        manager = self._manager
+        try:
+            self._secret = manager._decrypt(self._kid, self._index)
+        except Exception as exc:
+            manager._audit("key_used", self._kid, self._index, ok=False, error=exc)
+            raise
+        manager._audit("key_used", self._kid, self._index)
+        return self._secret
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._secret is not None:
+            self._secret.wipe()
+            self._secret = None
+
+
+_KEY_IDS: dict[str, KeyId] = {}
+
+
 def _key_id(key_id: KeyId | str) -> KeyId:
-    return key_id if isinstance(key_id, KeyId) else KeyId.parse(key_id)
+    if isinstance(key_id, KeyId):
+        return key_id
+    kid = _KEY_IDS.get(key_id)
+    if kid is None:
+        kid = KeyId.parse(key_id)
+        if len(_KEY_IDS) < 65536:
+            _KEY_IDS[key_id] = kid
+    return kid
 
 
 def _generatable(kind: KeyKind, client_id: str | None, action: str = "generate") -> KeyId:

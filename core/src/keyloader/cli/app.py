@@ -263,7 +263,9 @@ def root(
     """Load a master key from a pluggable provider and manage the intermediate keys it protects.
 
     Global options go before the command or after any command (the later value wins).
-    Exit codes: 0 success, 1 error, 2 command-line error, 130 interrupted.
+    Exit codes: 0 success, 1 error, 2 command-line error, 130 interrupted. Commands that
+    plugins add are not listed here (help loads no plugin); they run by name and complete
+    in the shell.
     """
     given = {name: value for name, value in locals().items() if name in GLOBAL_OPTION_NAMES}
     record_options(get_current_context(), GlobalOptions.from_params(given), leaf=False)

@@ -32,13 +32,21 @@ def plugin_manager() -> KeyloaderPluginManager:
 
 def settings() -> Settings:
     """The settings of this run: CLI flags > environment > config file > defaults."""
+    import logging
+
     from ..api import resolve
 
-    return resolve(cli=options().layer())
+    resolved = resolve(cli=options().layer())
+    logging.getLogger("keyloader.cli").debug("settings: %r", resolved)  # no option values
+    return resolved
 
 
 def open_keystore() -> KeyManager:
     """The configured key store; its master key is loaded only when a command needs it."""
+    import logging
+
     from ..api import open_keystore as open_configured
 
-    return open_configured(settings(), plugin_manager=plugin_manager())
+    keys = open_configured(settings(), plugin_manager=plugin_manager())
+    logging.getLogger("keyloader.cli").debug("opened %r", keys)
+    return keys

@@ -139,11 +139,11 @@ def check_public_flag(name: str, public: bool) -> None:
         )
 
 
-def _quoted(path: Path) -> str:
+def _quoted(path: str | Path) -> str:
     return shlex.quote(str(path))
 
 
-def _check_dir_stat(path: Path, st: os.stat_result) -> None:
+def _check_dir_stat(path: str | Path, st: os.stat_result) -> None:
     if stat.S_ISLNK(st.st_mode):
         raise KeyStoreError(f"{path} is a symbolic link: key store directories must be real ones")
     if not stat.S_ISDIR(st.st_mode):
@@ -155,7 +155,7 @@ def _check_dir_stat(path: Path, st: os.stat_result) -> None:
         )
 
 
-def _check_file_stat(path: Path, st: os.stat_result, public: bool) -> None:
+def _check_file_stat(path: str | Path, st: os.stat_result, public: bool) -> None:
     if stat.S_ISLNK(st.st_mode):
         raise KeyStoreError(
             f"{path} is a symbolic link: key files must be regular files (replace the link "
@@ -238,6 +238,9 @@ class FilesystemKeyStore(KeyStore):
                 f"option 'keys_dir' of key store 'filesystem': {raw_dir!r} is not a path"
             )
         self.path = Path(os.path.abspath(Path(os.fspath(raw_dir)).expanduser()))
+        self._dir = str(self.path)
+        # name -> (file path, sub-directory or None, public): the read path avoids pathlib.
+        self._paths: dict[str, tuple[str, str | None, bool]] = {}
         self.lock_timeout = lock_timeout_option(self.config, self.name)
         self._thread_lock = threading.RLock()
         self._lock_depth = 0
@@ -252,6 +255,17 @@ class FilesystemKeyStore(KeyStore):
     @property
     def lock_path(self) -> Path:
         return self.path / LOCK_NAME
+
+    def _current_path(self, name: str) -> tuple[str, str | None, bool]:
+        """The file of ``name``, its sub-directory (``.poison_key``) or None, and publicness."""
+        hit = self._paths.get(name)
+        if hit is None:
+            directory, base = self._locate(name)
+            subdir = str(directory) if directory != self.path else None
+            hit = (os.path.join(str(directory), base), subdir, _is_public(base))
+            if len(self._paths) < 65536:
+                self._paths[name] = hit
+        return hit
 
     def _locate(self, name: str) -> tuple[Path, str]:
         """The directory holding ``name`` and its file name there."""
@@ -276,7 +290,7 @@ class FilesystemKeyStore(KeyStore):
         _check_file_stat(path, st, public)
         return st
 
-    def _read(self, path: Path, public: bool, what: str) -> bytes:
+    def _read(self, path: str | Path, public: bool, what: str) -> bytes:
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
             fd = os.open(path, flags)
@@ -290,11 +304,15 @@ class FilesystemKeyStore(KeyStore):
                 ) from None
             raise
         try:
-            _check_file_stat(path, os.fstat(fd), public)
-            chunks: list[bytes] = []
-            while chunk := os.read(fd, 1 << 16):
-                chunks.append(chunk)
-            return b"".join(chunks)
+            st = os.fstat(fd)
+            _check_file_stat(path, st, public)
+            data = os.read(fd, st.st_size + 1)
+            if len(data) != st.st_size:  # the file changed under us: read to the end
+                chunks = [data]
+                while chunk := os.read(fd, 1 << 16):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+            return data
         finally:
             os.close(fd)
 
@@ -422,13 +440,18 @@ class FilesystemKeyStore(KeyStore):
         return tuple(name for _, name in sorted(stamps))
 
     def get(self, name: str) -> bytes:
-        directory, base = self._locate(name)
-        with _os_errors(f"read {directory / base}"):
+        # The hot path of every uncached use(): plain strings, no pathlib, no context managers.
+        path, subdir, public = self._current_path(name)
+        try:
             try:
-                self._check_dirs(directory)
+                _check_dir_stat(self._dir, os.stat(self._dir))
+                if subdir is not None:
+                    _check_dir_stat(subdir, os.lstat(subdir))
             except (FileNotFoundError, NotADirectoryError):
                 raise KeyNotFoundError(f"{name} does not exist in {self.path}") from None
-            return self._read(directory / base, _is_public(base), name)
+            return self._read(path, public, name)
+        except OSError as exc:
+            raise KeyStoreError(f"cannot read {path}: {exc}") from exc
 
     def get_history(self, name: str, timestamp: str) -> bytes:
         directory, base = self._locate(name)
@@ -444,9 +467,11 @@ class FilesystemKeyStore(KeyStore):
             return self._read(history_dir / timestamp, _is_public(base), what)
 
     def revision(self, name: str, timestamp: str | None = None) -> Hashable | None:
-        directory, base = self._locate(name)
-        path = directory / base
-        if timestamp is not None:
+        path: str | Path
+        if timestamp is None:
+            path = self._current_path(name)[0]
+        else:
+            directory, base = self._locate(name)
             path = directory / (base + HISTORY_SUFFIX) / check_history_timestamp(timestamp)
         try:
             st = os.lstat(path)

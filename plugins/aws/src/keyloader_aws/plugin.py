@@ -70,8 +70,8 @@ class AwsKmsPlaceholder(PlaceholderProvider):
     name: ClassVar[str] = PROVIDER_NAME
     aliases: ClassVar[tuple[str, ...]] = ("kms_encrypted_master_key",)
     description: ClassVar[str] = (
-        "Master key decrypted by AWS KMS: an environment variable (ACRA_MASTER_KEY) holds "
-        "its KMS ciphertext in base64, as in Acra's kms_encrypted_master_key strategy"
+        "Master key decrypted by AWS KMS, Acra's kms_encrypted_master_key strategy: an "
+        "environment variable, ACRA_MASTER_KEY by default, holds its KMS ciphertext in base64"
     )
     options: ClassVar[tuple[Option, ...]] = (
         Option(

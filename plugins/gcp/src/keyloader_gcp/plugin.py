@@ -74,8 +74,8 @@ class GcpKmsPlaceholder(PlaceholderProvider):
 
     name: ClassVar[str] = PROVIDER_NAME
     description: ClassVar[str] = (
-        "Master key decrypted by Google Cloud KMS: an environment variable (ACRA_MASTER_KEY) "
-        "holds its ciphertext in base64, decrypted with a Cloud KMS crypto key"
+        "Master key decrypted by Google Cloud KMS: an environment variable, ACRA_MASTER_KEY "
+        "by default, holds its Cloud KMS ciphertext in base64"
     )
     options: ClassVar[tuple[Option, ...]] = (
         Option(
