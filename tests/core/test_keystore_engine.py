@@ -68,6 +68,11 @@ def test_generate_then_read_and_use(manager: KeyManager) -> None:
     assert manager.read("client/client1/searchable") != first
 
 
+def test_client_id_applies_to_client_kinds_only(manager: KeyManager) -> None:
+    kids = manager.generate(["symmetric", "audit-log"], client_id="client1")
+    assert [str(k) for k in kids] == [SYM, "audit-log"]
+
+
 def test_global_kinds(manager: KeyManager) -> None:
     manager.generate(["audit-log", "poison-record-symmetric"])
     names = {b.name for b in manager.store.list()}
@@ -89,6 +94,7 @@ def test_generate_existing_key_fails_and_writes_nothing(manager: KeyManager) -> 
     [
         (["symmetric"], None),
         (["audit-log"], "client1"),
+        (["audit-log", "poison-record-symmetric"], "client1"),
         (["storage"], "client1"),
         ([], None),
         (["nonsense"], None),
@@ -98,7 +104,7 @@ def test_generate_existing_key_fails_and_writes_nothing(manager: KeyManager) -> 
 def test_generate_rejects_bad_requests(
     manager: KeyManager, kinds: list[str], client_id: str | None
 ) -> None:
-    with pytest.raises((ConfigError, ValueError)):
+    with pytest.raises(ConfigError):
         manager.generate(kinds, client_id=client_id)
     assert manager.store.list() == []
 

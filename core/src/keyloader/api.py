@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Layer, Settings, load_settings
 from .errors import ConfigError
-from .keystore import KeyManager
 from .masterkey import MasterKey
 from .plugins import KeyloaderPluginManager, make_plugin_manager
 from .providers import MasterKeyProvider
+
+if TYPE_CHECKING:  # the engine (and cryptography) load only when a key store is opened
+    from .keystore import KeyManager
 
 __all__ = ["create_provider", "load_master_key", "open_keystore", "resolve"]
 
@@ -124,6 +126,8 @@ def open_keystore(
     ``keys_dir``, ``enterprise``, ``cache_size``, ``previous_provider``, ...).
     Close the result (or use it as a context manager) to wipe the master key.
     """
+    from .keystore import KeyManager
+
     settings = settings if settings is not None else resolve(**kwargs)
     pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
     provider = _provider_for(pm, settings)

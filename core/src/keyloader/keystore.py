@@ -355,10 +355,21 @@ class KeyManager:
     def generate(
         self, kinds: Iterable[KeyKind | str], client_id: str | None = None
     ) -> builtins.list[KeyId]:
-        """Generate new keys (32 random bytes each); ``KeyExistsError`` if any exists."""
-        kids = [_generatable(KeyKind(kind), client_id) for kind in kinds]
-        if not kids:
+        """Generate new keys (32 random bytes each); ``KeyExistsError`` if any exists.
+
+        ``client_id`` applies to the per-client kinds among ``kinds`` (symmetric,
+        searchable); it is an error when none of them is asked for. Nothing is
+        written unless every key can be generated.
+        """
+        wanted = [_kind(kind) for kind in kinds]
+        if not wanted:
             raise ConfigError("nothing to generate: name at least one key kind")
+        if client_id is not None and not any(kind.per_client for kind in wanted):
+            raise ConfigError(
+                "a client id applies only to client keys (symmetric, searchable), "
+                f"not to {', '.join(kind.value for kind in wanted)}"
+            )
+        kids = [_generatable(kind, client_id if kind.per_client else None) for kind in wanted]
         key = self.master_key
         with self.store.lock():
             existing = {b.name for b in self.store.list() if b.current}
@@ -535,6 +546,14 @@ def _key_id(key_id: KeyId | str) -> KeyId:
         if len(_KEY_IDS) < 65536:
             _KEY_IDS[key_id] = kid
     return kid
+
+
+def _kind(kind: KeyKind | str) -> KeyKind:
+    try:
+        return KeyKind(kind)
+    except ValueError:
+        known = ", ".join(k.value for k in GENERATABLE_KINDS)
+        raise ConfigError(f"unknown key kind {str(kind)[:40]!r}: use one of {known}") from None
 
 
 def _generatable(kind: KeyKind, client_id: str | None, action: str = "generate") -> KeyId:

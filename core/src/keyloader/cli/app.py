@@ -71,17 +71,23 @@ class KeyloaderGroup(TyperGroup):
         if self._plugin_commands_loaded:
             return
         self._plugin_commands_loaded = True
+        import logging
+
         from .plugin_commands import plugin_commands
 
+        log = logging.getLogger("keyloader.cli")
         for command in plugin_commands(app):
             if command.name in self.commands:
-                import logging
-
-                logging.getLogger("keyloader.cli").warning(
-                    "a plugin command %r is ignored: a built-in command has that name", command.name
+                log.warning(
+                    "plugin command %r ignored: a built-in command has that name", command.name
                 )
                 continue
-            self._add_global_options(command)
+            try:
+                self._add_global_options(command)
+            except RuntimeError as exc:  # its own options use the global names
+                log.warning(
+                    "plugin command %r takes no global options after it: %s", command.name, exc
+                )
             self.add_command(command)
 
     # -- the run: logging, exit codes --------------------------------------------------------

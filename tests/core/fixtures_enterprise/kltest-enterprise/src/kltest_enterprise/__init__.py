@@ -5,33 +5,29 @@ has the same name, options and checks, and loads a key without any cloud:
 the "KMS" ciphertext is the master key itself (decryption is the identity),
 and the "Keywhiz server" is the JSON object in ``KLTEST_KEYWHIZ_SECRETS``
 (secret name -> base64 text). Every load records ``(provider name, config)``
-in :data:`LOADED` and prints it as one JSON line on stderr when
-``KLTEST_ENTERPRISE_TRACE`` is set.
+in :data:`LOADED`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Any, ClassVar
+
+from keyloader_aws import AwsKmsPlaceholder, load_credentials
+from keyloader_gcp import GcpKmsPlaceholder
+from keyloader_keywhiz import KeywhizPlaceholder
 
 import keyloader
 from keyloader.errors import MasterKeyNotFoundError
 from keyloader.masterkey import MasterKey, parse_master_key
 from keyloader.providers import MasterKeyProvider
-from keyloader_aws import AwsKmsPlaceholder, load_credentials
-from keyloader_gcp import GcpKmsPlaceholder
-from keyloader_keywhiz import KeywhizPlaceholder
 
 LOADED: list[tuple[str, dict[str, Any]]] = []
 
 
 def _record(provider: MasterKeyProvider) -> None:
     LOADED.append((provider.name, dict(provider.config)))
-    if os.environ.get("KLTEST_ENTERPRISE_TRACE"):
-        shown = {key: str(value) for key, value in provider.config.items()}
-        print(json.dumps({"loaded": provider.name, "config": shown}), file=sys.stderr)
 
 
 def _from_variable(provider: MasterKeyProvider, what: str) -> MasterKey:

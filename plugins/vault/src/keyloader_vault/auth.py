@@ -1,0 +1,138 @@
+"""Which credentials the ``vault`` provider uses (DESIGN §7), read at every load.
+
+First that is configured: ``token_file`` > AppRole (``role_id`` with
+``secret_id_file`` or ``secret_id``) > ``token`` (``VAULT_TOKEN``) > Acra's
+``VAULT_API_TOKEN`` (base64 of the token, trailing newline trimmed).
+``~/.vault-token`` is never read unless ``token_file`` names it.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keyloader.errors import ConfigError
+
+from .options import VaultConfig
+
+__all__ = ["Credentials", "resolve_credentials"]
+
+MAX_FILE_SIZE = 64 * 1024
+_HOW = (
+    "set option 'token_file', AppRole ('role_id' with 'secret_id_file' or "
+    "KEYLOADER_VAULT_SECRET_ID), VAULT_TOKEN, or Acra's VAULT_API_TOKEN; ~/.vault-token is "
+    "not read unless token_file names it"
+)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A token, or an AppRole role id and secret id, and where they came from (for messages)."""
+
+    source: str
+    token: str | None = field(default=None, repr=False)
+    role_id: str | None = None
+    secret_id: str | None = field(default=None, repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values, to scrub them from any text shown."""
+        return tuple(value for value in (self.token, self.secret_id) if value)
+
+
+def resolve_credentials(config: VaultConfig) -> Credentials:
+    """The credentials to use now; :class:`ConfigError` if none is configured or one is bad."""
+    if config.token_file is not None:
+        source = f"token file {config.token_file} (option 'token_file')"
+        return Credentials(
+            source, token=_checked(_read_file(config.token_file, "token_file"), source)
+        )
+    if config.role_id:
+        if config.secret_id_file is not None:
+            secret_id = _read_file(config.secret_id_file, "secret_id_file")
+        elif config.secret_id:
+            secret_id = config.secret_id.strip()
+        else:
+            raise ConfigError(
+                "AppRole login for provider 'vault' needs a secret id: set option "
+                "'secret_id_file', or KEYLOADER_VAULT_SECRET_ID in the environment"
+            )
+        source = f"AppRole role id {config.role_id!r} at auth/{config.approle_mount}"
+        return Credentials(source, role_id=config.role_id, secret_id=secret_id)
+    if config.token:
+        source = "option 'token' (VAULT_TOKEN)"
+        return Credentials(source, token=_checked(config.token.strip(), source))
+    if config.api_token:
+        source = "VAULT_API_TOKEN (option 'api_token')"
+        return Credentials(source, token=_checked(_decode_api_token(config.api_token), source))
+    raise ConfigError(f"provider 'vault' has no Vault credentials: {_HOW}")
+
+
+def _decode_api_token(text: str) -> str:
+    """Acra's ``VAULT_API_TOKEN``: base64 of the token; newlines around it are trimmed."""
+    decoded: bytes | None
+    try:
+        decoded = binascii.a2b_base64(text.strip().encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
+        decoded = None
+    if decoded is None:
+        raise ConfigError(
+            "VAULT_API_TOKEN (option 'api_token' of provider 'vault') is not valid base64: it "
+            'holds base64 of the token, as Acra reads it (e.g. `printf %s "$TOKEN" | base64`)'
+        )
+    try:
+        return decoded.decode("utf-8").strip("\n")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            "VAULT_API_TOKEN (option 'api_token' of provider 'vault') does not decode to text: "
+            "it holds base64 of the token"
+        ) from None
+
+
+def _checked(token: str, source: str) -> str:
+    """The token if it can go in an HTTP header; never echoes it."""
+    if not token:
+        raise ConfigError(f"the Vault token from {source} is empty: {_HOW}")
+    position = next((i for i, char in enumerate(token) if not "!" <= char <= "~"), None)
+    if position is not None:
+        raise ConfigError(
+            f"the Vault token from {source} has a space, control or non-ASCII character at "
+            f"position {position + 1}: store the token alone"
+        )
+    return token
+
+
+def _read_file(path: Path, option: str) -> str:
+    """A small secret file's text, surrounding whitespace removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"file {path} (option {option!r} of provider 'vault') does not exist: fix the path"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot open file {path} (option {option!r} of provider 'vault'): "
+            f"{exc.strerror or type(exc).__name__}"
+        ) from None
+    with os.fdopen(fd, "rb", buffering=0) as handle:
+        try:
+            data = handle.read(MAX_FILE_SIZE + 1)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read file {path} (option {option!r} of provider 'vault'): "
+                f"{exc.strerror or type(exc).__name__}"
+            ) from None
+    if len(data) > MAX_FILE_SIZE:
+        raise ConfigError(f"file {path} (option {option!r} of provider 'vault') is too large")
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"file {path} (option {option!r} of provider 'vault') is not UTF-8 text"
+        ) from None
+    if not text:
+        raise ConfigError(f"file {path} (option {option!r} of provider 'vault') is empty")
+    return text

@@ -1,0 +1,350 @@
+"""The ``vault`` provider's option schema and its resolved, checked configuration.
+
+Nothing here imports hvac or requests: listing and validating the provider is cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from keyloader.errors import ConfigError
+from keyloader.providers import Option
+
+__all__ = [
+    "DEFAULT_FIELD",
+    "DEFAULT_SECRETS_PATH",
+    "OPTIONS",
+    "VaultConfig",
+    "check_given",
+    "display_address",
+    "split_path",
+]
+
+PROVIDER = "vault"
+DEFAULT_SECRETS_PATH = "secret/"
+"""Acra's default ``vault_secrets_path``: a mount only, so it must be completed with a secret."""
+DEFAULT_FIELD = "acra_master_key"
+"""The field Acra reads the base64 master key from."""
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_RETRIES = 2
+MAX_RETRIES = 20
+
+
+def _check_address(value: object) -> None:
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            "must be an http:// or https:// URL with a host, e.g. https://vault.example.com:8200"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment: give scheme, host and port only")
+
+
+def _check_path(value: object) -> None:
+    if not split_path(str(value)):
+        raise ValueError("must name a secret as <mount>/<path>, e.g. secret/acra")
+    if any(segment in (".", "..") for segment in split_path(str(value))):
+        raise ValueError("must not contain '.' or '..' segments")
+
+
+def _check_name(value: object) -> None:
+    if not str(value).strip():
+        raise ValueError("must not be empty")
+
+
+def _check_positive_version(value: object) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError("must be a version number >= 1")
+
+
+def _check_timeout(value: object) -> None:
+    if not isinstance(value, float) or not math.isfinite(value) or value <= 0:
+        raise ValueError("must be a number of seconds > 0")
+
+
+def _check_retries(value: object) -> None:
+    if not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
+        raise ValueError(f"must be an integer from 0 to {MAX_RETRIES}")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "address",
+        "Vault (or OpenBao) URL, http:// or https://, e.g. https://vault.example.com:8200.",
+        env=("VAULT_ADDR",),
+        required=True,
+        validator=_check_address,
+    ),
+    Option(
+        "secrets_path",
+        "KV secret holding the key, <mount>/<path> (Acra's vault_secrets_path), e.g. "
+        "secret/acra. The default 'secret/' (Acra's) names only the mount: complete it.",
+        default=DEFAULT_SECRETS_PATH,
+        validator=_check_path,
+    ),
+    Option(
+        "field",
+        "Field of the secret holding the base64 master key (v1, or a v2 pair).",
+        default=DEFAULT_FIELD,
+        validator=_check_name,
+    ),
+    Option(
+        "kv_version",
+        "KV engine version: auto (ask Vault per path, one extra request), 1 or 2.",
+        default="auto",
+        choices=("auto", "1", "2"),
+    ),
+    Option(
+        "mount",
+        "Mount of the KV engine when kv_version is 1 or 2 (default: the first segment of "
+        "secrets_path); needed for nested mounts such as team/kv.",
+        validator=_check_path,
+    ),
+    Option(
+        "secret_version",
+        "KV v2 only: read this version of the secret instead of the latest.",
+        type="int",
+        validator=_check_positive_version,
+    ),
+    Option(
+        "namespace",
+        "Vault namespace (Enterprise / OpenBao), sent as X-Vault-Namespace.",
+        env=("VAULT_NAMESPACE",),
+    ),
+    Option(
+        "token",
+        "Vault token (third in the auth order, after token_file and AppRole).",
+        env=("VAULT_TOKEN",),
+        secret=True,
+    ),
+    Option(
+        "api_token",
+        "Acra's VAULT_API_TOKEN: base64 of the token, trailing newline trimmed "
+        "(last in the auth order).",
+        env=("VAULT_API_TOKEN",),
+        secret=True,
+    ),
+    Option(
+        "token_file",
+        "File holding the Vault token, re-read at every load (first in the auth order; "
+        "e.g. a Vault Agent sink). ~/.vault-token is never read unless named here.",
+        type="path",
+    ),
+    Option(
+        "role_id",
+        "AppRole role id (second in the auth order; needs secret_id_file or secret_id).",
+    ),
+    Option(
+        "secret_id",
+        "AppRole secret id; set it in the environment (KEYLOADER_VAULT_SECRET_ID), "
+        "never on the command line.",
+        secret=True,
+    ),
+    Option(
+        "secret_id_file",
+        "File holding the AppRole secret id (used before secret_id).",
+        type="path",
+    ),
+    Option(
+        "approle_mount",
+        "Mount path of the AppRole auth method.",
+        default="approle",
+        validator=_check_path,
+    ),
+    Option(
+        "ca_cert",
+        "PEM file of the CA that signed the server certificate (https only).",
+        type="path",
+        env=("VAULT_CACERT",),
+    ),
+    Option(
+        "client_cert",
+        "PEM client certificate for mutual TLS (with client_key).",
+        type="path",
+        env=("VAULT_CLIENT_CERT",),
+    ),
+    Option(
+        "client_key",
+        "PEM private key of client_cert, for mutual TLS.",
+        type="path",
+        env=("VAULT_CLIENT_KEY",),
+    ),
+    Option(
+        "tls_server_name",
+        "Server name used for SNI and certificate verification instead of the address host.",
+        env=("VAULT_TLS_SERVER_NAME",),
+        validator=_check_name,
+    ),
+    Option(
+        "tls_skip_verify",
+        "Do not verify the server certificate (dangerous; warns on stderr). Only by this "
+        "option: VAULT_SKIP_VERIFY is not read.",
+        type="bool",
+        default=False,
+    ),
+    Option(
+        "timeout",
+        "Overall deadline in seconds for one load or store, retries and backoff included.",
+        type="float",
+        default=DEFAULT_TIMEOUT,
+        validator=_check_timeout,
+    ),
+    Option(
+        "retries",
+        "Retries (exponential backoff with jitter) on connection errors, 429, 5xx and a "
+        "sealed server; never on other 4xx.",
+        type="int",
+        default=DEFAULT_RETRIES,
+        validator=_check_retries,
+    ),
+)
+
+
+def split_path(path: str) -> list[str]:
+    """The non-empty ``/``-separated segments of a Vault path."""
+    return [segment for segment in path.split("/") if segment]
+
+
+def display_address(address: str) -> str:
+    """The address without user info, for messages."""
+    parts = urlsplit(address)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def check_given(given: Mapping[str, Any]) -> None:
+    """Cross-option checks on the options that were given (the provider's ``validate``)."""
+    kv_version = given.get("kv_version", "auto")
+    secrets_path = str(given.get("secrets_path", DEFAULT_SECRETS_PATH))
+    mount = given.get("mount")
+    if mount is not None:
+        if kv_version == "auto":
+            raise ConfigError(
+                "option 'mount' of provider 'vault' applies only when kv_version is 1 or 2 "
+                "(with auto, Vault tells the mount): set kv_version, or drop mount"
+            )
+        mount_segments = split_path(str(mount))
+        if split_path(secrets_path)[: len(mount_segments)] != mount_segments:
+            raise ConfigError(
+                f"option 'mount' of provider 'vault' is {mount!r} but secrets_path "
+                f"{secrets_path!r} is not under it: secrets_path is <mount>/<path>"
+            )
+    if given.get("secret_version") is not None and kv_version == "1":
+        raise ConfigError(
+            "option 'secret_version' of provider 'vault' needs a KV v2 engine but kv_version "
+            "is 1: drop secret_version, or set kv_version to 2 or auto"
+        )
+    has_cert = given.get("client_cert") is not None
+    has_key = given.get("client_key") is not None
+    if has_cert != has_key:
+        missing = "client_key (VAULT_CLIENT_KEY)" if has_cert else "client_cert (VAULT_CLIENT_CERT)"
+        raise ConfigError(
+            f"mutual TLS for provider 'vault' needs both client_cert and client_key: set "
+            f"{missing} too"
+        )
+    has_role = bool(given.get("role_id"))
+    has_secret_id = bool(given.get("secret_id")) or given.get("secret_id_file") is not None
+    if has_secret_id and not has_role:
+        raise ConfigError(
+            "AppRole login for provider 'vault' needs option 'role_id' with the secret id: "
+            "set role_id (KEYLOADER_VAULT_ROLE_ID)"
+        )
+    if has_role and not has_secret_id:
+        raise ConfigError(
+            "AppRole login for provider 'vault' needs a secret id: set option "
+            "'secret_id_file', or KEYLOADER_VAULT_SECRET_ID in the environment"
+        )
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    """The resolved options of one ``vault`` provider; secrets are left out of the ``repr``."""
+
+    address: str
+    secrets_path: str
+    field: str = DEFAULT_FIELD
+    kv_version: str = "auto"
+    mount: str | None = None
+    secret_version: int | None = None
+    namespace: str | None = None
+    token: str | None = dataclasses.field(default=None, repr=False)
+    api_token: str | None = dataclasses.field(default=None, repr=False)
+    token_file: Path | None = None
+    role_id: str | None = None
+    secret_id: str | None = dataclasses.field(default=None, repr=False)
+    secret_id_file: Path | None = None
+    approle_mount: str = "approle"
+    ca_cert: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    tls_server_name: str | None = None
+    tls_skip_verify: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+
+    @classmethod
+    def from_options(cls, config: Mapping[str, Any]) -> VaultConfig:
+        """Build from the option values the core resolved; refuses inconsistent combinations."""
+        address = config.get("address")
+        if not address:
+            raise ConfigError(
+                "provider 'vault' needs option 'address' (set -o address=..., "
+                "[providers.vault] address, or KEYLOADER_VAULT_ADDRESS or VAULT_ADDR)"
+            )
+        values: dict[str, Any] = {}
+        for option in OPTIONS:
+            value = config.get(option.name)
+            if value is None or value == "":
+                values[option.name] = option.default
+            else:
+                origin = f"option {option.name!r} of provider 'vault'"
+                values[option.name] = option.convert(value, origin=origin)
+        given = {name: value for name, value in values.items() if value is not None}
+        check_given(given)
+        return cls(
+            address=str(values["address"]).rstrip("/"),
+            secrets_path="/".join(split_path(str(values["secrets_path"]))),
+            field=str(values["field"]),
+            kv_version=str(values["kv_version"]),
+            mount="/".join(split_path(values["mount"])) if values["mount"] else None,
+            secret_version=values["secret_version"],
+            namespace=values["namespace"] or None,
+            token=values["token"] or None,
+            api_token=values["api_token"] or None,
+            token_file=values["token_file"],
+            role_id=values["role_id"] or None,
+            secret_id=values["secret_id"] or None,
+            secret_id_file=values["secret_id_file"],
+            approle_mount="/".join(split_path(str(values["approle_mount"]))),
+            ca_cert=values["ca_cert"],
+            client_cert=values["client_cert"],
+            client_key=values["client_key"],
+            tls_server_name=values["tls_server_name"] or None,
+            tls_skip_verify=bool(values["tls_skip_verify"]),
+            timeout=float(values["timeout"]),
+            retries=int(values["retries"]),
+        )
+
+    @property
+    def shown_address(self) -> str:
+        """The address as messages show it (no user info)."""
+        return display_address(self.address)
+
+    @property
+    def https(self) -> bool:
+        return urlsplit(self.address).scheme == "https"
+
+    @property
+    def where(self) -> str:
+        """``Vault at <address>`` plus the namespace, for messages."""
+        namespace = f" (namespace {self.namespace!r})" if self.namespace else ""
+        return f"Vault at {self.shown_address}{namespace}"

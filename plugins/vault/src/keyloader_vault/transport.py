@@ -1,0 +1,223 @@
+"""The HTTP side of the ``vault`` provider: an hvac client with keyloader's TLS, deadline, retries.
+
+Imported only when a provider is first used: it imports hvac and requests.
+
+hvac and requests read the environment on their own (``VAULT_TOKEN``,
+``~/.vault-token``, ``VAULT_CACERT``, ``VAULT_CLIENT_CERT``, ``REQUESTS_CA_BUNDLE``,
+``.netrc``). Everything is passed explicitly here and the session does not trust
+the environment, so keyloader's own option precedence holds; only the proxy
+variables (``HTTPS_PROXY``, ``NO_PROXY``...) are honoured, for the address alone.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import hvac
+import hvac.adapters
+import hvac.exceptions
+import requests
+import requests.adapters
+import requests.utils
+from urllib3.exceptions import InsecureRequestWarning
+
+from keyloader.errors import ConfigError
+
+from .options import VaultConfig
+
+__all__ = ["GaveUp", "VaultTransport"]
+
+BACKOFF_BASE = 0.1
+"""Seconds before the first retry (then doubled, with jitter)."""
+BACKOFF_CAP = 2.0
+"""The longest wait between two attempts, in seconds."""
+
+_RETRYABLE_STATUS = frozenset({429})
+
+
+class GaveUp(Exception):
+    """Retries or the deadline ran out; ``last`` is the last failure (an hvac or requests error)."""
+
+    def __init__(self, last: BaseException | None, attempts: int, *, timed_out: bool) -> None:
+        super().__init__("gave up")
+        self.last = last
+        self.attempts = attempts
+        self.timed_out = timed_out
+
+
+class _ServerNameAdapter(requests.adapters.HTTPAdapter):
+    """A transport adapter that sends ``server_name`` as SNI and verifies the certificate for it."""
+
+    def __init__(self, server_name: str) -> None:
+        self.server_name = server_name
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["server_hostname"] = self.server_name
+        super().init_poolmanager(*args, **kwargs)
+
+
+class _DeadlineAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]
+    """hvac's JSON adapter with an overall deadline and bounded retries with backoff.
+
+    Retried: connection errors (not TLS failures), 429 and 5xx (a sealed server
+    answers 503). Never retried: any other 4xx. Each attempt's timeout is the
+    time left before :attr:`deadline`.
+    """
+
+    deadline: float = float("inf")
+    retries: int = 0
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        raise_exception: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        attempt = 0
+        last: BaseException | None = None
+        while True:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise GaveUp(last, attempt, timed_out=True)
+            attempt += 1
+            try:
+                result = super().request(
+                    method,
+                    url,
+                    headers=dict(headers or {}),
+                    raise_exception=False,
+                    timeout=remaining,
+                    **kwargs,
+                )
+            except requests.exceptions.SSLError:
+                raise
+            except requests.exceptions.Timeout as exc:
+                raise GaveUp(exc, attempt, timed_out=True) from None
+            except requests.exceptions.ConnectionError as exc:
+                last = exc
+            else:
+                if not isinstance(result, requests.Response) or result.ok:
+                    return result
+                status = result.status_code
+                if status < 500 and status not in _RETRYABLE_STATUS:
+                    if raise_exception:
+                        self._raise_for_error(method, self.urljoin(self.base_uri, url), result)
+                    return result
+                try:
+                    self._raise_for_error(method, self.urljoin(self.base_uri, url), result)
+                except hvac.exceptions.VaultError as exc:
+                    exc.status_code = status
+                    last = exc
+            if attempt > self.retries:
+                raise GaveUp(last, attempt, timed_out=False)
+            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+            delay = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not crypto
+            if time.monotonic() + delay >= self.deadline:
+                raise GaveUp(last, attempt, timed_out=True)
+            time.sleep(delay)
+
+
+class VaultTransport:
+    """One hvac client for one provider: address, TLS, namespace, deadline and retries.
+
+    The token is set per operation (:attr:`token`); nothing is sent until a call.
+    """
+
+    def __init__(self, config: VaultConfig) -> None:
+        self.config = config
+        self.session = _session(config)
+        verify: bool | str = True
+        if config.https:
+            if config.tls_skip_verify:
+                verify = False
+            elif config.ca_cert is not None:
+                verify = str(_existing(config.ca_cert, "ca_cert", "VAULT_CACERT"))
+        cert: tuple[str, str] | None = None
+        if config.client_cert is not None and config.client_key is not None:
+            cert = (
+                str(_existing(config.client_cert, "client_cert", "VAULT_CLIENT_CERT")),
+                str(_existing(config.client_key, "client_key", "VAULT_CLIENT_KEY")),
+            )
+        self.session.verify = verify
+        self.session.cert = cert
+        self.adapter = _DeadlineAdapter(
+            base_uri=config.address,
+            token="",  # never None: hvac would read VAULT_TOKEN and ~/.vault-token
+            cert=cert,
+            verify=verify,
+            timeout=config.timeout,
+            proxies=self.session.proxies,
+            session=self.session,
+            namespace=config.namespace,
+        )
+        self.adapter.retries = config.retries
+        self.client = hvac.Client(
+            url=config.address,
+            token="",
+            cert=cert,
+            verify=verify,
+            timeout=config.timeout,
+            session=self.session,
+            namespace=config.namespace,
+        )
+        self.client.adapter = self.adapter  # the client's own adapter may hold env values
+        self._warned = False
+
+    @property
+    def token(self) -> str:
+        return str(self.adapter.token or "")
+
+    @token.setter
+    def token(self, value: str) -> None:
+        self.adapter.token = value
+
+    @contextmanager
+    def operation(self) -> Iterator[hvac.Client]:
+        """Run one load or store: a fresh deadline, and the TLS warning if verification is off."""
+        if self.config.https and self.config.tls_skip_verify and not self._warned:
+            self._warned = True
+            print(
+                f"keyloader: warning: option tls_skip_verify of provider 'vault' is set: the "
+                f"certificate of {self.config.shown_address} is NOT verified, so anyone on the "
+                f"network path can pose as the server; use ca_cert instead",
+                file=sys.stderr,
+            )
+        self.adapter.deadline = time.monotonic() + self.config.timeout
+        try:
+            with warnings.catch_warnings():
+                if self.config.tls_skip_verify:
+                    warnings.simplefilter("ignore", InsecureRequestWarning)
+                yield self.client
+        finally:
+            self.adapter.deadline = float("inf")
+            self.adapter.token = ""
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _session(config: VaultConfig) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # no REQUESTS_CA_BUNDLE, no .netrc: keyloader's options decide
+    session.proxies = dict(requests.utils.get_environ_proxies(config.address))
+    if config.https and config.tls_server_name:
+        session.mount("https://", _ServerNameAdapter(config.tls_server_name))
+    return session
+
+
+def _existing(path: Any, option: str, env: str) -> Any:
+    if not path.is_file():
+        raise ConfigError(
+            f"option {option!r} of provider 'vault' ({env}): file {path} does not exist; "
+            f"give the path of a PEM file"
+        )
+    return path

@@ -1,0 +1,288 @@
+"""keyloader-aws: the ``aws-kms`` placeholder, its options and Acra's credentials file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar, NoReturn
+
+import pytest
+from keyloader_aws import AwsKmsCredentials, AwsKmsPlaceholder, load_credentials
+from keyloader_aws import plugin as aws_plugin
+
+import keyloader
+from keyloader.api import load_master_key
+from keyloader.errors import (
+    ConfigError,
+    EnterpriseFeatureError,
+    ProviderNotImplementedError,
+    ProviderUnavailableError,
+)
+from keyloader.plugins import make_plugin_manager
+from keyloader.providers import MasterKeyProvider, Option, ProviderStatus
+
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+GOOD = {"access_key_id": ACCESS_KEY, "secret_access_key": SECRET, "region": "eu-west-2"}
+
+
+class AwsKmsForTests(AwsKmsPlaceholder):
+    """An implementation as Enterprise Edition would write it: the placeholder, loadable."""
+
+    placeholder: ClassVar[bool] = False
+
+    def load(self) -> NoReturn:
+        raise ProviderUnavailableError("aws-kms test implementation: no AWS here")
+
+
+def implementation_plugin() -> ModuleType:
+    module = ModuleType("aws_kms_for_tests")
+    module.keyloader_master_key_providers = keyloader.hookimpl(lambda: [AwsKmsForTests])  # type: ignore[attr-defined]
+    return module
+
+
+def load(state: str, options: dict[str, object]) -> Any:
+    """Select aws-kms in ``state`` (locked, unavailable, available) with ``options``."""
+    plugins = [aws_plugin] + ([implementation_plugin()] if state == "available" else [])
+    pm = make_plugin_manager(autoload=False, env={}, plugins=plugins)
+    return load_master_key(
+        plugin_manager=pm,
+        provider="aws-kms",
+        provider_options=options,
+        enterprise=state != "locked",
+    )
+
+
+STATE_ERRORS = {
+    "locked": EnterpriseFeatureError,
+    "unavailable": ProviderNotImplementedError,
+    "available": ProviderUnavailableError,
+}
+
+
+@pytest.fixture(autouse=True)
+def no_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def write(path: Path, content: object) -> Path:
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+def option(name: str) -> Option:
+    return next(o for o in AwsKmsPlaceholder.options if o.name == name)
+
+
+# -- the class ---------------------------------------------------------------------------
+
+
+def test_the_placeholder_declares_what_it_is() -> None:
+    assert AwsKmsPlaceholder.name == "aws-kms"
+    assert (AwsKmsPlaceholder.enterprise, AwsKmsPlaceholder.placeholder) == (True, True)
+    assert "AWS KMS" in AwsKmsPlaceholder.description
+    assert "kms_encrypted_master_key" in AwsKmsPlaceholder.description
+    assert [o.name for o in AwsKmsPlaceholder.options] == [
+        "credentials_path",
+        "region",
+        "key_alias",
+        "encrypted_key_variable",
+    ]
+    assert [o.name for o in AwsKmsPlaceholder.options if o.required] == ["credentials_path"]
+    assert option("key_alias").default == "alias/acra_master_key"
+    assert option("encrypted_key_variable").default == "ACRA_MASTER_KEY"
+
+
+def test_the_acra_alias_is_tolerated_in_the_class_and_in_the_core_table() -> None:
+    assert AwsKmsPlaceholder.aliases == ("kms_encrypted_master_key",)
+    pm = make_plugin_manager(autoload=False, env={}, plugins=[aws_plugin])
+    assert pm.find_provider("kms_encrypted_master_key") is AwsKmsPlaceholder
+    [row] = pm.provider_infos(enterprise=False)
+    assert (row.name, row.aliases, row.status) == (
+        "aws-kms",
+        ("kms_encrypted_master_key",),
+        ProviderStatus.LOCKED,
+    )
+
+
+def test_an_implementation_subclass_replaces_the_placeholder() -> None:
+    pm = make_plugin_manager(autoload=False, env={}, plugins=[aws_plugin, implementation_plugin()])
+    assert pm.find_provider("kms_encrypted_master_key") is AwsKmsForTests
+    assert pm.status(AwsKmsForTests, enterprise=True) is ProviderStatus.AVAILABLE
+    assert pm.status(AwsKmsForTests, enterprise=False) is ProviderStatus.LOCKED
+
+
+@pytest.mark.parametrize("state", sorted(STATE_ERRORS))
+def test_valid_options_reach_the_gate_then_the_implementation(state: str, tmp_path: Path) -> None:
+    credentials = write(tmp_path / "kms.json", GOOD)
+    with pytest.raises(STATE_ERRORS[state]):
+        load(state, {"credentials_path": credentials, "region": "eu-west-1"})
+
+
+# -- the credentials file ----------------------------------------------------------------
+
+
+def test_acra_credentials_file_is_read(tmp_path: Path) -> None:
+    path = write(tmp_path / "kms.json", {**GOOD, "endpoint": "http://localstack:4566"})
+    credentials = load_credentials(path)
+    assert credentials == AwsKmsCredentials(
+        ACCESS_KEY, SECRET, "eu-west-2", "http://localstack:4566"
+    )
+    assert SECRET not in repr(credentials)
+    assert ACCESS_KEY not in repr(credentials)
+
+
+def test_field_names_match_case_insensitively_like_go(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "kms.json",
+        {"Access_Key_ID": ACCESS_KEY, "SECRET_ACCESS_KEY": SECRET, "Region": "us-east-1"},
+    )
+    assert load_credentials(path).region == "us-east-1"
+    assert (
+        load_credentials(write(tmp_path / "null.json", {**GOOD, "endpoint": None})).endpoint is None
+    )
+
+
+BAD_FILES: list[tuple[str, object, str]] = [
+    ("not-json", "{'access_key_id': 1}", "is not valid JSON"),
+    ("empty", "", "is not valid JSON"),
+    ("array", [GOOD], "does not hold a JSON object"),
+    ("unknown", {**GOOD, "session_token": SECRET}, "unknown field 'session_token'"),
+    ("twice", '{"region": "eu-west-1", "REGION": "eu-west-2"}', "'region' is given twice"),
+    ("no-access-key", {"secret_access_key": SECRET, "region": "eu-west-1"}, "'access_key_id'"),
+    ("no-secret", {"access_key_id": ACCESS_KEY, "region": "eu-west-1"}, "'secret_access_key'"),
+    ("no-region", {"access_key_id": ACCESS_KEY, "secret_access_key": SECRET}, "'region'"),
+    ("secret-number", {**GOOD, "secret_access_key": 12345}, "'secret_access_key' must be"),
+    ("secret-blank", {**GOOD, "secret_access_key": "  "}, "'secret_access_key' must be"),
+    ("bad-region", {**GOOD, "region": SECRET}, "'region' is not an AWS region"),
+    ("bad-endpoint", {**GOOD, "endpoint": f"ftp://{SECRET}@host"}, "'endpoint' must be"),
+    ("endpoint-no-host", {**GOOD, "endpoint": "https://"}, "'endpoint' must be"),
+    ("endpoint-bad-port", {**GOOD, "endpoint": "https://kms:99999"}, "'endpoint' must be"),
+]
+
+
+@pytest.mark.parametrize(("label", "content", "expected"), BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_bad_credentials_files_name_the_file_and_field_never_a_value(
+    label: str, content: object, expected: str, tmp_path: Path
+) -> None:
+    path = write(tmp_path / f"{label}.json", content)
+    with pytest.raises(ConfigError) as excinfo:
+        load_credentials(path)
+    message = str(excinfo.value)
+    assert str(path) in message
+    assert expected in message
+    assert SECRET not in message
+    assert ACCESS_KEY not in message
+
+
+def test_a_credentials_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.json"
+    path.write_bytes(b'{"region": "\xe9"}')
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_credentials(path)
+
+
+def test_a_huge_file_is_not_a_credentials_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "huge.json", {**GOOD, "endpoint": "https://kms/" + "x" * 70_000})
+    with pytest.raises(ConfigError, match="larger than"):
+        load_credentials(path)
+
+
+def test_missing_and_directory_paths(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"does not exist: create it .*or fix the path"):
+        load_credentials(tmp_path / "missing.json")
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_credentials(tmp_path)
+
+
+@pytest.mark.parametrize("state", sorted(STATE_ERRORS))
+@pytest.mark.parametrize("label", ["missing", "unknown", "no-secret"])
+def test_a_bad_credentials_path_is_a_config_error_in_every_state(
+    label: str, state: str, tmp_path: Path
+) -> None:
+    contents = {b[0]: b[1] for b in BAD_FILES}
+    path = tmp_path / "kms.json"
+    if label != "missing":
+        write(path, contents[label])
+    with pytest.raises(ConfigError) as excinfo:
+        load(state, {"credentials_path": str(path)})
+    message = str(excinfo.value)
+    assert message.startswith("option 'credentials_path' of provider 'aws-kms'")
+    assert str(path) in message
+    assert SECRET not in message
+
+
+# -- the other options ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "alias",
+    [
+        "alias/acra_master_key",
+        "alias/team/acra-key_2",
+        "arn:aws:kms:eu-west-1:111122223333:alias/acra_master_key",
+        "arn:aws-us-gov:kms:us-gov-west-1:111122223333:alias/acra",
+    ],
+)
+def test_key_aliases_accepted(alias: str) -> None:
+    assert option("key_alias").convert(alias, origin="key_alias") == alias
+
+
+@pytest.mark.parametrize(
+    ("alias", "expected"),
+    [
+        ("acra_master_key", "not a KMS key alias"),
+        ("alias/", "not a KMS key alias"),
+        ("alias/acra key", "not a KMS key alias"),
+        ("1234abcd-12ab-34cd-56ef-1234567890ab", "not a KMS key alias"),
+        ("alias/aws/ebs", "AWS managed key"),
+        ("arn:aws:kms:eu-west-1:111122223333:alias/aws/s3", "AWS managed key"),
+        ("arn:aws:kms:eu-west-1:1111:alias/acra", "not a KMS key alias"),
+    ],
+)
+def test_key_aliases_refused(alias: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        option("key_alias").convert(alias, origin="key_alias")
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "us-gov-west-1", "ap-southeast-4", "cn-north-1"])
+def test_regions_accepted(region: str) -> None:
+    assert option("region").convert(region, origin="region") == region
+
+
+@pytest.mark.parametrize("region", ["", "eu-west", "EU-WEST-1", "eu_west_1", "eu-west-1 "])
+def test_regions_refused(region: str) -> None:
+    with pytest.raises(ConfigError, match="not an AWS region name"):
+        option("region").convert(region, origin="region")
+
+
+@pytest.mark.parametrize("variable", ["", "A=B", "NUL\0"])
+def test_encrypted_key_variable_must_be_a_variable_name(variable: str) -> None:
+    with pytest.raises(ConfigError, match="environment variable name"):
+        option("encrypted_key_variable").convert(variable, origin="encrypted_key_variable")
+
+
+@pytest.mark.parametrize("state", sorted(STATE_ERRORS))
+def test_region_from_aws_region_is_validated_in_every_state(
+    state: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = write(tmp_path / "kms.json", GOOD)
+    monkeypatch.setenv("AWS_REGION", "Frankfurt")
+    with pytest.raises(ConfigError, match=r"'region' of provider 'aws-kms' \(from AWS_REGION\)"):
+        load(state, {"credentials_path": credentials})
+
+
+def test_missing_credentials_path_is_reported_only_by_the_implementation_state() -> None:
+    with pytest.raises(EnterpriseFeatureError):
+        load("locked", {})
+    with pytest.raises(ProviderNotImplementedError):
+        load("unavailable", {})
+    with pytest.raises(ConfigError, match="needs option 'credentials_path'"):
+        load("available", {})
+
+
+def test_the_plugin_hook_lists_the_placeholder() -> None:
+    classes: list[type[MasterKeyProvider]] = aws_plugin.keyloader_master_key_providers()
+    assert classes == [AwsKmsPlaceholder]
