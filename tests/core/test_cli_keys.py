@@ -441,3 +441,19 @@ def test_previous_master_key_fallback(master: MasterKey, monkeypatch: pytest.Mon
         "variable=OLD_MASTER_KEY",
     )
     assert result.stdout_bytes == expected
+
+
+def test_verify_reports_unknown_files_without_failing(master: MasterKey) -> None:
+    ok("keys", "generate", "--client-id", "client1")
+    legacy = Path(".acrakeys/client1_server")
+    legacy.write_bytes(b"pre-0.85 acra transport key")
+    legacy.chmod(0o600)
+    rows = tsv(ok("keys", "verify"))
+    by_path = {Path(r["path"]).name: r for r in rows}
+    assert by_path["client1_server"]["ok"] == ""
+    assert "unknown file" in by_path["client1_server"]["error"]
+    assert by_path["client1_storage_sym"]["ok"] == "true"
+    document = json.loads(ok("keys", "verify", "--json").stdout)
+    assert document["ok"] is True
+    assert [r["ok"] for r in document["results"]] == [None, True]
+    assert legacy.read_bytes() == b"pre-0.85 acra transport key"

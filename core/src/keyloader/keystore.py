@@ -35,6 +35,7 @@ GENERATABLE_KINDS = (
     KeyKind.AUDIT_LOG,
     KeyKind.POISON_RECORD_SYMMETRIC,
 )
+UNKNOWN_FILE = "unknown file: not an Acra keystore v1 key name (left untouched)"
 V2_UNSUPPORTED = (
     "keystore v2 is not supported yet: keyloader manages Acra keystore v1 directories, "
     "sealed with a v1 master key (one base64 key of at least 32 bytes; "
@@ -63,12 +64,16 @@ class KeyInfo:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """The outcome of decrypting one blob (``error`` names the failure, never data)."""
+    """The outcome of decrypting one blob (``error`` names the failure, never data).
+
+    ``ok`` is True when the blob decrypts, False when it does not, and None for
+    an unknown file, which is reported but is not a key.
+    """
 
     key_id: str | None
     index: int | None
     path: str
-    ok: bool
+    ok: bool | None
     error: str | None = None
     error_type: str | None = None
 
@@ -406,43 +411,41 @@ class KeyManager:
 
     # -- verification ------------------------------------------------------------------
 
-    def verify(self) -> builtins.list[VerifyResult]:
-        """Decrypt every key, current and history; one result per blob, unknown files included."""
+    def verify(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> builtins.list[VerifyResult]:
+        """Decrypt every key, current and history; one result per blob.
+
+        Unknown files (not Acra keystore v1 key names) are reported with
+        ``ok=None``: they are not keys, so they are neither verified nor failures.
+        ``progress(done, total)`` is called after each key.
+        """
         results: list[VerifyResult] = []
+        work: list[tuple[KeyId, str, int, str | None]] = []
         for blob in self.store.list():
             what = classify(blob.name)
             kid = what.key_id
             if kid is None:
+                where = _where(self.store, blob.name, None)
+                results.append(VerifyResult(None, None, where, None, UNKNOWN_FILE, "unknown"))
+            elif not what.public:
+                if blob.current:
+                    work.append((kid, blob.name, 1, None))
+                work += [(kid, blob.name, i, ts) for i, ts in enumerate(blob.history, start=2)]
+        for done, (kid, name, index, ts) in enumerate(work, start=1):
+            where = _where(self.store, name, ts)
+            try:
+                data = self.store.get(name) if ts is None else self.store.get_history(name, ts)
+                self._unseal(data, kid.context, where).wipe()
+            except (IntegrityError, KeyNotFoundError) as exc:
                 results.append(
-                    VerifyResult(
-                        None,
-                        None,
-                        _where(self.store, blob.name, None),
-                        False,
-                        "unknown file: not an Acra keystore v1 key name",
-                        "unknown",
-                    )
+                    VerifyResult(str(kid), index, where, False, str(exc), type(exc).__name__)
                 )
-                continue
-            if what.public:
-                continue
-            slots: list[tuple[int, str | None]] = [(1, None)] if blob.current else []
-            slots += [(i, ts) for i, ts in enumerate(blob.history, start=2)]
-            for index, ts in slots:
-                where = _where(self.store, blob.name, ts)
-                try:
-                    data = (
-                        self.store.get(blob.name)
-                        if ts is None
-                        else self.store.get_history(blob.name, ts)
-                    )
-                    self._unseal(data, kid.context, where).wipe()
-                except (IntegrityError, KeyNotFoundError) as exc:
-                    results.append(
-                        VerifyResult(str(kid), index, where, False, str(exc), type(exc).__name__)
-                    )
-                else:
-                    results.append(VerifyResult(str(kid), index, where, True))
+            else:
+                results.append(VerifyResult(str(kid), index, where, True))
+            if progress is not None:
+                progress(done, len(work))
+        results.sort(key=lambda r: r.path)
         return results
 
     # -- plumbing ----------------------------------------------------------------------

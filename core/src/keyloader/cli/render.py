@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Table",
-    "activity",
+    "progress",
     "cell_text",
     "emit",
     "iso_time",
@@ -89,15 +89,21 @@ def print_lines(lines: Sequence[str], *, out: IO[str] | None = None) -> None:
 
 
 @contextmanager
-def activity(message: str) -> Iterator[None]:
-    """A spinner with ``message`` on stderr while a long call runs, on a terminal only."""
+def progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr, on a terminal only; yields ``update(done, total)``."""
     if not sys.stderr.isatty():
-        yield
+        yield lambda done, total: None
         return
     from rich.console import Console
+    from rich.progress import Progress
 
-    with Console(stderr=True, highlight=False, markup=False).status(message):
-        yield
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 def write_secret(data: SecretBytes, *, newline: bool) -> None:

@@ -108,7 +108,7 @@ def _gave_up(exc: GaveUp, context: Context) -> KeyloaderError:
     reason = describe(last, context) if last is not None else "no answer"
     if exc.timed_out:
         return ProviderUnavailableError(
-            f"{context.where} did not answer within the {context.timeout:g} s timeout "
+            f"no answer from {context.where} within the {context.timeout:g} s timeout "
             f"({attempts} to {_doing(context)}; last: {reason}): check that the server is up "
             f"and reachable, or raise option 'timeout'"
         )

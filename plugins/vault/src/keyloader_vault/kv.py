@@ -75,9 +75,9 @@ def _location(config: VaultConfig, mount: str, kv_version: int) -> SecretLocatio
     rest = segments[len(mount_segments) :]
     if not rest:
         raise ConfigError(
-            f"option 'secrets_path' of provider 'vault' is {config.secrets_path!r}, the KV "
-            f"mount {mount}/ itself, not a secret in it: set it to <mount>/<secret>, e.g. "
-            f"{mount}/acra (Acra's default 'secret/' names only the mount)"
+            f"option 'secrets_path' of provider 'vault' names the KV mount {mount}/ itself, "
+            f"not a secret in it: set it to <mount>/<secret>, e.g. {mount}/acra (Acra's "
+            f"default 'secret/' names only the mount)"
         )
     if config.secret_version is not None and kv_version != 2:
         raise ConfigError(

@@ -160,16 +160,10 @@ class VaultTransport:
             namespace=config.namespace,
         )
         self.adapter.retries = config.retries
-        self.client = hvac.Client(
-            url=config.address,
-            token="",
-            cert=cert,
-            verify=verify,
-            timeout=config.timeout,
-            session=self.session,
-            namespace=config.namespace,
+        adapter = self.adapter
+        self.client = hvac.Client(  # every API object shares the adapter built above
+            url=config.address, token="", adapter=lambda **_: adapter
         )
-        self.client.adapter = self.adapter  # the client's own adapter may hold env values
         self._warned = False
 
     @property
