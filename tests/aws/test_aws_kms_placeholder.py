@@ -8,8 +8,6 @@ from types import ModuleType
 from typing import Any, ClassVar, NoReturn
 
 import pytest
-from keyloader_aws import AwsKmsCredentials, AwsKmsPlaceholder, load_credentials
-from keyloader_aws import plugin as aws_plugin
 
 import keyloader
 from keyloader.api import load_master_key
@@ -21,6 +19,8 @@ from keyloader.errors import (
 )
 from keyloader.plugins import make_plugin_manager
 from keyloader.providers import MasterKeyProvider, Option, ProviderStatus
+from keyloader_aws import AwsKmsCredentials, AwsKmsPlaceholder, load_credentials
+from keyloader_aws import plugin as aws_plugin
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"

@@ -8,8 +8,6 @@ from types import ModuleType
 from typing import Any, ClassVar, NoReturn
 
 import pytest
-from keyloader_gcp import GcpKmsPlaceholder, check_credentials_file, check_key_name
-from keyloader_gcp import plugin as gcp_plugin
 
 import keyloader
 from keyloader.api import load_master_key
@@ -21,6 +19,8 @@ from keyloader.errors import (
 )
 from keyloader.plugins import make_plugin_manager
 from keyloader.providers import ProviderStatus
+from keyloader_gcp import GcpKmsPlaceholder, check_credentials_file, check_key_name
+from keyloader_gcp import plugin as gcp_plugin
 
 KEY_NAME = "projects/acme-prod/locations/europe-west1/keyRings/acra/cryptoKeys/master"
 PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"

@@ -12,16 +12,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from keyloader_keywhiz import KeywhizPlaceholder
-from keyloader_keywhiz import plugin as keywhiz_plugin
-from keyloader_keywhiz.checks import (
-    check_ca_cert,
-    check_client_cert,
-    check_client_key,
-    check_secret_name,
-    check_server_url,
-    pem_labels,
-)
 
 import keyloader
 from keyloader.api import load_master_key
@@ -33,6 +23,16 @@ from keyloader.errors import (
 )
 from keyloader.plugins import make_plugin_manager
 from keyloader.providers import ProviderStatus
+from keyloader_keywhiz import KeywhizPlaceholder
+from keyloader_keywhiz import plugin as keywhiz_plugin
+from keyloader_keywhiz.checks import (
+    check_ca_cert,
+    check_client_cert,
+    check_client_key,
+    check_secret_name,
+    check_server_url,
+    pem_labels,
+)
 
 URL = "https://keywhiz.example.invalid:4444"
 REQUIRED = ["server_url", "client_cert", "client_key", "secret_name"]

@@ -7,15 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Layer, Settings, load_settings
-from .errors import ConfigError
+from .errors import ConfigError, KeyExistsError, MasterKeyError
 from .masterkey import MasterKey
 from .plugins import KeyloaderPluginManager, make_plugin_manager
 from .providers import MasterKeyProvider
 
 if TYPE_CHECKING:  # the engine (and cryptography) load only when a key store is opened
     from .keystore import KeyManager
+    from .stores.base import KeyStore
 
-__all__ = ["create_provider", "load_master_key", "open_keystore", "resolve"]
+__all__ = ["create_provider", "load_master_key", "open_keystore", "resolve", "store_master_key"]
 
 
 def resolve(
@@ -143,3 +144,89 @@ def open_keystore(
         emit=pm.emit if pm.hook.keyloader_audit_event.get_hookimpls() else None,
         provider_name=provider.name,
     )
+
+
+def store_master_key(
+    settings: Settings,
+    key: MasterKey,
+    *,
+    force: bool = False,
+    plugin_manager: KeyloaderPluginManager | None = None,
+) -> str:
+    """Write ``key`` into the configured provider and return its fingerprint.
+
+    The provider must be able to store (``can_store``, e.g. ``vault``), else
+    :class:`ConfigError`. A key already stored there is :class:`KeyExistsError`
+    unless ``force``; even with ``force``, replacing it is refused (``KeyExistsError``)
+    while the configured key store holds keys that only the stored (old) key
+    decrypts: rewrap them to the new key first. ``key`` is not closed.
+    """
+    pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
+    provider = _provider_for(pm, settings)
+    try:
+        if not provider.can_store:
+            raise ConfigError(
+                f"provider {provider.name!r} cannot store master keys: select one that can "
+                f"(e.g. --provider vault)"
+            )
+        if force:
+            _refuse_orphaning(settings, pm, provider, key)
+        provider.store(key, force=force)
+    finally:
+        provider.close()
+    return key.fingerprint
+
+
+def _refuse_orphaning(
+    settings: Settings, pm: KeyloaderPluginManager, provider: MasterKeyProvider, key: MasterKey
+) -> None:
+    """Refuse to replace the stored key while keys in the key store decrypt only with it."""
+    try:
+        old = provider.load()
+    except MasterKeyError:  # nothing stored, or nothing valid: no key is sealed with it
+        return
+    with old:
+        if old == key:
+            return
+        with open_keystore(settings, plugin_manager=pm) as manager:
+            orphans = _decrypted_only_by(manager.store, old, key)
+            location = manager.store.location
+        fingerprint = old.fingerprint
+    if orphans:
+        count = len(orphans)
+        raise KeyExistsError(
+            f"refusing to replace master key {fingerprint} in provider {provider.name!r}: "
+            f"{count} key{'s' if count != 1 else ''} in key store {settings.keystore!r} at "
+            f"{location} decrypt only with it (first: {orphans[0]}); rewrap them to the new "
+            f"key first (`keyloader keys rewrap --to-provider ...`), then store it again"
+        )
+
+
+def _decrypted_only_by(store: KeyStore, old: MasterKey, new: MasterKey) -> list[str]:
+    """Names of the blobs (current and history) that ``old`` decrypts and ``new`` does not."""
+    from .keyids import classify
+
+    found: list[str] = []
+    for blob in store.list():
+        what = classify(blob.name)
+        kid = what.key_id
+        if kid is None or what.public:
+            continue
+        stamps: list[str | None] = [None] if blob.current else []
+        stamps += list(blob.history)
+        for stamp in stamps:
+            data = store.get(blob.name) if stamp is None else store.get_history(blob.name, stamp)
+            if _decrypts(old, data, kid.context) and not _decrypts(new, data, kid.context):
+                found.append(blob.name if stamp is None else f"{blob.name}.old/{stamp}")
+    return found
+
+
+def _decrypts(key: MasterKey, blob: bytes, context: bytes) -> bool:
+    from . import scell
+    from .errors import IntegrityError
+
+    try:
+        scell.decrypt(key.encryption.buffer, blob, context).wipe()
+    except IntegrityError:
+        return False
+    return True

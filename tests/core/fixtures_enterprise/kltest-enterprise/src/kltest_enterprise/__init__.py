@@ -14,14 +14,13 @@ import json
 import os
 from typing import Any, ClassVar
 
-from keyloader_aws import AwsKmsPlaceholder, load_credentials
-from keyloader_gcp import GcpKmsPlaceholder
-from keyloader_keywhiz import KeywhizPlaceholder
-
 import keyloader
 from keyloader.errors import MasterKeyNotFoundError
 from keyloader.masterkey import MasterKey, parse_master_key
 from keyloader.providers import MasterKeyProvider
+from keyloader_aws import AwsKmsPlaceholder, load_credentials
+from keyloader_gcp import GcpKmsPlaceholder
+from keyloader_keywhiz import KeywhizPlaceholder
 
 LOADED: list[tuple[str, dict[str, Any]]] = []
 
