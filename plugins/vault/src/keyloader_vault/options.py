@@ -6,6 +6,7 @@ Nothing here imports hvac or requests: listing and validating the provider is ch
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +51,14 @@ def _check_path(value: object) -> None:
     if not split_path(str(value)):
         raise ValueError("must name a secret as <mount>/<path>, e.g. secret/acra")
     if any(segment in (".", "..") for segment in split_path(str(value))):
+        raise ValueError("must not contain '.' or '..' segments")
+
+
+def _check_mount(value: object) -> None:
+    segments = split_path(str(value))
+    if not segments:
+        raise ValueError("must name a mount path, e.g. team/kv")
+    if any(segment in (".", "..") for segment in segments):
         raise ValueError("must not contain '.' or '..' segments")
 
 
@@ -155,7 +164,7 @@ OPTIONS: tuple[Option, ...] = (
         "approle_mount",
         "Mount path of the AppRole auth method.",
         default="approle",
-        validator=_check_path,
+        validator=_check_mount,
     ),
     Option(
         "ca_cert",
@@ -334,17 +343,22 @@ class VaultConfig:
             retries=int(values["retries"]),
         )
 
-    @property
+    @functools.cached_property
     def shown_address(self) -> str:
         """The address as messages show it (no user info)."""
         return display_address(self.address)
 
-    @property
+    @functools.cached_property
     def https(self) -> bool:
         return urlsplit(self.address).scheme == "https"
 
-    @property
+    @functools.cached_property
     def where(self) -> str:
         """``Vault at <address>`` plus the namespace, for messages."""
         namespace = f" (namespace {self.namespace!r})" if self.namespace else ""
         return f"Vault at {self.shown_address}{namespace}"
+
+    @functools.cached_property
+    def key_source(self) -> str:
+        """Where the key text comes from, as master-key errors name it."""
+        return f"field {self.field!r} of secret {self.secrets_path!r} in {self.where}"

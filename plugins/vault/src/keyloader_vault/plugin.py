@@ -66,8 +66,9 @@ class VaultProvider(MasterKeyProvider):
 
         config = self.vault_config
         text = read_key_text(self._connect(), config)
-        source = f"field {config.field!r} of secret {config.secrets_path!r} in {config.where}"
-        return parse_master_key(text, keystore_version=self.keystore_version, source=source)
+        return parse_master_key(
+            text, keystore_version=self.keystore_version, source=config.key_source
+        )
 
     def store(self, key: MasterKey, *, force: bool = False) -> None:
         """Write ``key``'s text form into the field, keeping the other fields of the secret.

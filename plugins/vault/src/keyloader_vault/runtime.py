@@ -36,7 +36,7 @@ def read_key_text(transport: VaultTransport, config: VaultConfig) -> str:
 
     def action(client: Any, operation: _Operation) -> str:
         operation.step = "locate"
-        location = locate(client, config)
+        location = _locate(transport, client, config)
         operation.step = "read"
         fields = read_fields(client, location, config.secret_version)
         try:
@@ -54,11 +54,21 @@ def write_key_text(
 
     def action(client: Any, operation: _Operation) -> None:
         operation.step = "locate"
-        location: SecretLocation = locate(client, config)
+        location = _locate(transport, client, config)
         operation.step = "write"
         write_field(client, location, config.field, text, force=force, where=config.where)
 
     _run(transport, config, action)
+
+
+def _locate(transport: VaultTransport, client: Any, config: VaultConfig) -> SecretLocation:
+    """The secret's location; a pinned kv_version's is computed once per transport."""
+    if config.kv_version == "auto":
+        return locate(client, config)
+    if transport.pinned is None:
+        transport.pinned = locate(client, config)
+    location: SecretLocation = transport.pinned
+    return location
 
 
 def _run(
@@ -75,7 +85,8 @@ def _run(
     operation = _Operation(credentials)
     failure: BaseException | None = None
     secrets: tuple[str, ...] = ()
-    with transport.operation() as client:
+    client = transport.begin()
+    try:
         try:
             if credentials.role_id is not None:
                 client.auth.approle.login(
@@ -89,6 +100,8 @@ def _run(
         except _FAILURES as exc:
             failure = exc
             secrets = (*credentials.secrets, transport.token)
+    finally:
+        transport.end()
     assert failure is not None
     context = Context(
         where=config.where,

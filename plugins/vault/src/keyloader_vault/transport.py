@@ -12,11 +12,11 @@ variables (``HTTPS_PROXY``, ``NO_PROXY``...) are honoured, for the address alone
 from __future__ import annotations
 
 import random
+import ssl
 import sys
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import hvac
@@ -31,7 +31,7 @@ from keyloader.errors import ConfigError
 
 from .options import VaultConfig
 
-__all__ = ["GaveUp", "VaultTransport"]
+__all__ = ["GaveUp", "VaultTransport", "tls_failure"]
 
 BACKOFF_BASE = 0.1
 """Seconds before the first retry (then doubled, with jitter)."""
@@ -98,11 +98,11 @@ class _DeadlineAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]
                     timeout=remaining,
                     **kwargs,
                 )
-            except requests.exceptions.SSLError:
-                raise
             except requests.exceptions.Timeout as exc:
                 raise GaveUp(exc, attempt, timed_out=True) from None
             except requests.exceptions.ConnectionError as exc:
+                if tls_failure(exc):  # a certificate problem does not go away by retrying
+                    raise
                 last = exc
             else:
                 if not isinstance(result, requests.Response) or result.ok:
@@ -165,6 +165,8 @@ class VaultTransport:
             url=config.address, token="", adapter=lambda **_: adapter
         )
         self._warned = False
+        self._quiet: warnings.catch_warnings[None] | None = None
+        self.pinned: Any = None  # the SecretLocation of a pinned kv_version, once computed
 
     @property
     def token(self) -> str:
@@ -174,29 +176,51 @@ class VaultTransport:
     def token(self, value: str) -> None:
         self.adapter.token = value
 
-    @contextmanager
-    def operation(self) -> Iterator[hvac.Client]:
-        """Run one load or store: a fresh deadline, and the TLS warning if verification is off."""
-        if self.config.https and self.config.tls_skip_verify and not self._warned:
-            self._warned = True
-            print(
-                f"keyloader: warning: option tls_skip_verify of provider 'vault' is set: the "
-                f"certificate of {self.config.shown_address} is NOT verified, so anyone on the "
-                f"network path can pose as the server; use ca_cert instead",
-                file=sys.stderr,
-            )
+    def begin(self) -> hvac.Client:
+        """Start one load or store: a fresh deadline; warns once if verification is off."""
+        if self.config.https and self.config.tls_skip_verify:
+            if not self._warned:
+                self._warned = True
+                print(
+                    f"keyloader: warning: option tls_skip_verify of provider 'vault' is set: the "
+                    f"certificate of {self.config.shown_address} is NOT verified, so anyone on "
+                    f"the network path can pose as the server; use ca_cert instead",
+                    file=sys.stderr,
+                )
+            quiet = warnings.catch_warnings()
+            quiet.__enter__()
+            self._quiet = quiet
+            warnings.simplefilter("ignore", InsecureRequestWarning)  # warned once above
         self.adapter.deadline = time.monotonic() + self.config.timeout
-        try:
-            with warnings.catch_warnings():
-                if self.config.tls_skip_verify:
-                    warnings.simplefilter("ignore", InsecureRequestWarning)
-                yield self.client
-        finally:
-            self.adapter.deadline = float("inf")
-            self.adapter.token = ""
+        return self.client
+
+    def end(self) -> None:
+        """End the operation started by :meth:`begin`: forget the token and the deadline."""
+        self.adapter.deadline = float("inf")
+        self.adapter.token = ""
+        quiet, self._quiet = self._quiet, None
+        if quiet is not None:
+            quiet.__exit__(None, None, None)
 
     def close(self) -> None:
         self.session.close()
+
+
+def tls_failure(exc: BaseException) -> bool:
+    """True if a TLS error (verification, handshake, alert) is in ``exc``'s chain of causes."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError | requests.exceptions.SSLError):
+            return True
+        followers = [getattr(current, "reason", None), current.__cause__, current.__context__]
+        followers += [arg for arg in current.args if isinstance(arg, BaseException)]
+        stack.extend(item for item in followers if isinstance(item, BaseException))
+    return False
 
 
 def _session(config: VaultConfig) -> requests.Session:
@@ -208,7 +232,7 @@ def _session(config: VaultConfig) -> requests.Session:
     return session
 
 
-def _existing(path: Any, option: str, env: str) -> Any:
+def _existing(path: Path, option: str, env: str) -> Path:
     if not path.is_file():
         raise ConfigError(
             f"option {option!r} of provider 'vault' ({env}): file {path} does not exist; "
