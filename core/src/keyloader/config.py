@@ -65,20 +65,19 @@ Rules:
   checks it after the enterprise gate. ``None`` values in api/cli option
   mappings count as not given.
 
-Nothing here imports plugins: loading settings costs only ``tomllib``,
-``os`` and ``pathlib``. Provider aliases are looked up lazily from
-:mod:`keyloader.plugins` when provider options are resolved.
+Nothing here imports plugins: loading settings costs only ``os``, ``pathlib``
+and, when a config file is read, ``tomllib``. Provider aliases are looked up
+lazily from :mod:`keyloader.plugins` when provider options are resolved.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigError
 from .providers import Option
@@ -154,8 +153,7 @@ class Layer:
         return f"Layer({', '.join(parts)})"
 
 
-@dataclass(frozen=True)
-class _ConfigFile:
+class _ConfigFile(NamedTuple):
     """A parsed config file whose top level has been checked."""
 
     path: Path
@@ -170,8 +168,7 @@ class _ConfigFile:
         return self.path.parent
 
 
-@dataclass(frozen=True)
-class _Given:
+class _Given(NamedTuple):
     """One raw option value and where it came from."""
 
     value: object
@@ -179,8 +176,7 @@ class _Given:
     base_dir: Path | None = None  # config file directory, for relative paths
 
 
-@dataclass(frozen=True)
-class _Table:
+class _Table(NamedTuple):
     """The option values one source gives, by option name."""
 
     values: Mapping[str, _Given]
@@ -586,6 +582,8 @@ def _find_config(
 
 def _read_config(path: Path) -> _ConfigFile:
     """Parse ``path`` and check its top level: known keys, right types."""
+    import tomllib  # here: only a run that reads a config file pays for it
+
     try:
         with path.open("rb") as stream:
             data = tomllib.load(stream)

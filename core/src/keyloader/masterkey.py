@@ -14,7 +14,6 @@ chain carries key material; messages give positions and lengths, never values.
 from __future__ import annotations
 
 import hmac
-import json
 import os
 from pathlib import Path
 from types import TracebackType
@@ -408,6 +407,8 @@ def _json_object(decoded: bytearray) -> _Pairs | None:
     first = next((char for char in decoded if char not in _WHITESPACE), None)
     if first != ord("{"):
         return None
+    import json  # here: only a text that looks like a v2 pair needs it
+
     try:
         document = json.loads(decoded, object_pairs_hook=_Pairs)
     except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError

@@ -9,10 +9,8 @@ each inside its own ``try``: a plugin that fails is recorded as a
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,13 +27,15 @@ from .errors import (
     ProviderNotFoundError,
     ProviderNotImplementedError,
 )
-from .providers import MasterKeyProvider, Option, ProviderStatus
-from .stores.base import KeyStore
+from .providers import MasterKeyProvider, ProviderStatus
 
 if TYPE_CHECKING:
-    from importlib.metadata import EntryPoint
+    import logging
+    from importlib.metadata import Distribution, EntryPoint
 
+    from ._plugin_records import PluginFailure, PluginInfo, ProviderInfo
     from .audit import AuditEvent
+    from .stores.base import KeyStore
 
 __all__ = [
     "ALIASES",
@@ -48,8 +48,6 @@ __all__ = [
     "ProviderInfo",
     "make_plugin_manager",
 ]
-
-logger = logging.getLogger("keyloader.plugins")
 
 ALIASES: Mapping[str, str] = MappingProxyType(
     {"env_master_key": "env", "vault_master_key": "vault", "kms_encrypted_master_key": "aws-kms"}
@@ -80,71 +78,43 @@ _ENABLE_HINT = (
 _Registered = TypeVar("_Registered", bound=type)
 
 
-@dataclass(frozen=True)
-class PluginFailure:
-    """A plugin that failed to load, register, pass ``check_pending`` or run a hook.
+class _Origin:
+    """Where a registered plugin came from.
 
-    ``entry_point`` is the entry-point name (the plugin name for plugins
-    registered explicitly); ``error`` is ``"ExcType: message"``.
+    An entry point's distribution name and version are read from its metadata
+    only when something shows them (a listing, an error), not on every load.
     """
 
-    entry_point: str
-    distribution: str | None
-    version: str | None
-    error: str
+    __slots__ = ("_dist", "_distribution", "_version", "entry_point")
 
-    def describe(self) -> str:
-        """One line: which plugin, from which distribution, and why it failed."""
-        origin = " ".join(part for part in (self.distribution, self.version) if part)
-        where = f" (distribution {origin})" if origin else ""
-        return f"plugin {self.entry_point!r}{where}: {self.error}"
-
-
-@dataclass(frozen=True)
-class PluginInfo:
-    """One row of ``keyloader plugins``. ``status`` is ``"ok"`` or ``"error"``."""
-
-    name: str
-    entry_point: str | None
-    distribution: str | None
-    version: str | None
-    hooks: tuple[str, ...]
-    providers: tuple[str, ...]
-    stores: tuple[str, ...]
-    status: str
-    error: str | None
-
-
-@dataclass(frozen=True)
-class ProviderInfo:
-    """One row of ``keyloader providers``: a provider, or a plugin that failed to load.
-
-    ``cls`` is None for the rows of failed plugins (status ``error``).
-    """
-
-    name: str
-    plugin: str
-    description: str
-    enterprise: bool
-    placeholder: bool
-    aliases: tuple[str, ...]
-    status: ProviderStatus
-    cls: type[MasterKeyProvider] | None
-    error: str | None
+    def __init__(
+        self,
+        entry_point: str | None,
+        distribution: str | None = None,
+        version: str | None = None,
+        *,
+        dist: Distribution | None = None,
+    ) -> None:
+        self.entry_point = entry_point
+        self._distribution = distribution
+        self._version = version
+        self._dist = dist
 
     @property
-    def options(self) -> tuple[Option, ...]:
-        """The provider's option schema (with ``keystore_version``); empty for failed plugins."""
-        return self.cls.option_schema() if self.cls is not None else ()
+    def distribution(self) -> str | None:
+        self._read_dist()
+        return self._distribution
 
+    @property
+    def version(self) -> str | None:
+        self._read_dist()
+        return self._version
 
-@dataclass(frozen=True)
-class _Origin:
-    """Where a registered plugin came from."""
-
-    entry_point: str | None
-    distribution: str | None
-    version: str | None
+    def _read_dist(self) -> None:
+        dist, self._dist = self._dist, None
+        if dist is not None:
+            self._distribution = dist.name
+            self._version = dist.version
 
 
 class KeyloaderPluginManager(pluggy.PluginManager):
@@ -220,24 +190,21 @@ class KeyloaderPluginManager(pluggy.PluginManager):
             self._missing_allowed = tuple(sorted(self._allow - seen))
 
     def _load_entrypoint(self, entry_point: EntryPoint) -> None:
-        dist = entry_point.dist
-        origin = _Origin(
-            entry_point.name,
-            dist.name if dist is not None else None,
-            dist.version if dist is not None else None,
-        )
+        origin = _Origin(entry_point.name, dist=entry_point.dist)
         try:
             plugin = entry_point.load()
             if self.is_registered(plugin):  # registered explicitly, or by a second entry point
                 return
             self._register_checked(plugin, entry_point.name, origin)
         except Exception as exc:
+            from ._plugin_records import PluginFailure
+
             failure = PluginFailure(
                 entry_point.name, origin.distribution, origin.version, _describe(exc)
             )
             self._failures.append(failure)
             self._load_failures.append(failure)
-            logger.debug("plugin %r failed to load: %s", entry_point.name, failure.error)
+            _logger().debug("plugin %r failed to load: %s", entry_point.name, failure.error)
 
     def _register_checked(self, plugin: object, name: str, origin: _Origin | None) -> None:
         """Register and ``check_pending``; on failure undo the registration and re-raise."""
@@ -263,6 +230,8 @@ class KeyloaderPluginManager(pluggy.PluginManager):
 
     def plugin_infos(self) -> list[PluginInfo]:
         """Every registered plugin and every plugin that failed to load, sorted by name."""
+        from ._plugin_records import PluginInfo
+
         self.load_entrypoints()
         providers = self._collect_providers()
         stores = self._collect_stores()
@@ -315,6 +284,8 @@ class KeyloaderPluginManager(pluggy.PluginManager):
 
     def provider_infos(self, *, enterprise: bool) -> list[ProviderInfo]:
         """Every provider with its gate status, plus an ``error`` row per failed plugin."""
+        from ._plugin_records import ProviderInfo
+
         chosen = self._chosen_providers()
         aliases = self._aliases(chosen)
         rows = [
@@ -396,6 +367,8 @@ class KeyloaderPluginManager(pluggy.PluginManager):
         *,
         enterprise: bool,
     ) -> ProviderInfo:
+        from ._plugin_records import ProviderInfo
+
         return ProviderInfo(
             name=cls.name,
             plugin=plugin,
@@ -509,7 +482,7 @@ class KeyloaderPluginManager(pluggy.PluginManager):
             try:
                 impl.function(*(arguments[name] for name in impl.argnames))
             except Exception:
-                logger.warning(
+                _logger().warning(
                     "audit observer of plugin %r failed on %r and was ignored",
                     impl.plugin_name,
                     event.action,
@@ -543,6 +516,8 @@ class KeyloaderPluginManager(pluggy.PluginManager):
         return self._collect(_PROVIDERS_HOOK, self._provider_rows, MasterKeyProvider)
 
     def _collect_stores(self) -> list[tuple[str, type[KeyStore]]]:
+        from .stores.base import KeyStore  # here: looking up a provider needs no store
+
         return self._collect(_STORES_HOOK, self._store_rows, KeyStore)
 
     def _collect(
@@ -579,13 +554,15 @@ class KeyloaderPluginManager(pluggy.PluginManager):
         return [(name, grouped[name]) for name, _ in self.list_name_plugin() if name in grouped]
 
     def _record(self, plugin: str, exc: Exception) -> None:
+        from ._plugin_records import PluginFailure
+
         origin = self._origins.get(plugin, _Origin(None, None, None))
         failure = PluginFailure(
             origin.entry_point or plugin, origin.distribution, origin.version, _describe(exc)
         )
         self._failures.append(failure)
         self._errors.setdefault(plugin, failure.error)
-        logger.debug("plugin %r failed: %s", plugin, failure.error)
+        _logger().debug("plugin %r failed: %s", plugin, failure.error)
 
     # -- messages ------------------------------------------------------------------
 
@@ -666,6 +643,29 @@ def make_plugin_manager(
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+def _logger() -> logging.Logger:
+    """The ``keyloader.plugins`` logger (``logging`` is imported when something is logged)."""
+    import logging
+
+    return logging.getLogger("keyloader.plugins")
+
+
+def __getattr__(name: str) -> Any:
+    """The report rows (imported on first use) and the module logger."""
+    if name in _RECORDS:
+        from . import _plugin_records
+
+        value = getattr(_plugin_records, name)
+        globals()[name] = value
+        return value
+    if name == "logger":  # the module-level logger of earlier versions
+        return _logger()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_RECORDS = frozenset({"PluginFailure", "PluginInfo", "ProviderInfo"})
 
 
 def _is_enterprise(cls: type[MasterKeyProvider]) -> bool:

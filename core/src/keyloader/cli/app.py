@@ -1,18 +1,27 @@
-"""The typer app: the root group, the global options and the command groups."""
+"""The typer app: the root group, the global options and the command groups.
+
+The built-in commands are built lazily: ``keyloader master-key check`` imports
+and builds only the ``master-key`` group, and ``keyloader --help`` lists every
+built-in command from :data:`BUILTIN_COMMANDS` without importing any of them.
+"""
 
 from __future__ import annotations
 
 import copy
+import functools
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
+from gettext import gettext as _
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 from typer import _click
 from typer._click.globals import get_current_context
+from typer._click.utils import make_default_short_help
 from typer.core import TyperGroup
+from typer.models import CommandInfo, TyperInfo
 
 from .errors import run_guarded
 from .options import (
@@ -22,28 +31,153 @@ from .options import (
     record_options,
 )
 
-__all__ = ["KeyloaderGroup", "app", "build_command"]
+__all__ = ["BUILTIN_COMMANDS", "BuiltinCommand", "KeyloaderGroup", "app", "build_command"]
 
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
+class BuiltinCommand(NamedTuple):
+    """Where a built-in command is defined, and its help as ``keyloader --help`` lists it."""
+
+    module: str  # relative to this package
+    attribute: str  # a command function or a ``typer.Typer`` group
+    help: str  # the same text the command's own help starts with (a test checks it)
+
+
+BUILTIN_COMMANDS: Mapping[str, BuiltinCommand] = {
+    "plugins": BuiltinCommand(
+        ".plugins_cmd",
+        "plugins",
+        "The installed plugins, what they register, and why any failed to load.",
+    ),
+    "providers": BuiltinCommand(
+        ".plugins_cmd", "providers_app", "Master-key providers: list them, or show one's options."
+    ),
+    "master-key": BuiltinCommand(
+        ".master_key",
+        "app",
+        "The master key: generate one, check the configured one, store one in a provider.",
+    ),
+    "keys": BuiltinCommand(
+        ".keys", "app", "Intermediate keys: generate, list, read, rotate, destroy, verify."
+    ),
+}
+"""The built-in commands of the root group, in the order ``--help`` lists them."""
+
+
+class _Commands(MutableMapping[str, _click.Command]):
+    """A group's commands by name; the lazy ones are built on first access (``[]``, ``get``).
+
+    Names, ``in`` and ``len`` never build a command; ``values()``/``items()`` build them all.
+    """
+
+    def __init__(self, lazy: Mapping[str, Callable[[], _click.Command]]) -> None:
+        self._names: dict[str, None] = dict.fromkeys(lazy)
+        self._lazy = dict(lazy)
+        self._built: dict[str, _click.Command] = {}
+
+    def is_built(self, name: str) -> bool:
+        """True once the command ``name`` exists as a click command."""
+        return name in self._built
+
+    def __getitem__(self, name: str) -> _click.Command:
+        command = self._built.get(name)
+        if command is None:
+            command = self._lazy[name]()
+            self._built[name] = command
+            del self._lazy[name]
+        return command
+
+    def __setitem__(self, name: str, command: _click.Command) -> None:
+        self._lazy.pop(name, None)
+        self._built[name] = command
+        self._names[name] = None
+
+    def __delitem__(self, name: str) -> None:
+        del self._names[name]
+        self._lazy.pop(name, None)
+        self._built.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 class KeyloaderGroup(TyperGroup):
-    """The root group: global options on every leaf, plugin commands, exit codes."""
+    """The root group: lazy built-in commands, global options on every leaf, plugin commands."""
 
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
         self._global_params = [p for p in self.params if p.name in GLOBAL_OPTION_NAMES]
         self._plugin_commands_loaded = False
-        for command in self.commands.values():
+        given = list(self.commands.values())  # commands registered on `app` itself, if any
+        self.commands = _Commands({name: self._builtin_loader(name) for name in BUILTIN_COMMANDS})
+        for command in given:
             self._add_global_options(command)
+            self.add_command(command)
+
+    # -- built-in commands, built when first used --------------------------------------------
+
+    def _builtin_loader(self, name: str) -> Callable[[], _click.Command]:
+        def load() -> _click.Command:
+            return _build_builtin(name, self._add_global_options)
+
+        return load
+
+    def list_commands(self, ctx: _click.Context) -> list[str]:
+        if ctx.resilient_parsing:  # shell completion; --help stays fast and lists built-ins
+            self._load_plugin_commands()
+        return list(self.commands)  # names only: listing builds no command
+
+    def format_commands(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+        """The ``Commands`` section of ``--help``; it builds no built-in command."""
+        rows: list[tuple[str, str | _click.Command]] = []
+        for name in self.list_commands(ctx):
+            if self._is_unbuilt_builtin(name):
+                rows.append((name, BUILTIN_COMMANDS[name].help))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command))
+        if not rows:
+            return
+        limit = formatter.width - 6 - max(len(name) for name, _row in rows)
+        listing = [
+            (
+                name,
+                make_default_short_help(command, limit)
+                if isinstance(command, str)
+                else command.get_short_help_str(limit),
+            )
+            for name, command in rows
+        ]
+        with formatter.section(_("Commands")):
+            formatter.write_dl(listing)
+
+    def _is_unbuilt_builtin(self, name: str) -> bool:
+        commands = self.commands
+        return (
+            name in BUILTIN_COMMANDS
+            and isinstance(commands, _Commands)
+            and not commands.is_built(name)
+        )
 
     # -- global options after the command -------------------------------------------------
 
     def _add_global_options(self, command: _click.Command) -> None:
-        """Give a leaf (or a group that runs on its own) the global options; wrap its callback."""
+        """Give a leaf (or a group that runs on its own) the global options; wrap its callback.
+
+        The commands of a lazy group get them when they are built (see :func:`_lazy_group`).
+        """
         if isinstance(command, TyperGroup):
-            for child in command.commands.values():
-                self._add_global_options(child)
+            if not isinstance(command.commands, _Commands):
+                for child in command.commands.values():
+                    self._add_global_options(child)
             if not command.invoke_without_command:
                 return
         taken = {p.name for p in command.params}
@@ -54,11 +188,6 @@ class KeyloaderGroup(TyperGroup):
         command.callback = _recording_leaf_options(command.callback)
 
     # -- plugin commands (keyloader_cli_commands), loaded only when a name is unknown ------
-
-    def list_commands(self, ctx: _click.Context) -> list[str]:
-        if ctx.resilient_parsing:  # shell completion; --help stays fast and lists built-ins
-            self._load_plugin_commands()
-        return super().list_commands(ctx)
 
     def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
         command = super().get_command(ctx, cmd_name)
@@ -191,80 +320,95 @@ app = typer.Typer(
 )
 
 
+# The global options, as aliases: typer evaluates each annotation of the root
+# callback by name, not a whole ``Annotated[...]`` expression, on every start.
+VersionFlag = Annotated[
+    bool,
+    typer.Option(
+        "--version", is_eager=True, callback=_show_version, help="Print the version and exit."
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="Config file (TOML); default: $KEYLOADER_CONFIG, then ./keyloader.toml.",
+    ),
+]
+EnterpriseFlag = Annotated[
+    bool,
+    typer.Option("--enterprise", help="Enable Enterprise Edition providers."),
+]
+ProviderOption = Annotated[
+    str | None,
+    typer.Option("--provider", metavar="NAME", help="Master-key provider (default: env)."),
+]
+ProviderOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-o",
+        "--option",
+        metavar="KEY=VALUE",
+        callback=check_key_values,
+        help="Provider option (repeatable). Secret options are refused here.",
+    ),
+]
+KeystoreOption = Annotated[
+    str | None,
+    typer.Option("--keystore", metavar="NAME", help="Key store (default: filesystem)."),
+]
+StoreOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-s",
+        "--store-option",
+        metavar="KEY=VALUE",
+        callback=check_key_values,
+        help="Key-store option (repeatable). Secret options are refused here.",
+    ),
+]
+KeysDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--keys-dir", metavar="DIR", help="The key store's keys_dir (default: ./.acrakeys)."
+    ),
+]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document (fields: docs/cli.md).")
+]
+PreviousProviderOption = Annotated[
+    str | None,
+    typer.Option(
+        "--previous-provider",
+        metavar="NAME",
+        help="Provider of the previous master key (read fallback during a rewrap).",
+    ),
+]
+PreviousOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--previous-option",
+        metavar="KEY=VALUE",
+        callback=check_key_values,
+        help="Option of the previous provider (repeatable).",
+    ),
+]
+
+
 @app.callback()
 def root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", is_eager=True, callback=_show_version, help="Print the version and exit."
-        ),
-    ] = False,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            metavar="FILE",
-            help="Config file (TOML); default: $KEYLOADER_CONFIG, then ./keyloader.toml.",
-        ),
-    ] = None,
-    enterprise: Annotated[
-        bool,
-        typer.Option("--enterprise", help="Enable Enterprise Edition providers."),
-    ] = False,
-    provider: Annotated[
-        str | None,
-        typer.Option("--provider", metavar="NAME", help="Master-key provider (default: env)."),
-    ] = None,
-    option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "-o",
-            "--option",
-            metavar="KEY=VALUE",
-            callback=check_key_values,
-            help="Provider option (repeatable). Secret options are refused here.",
-        ),
-    ] = None,
-    keystore: Annotated[
-        str | None,
-        typer.Option("--keystore", metavar="NAME", help="Key store (default: filesystem)."),
-    ] = None,
-    store_option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "-s",
-            "--store-option",
-            metavar="KEY=VALUE",
-            callback=check_key_values,
-            help="Key-store option (repeatable). Secret options are refused here.",
-        ),
-    ] = None,
-    keys_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--keys-dir", metavar="DIR", help="The key store's keys_dir (default: ./.acrakeys)."
-        ),
-    ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document (fields: docs/cli.md).")
-    ] = False,
-    previous_provider: Annotated[
-        str | None,
-        typer.Option(
-            "--previous-provider",
-            metavar="NAME",
-            help="Provider of the previous master key (read fallback during a rewrap).",
-        ),
-    ] = None,
-    previous_option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--previous-option",
-            metavar="KEY=VALUE",
-            callback=check_key_values,
-            help="Option of the previous provider (repeatable).",
-        ),
-    ] = None,
+    version: VersionFlag = False,
+    config: ConfigOption = None,
+    enterprise: EnterpriseFlag = False,
+    provider: ProviderOption = None,
+    option: ProviderOptions = None,
+    keystore: KeystoreOption = None,
+    store_option: StoreOptions = None,
+    keys_dir: KeysDirOption = None,
+    json_output: JsonFlag = False,
+    previous_provider: PreviousProviderOption = None,
+    previous_option: PreviousOptions = None,
 ) -> None:
     """Load a master key from a pluggable provider and manage the intermediate keys it protects.
 
@@ -277,15 +421,63 @@ def root(
     record_options(get_current_context(), GlobalOptions.from_params(given), leaf=False)
 
 
-def _register_commands() -> None:
-    from . import keys, master_key, plugins_cmd
+def _build_builtin(name: str, prepare: Callable[[_click.Command], None]) -> _click.Command:
+    """Import the built-in command ``name``, build it as :data:`app` would, ``prepare`` it.
 
-    plugins_cmd.register(app)
-    app.add_typer(master_key.app, name="master-key")
-    app.add_typer(keys.app, name="keys")
+    A group is built lazily: each of its commands is built, and prepared, when
+    first used.
+    """
+    import importlib
+
+    where = BUILTIN_COMMANDS[name]
+    target = getattr(importlib.import_module(where.module, __package__), where.attribute)
+    scratch = typer.Typer()  # registers `target` exactly as `app.command`/`app.add_typer` do
+    if isinstance(target, typer.Typer):
+        scratch.add_typer(target, name=name)
+        group = _lazy_group(scratch.registered_groups[0], target, prepare)
+        prepare(group)
+        return group
+    scratch.command(name)(target)
+    return _build_leaf(scratch.registered_commands[0], prepare)
 
 
-_register_commands()
+def _build_leaf(info: CommandInfo, prepare: Callable[[_click.Command], None]) -> _click.Command:
+    command = typer.main.get_command_from_info(
+        info,
+        pretty_exceptions_short=app.pretty_exceptions_short,
+        rich_markup_mode=app.rich_markup_mode,
+    )
+    prepare(command)
+    return command
+
+
+def _command_name(info: CommandInfo) -> str:
+    """The name typer gives the command of ``info``."""
+    return info.name or typer.main.get_command_name(getattr(info.callback, "__name__", ""))
+
+
+def _lazy_group(
+    info: TyperInfo, sub_app: typer.Typer, prepare: Callable[[_click.Command], None]
+) -> TyperGroup:
+    """The group of ``info`` (for ``sub_app``); its commands are built on first access."""
+    settings: dict[str, Any] = {
+        "pretty_exceptions_short": app.pretty_exceptions_short,
+        "rich_markup_mode": app.rich_markup_mode,
+        "suggest_commands": app.suggest_commands,
+    }
+    if sub_app.registered_groups:  # nested groups: built at once, as typer builds them
+        return typer.main.get_group_from_info(info, **settings)
+    shell = copy.copy(sub_app)  # the same group, without its commands
+    shell.registered_commands = []
+    info.typer_instance = shell
+    group = typer.main.get_group_from_info(info, **settings)
+    group.commands = _Commands(
+        {
+            _command_name(command_info): functools.partial(_build_leaf, command_info, prepare)
+            for command_info in sub_app.registered_commands
+        }
+    )
+    return group
 
 
 def build_command() -> KeyloaderGroup:

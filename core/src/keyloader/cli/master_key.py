@@ -1,4 +1,4 @@
-"""``keyloader master-key ...``: generate a master key, check the configured one."""
+"""``keyloader master-key ...``: generate a master key, check the configured one, store one."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from typer._click.exceptions import UsageError
 from . import render, session
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..masterkey import MasterKey
 
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="The master key: generate one, check the configured one.",
+    help="The master key: generate one, check the configured one, store one in a provider.",
     no_args_is_help=True,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -81,6 +82,62 @@ def check() -> None:
         document,
         as_json=session.options().json_output,
     )
+
+
+@app.command("store")
+def store(
+    generate: Annotated[
+        bool,
+        typer.Option("--generate", help="Store a new random v1 key instead of reading stdin."),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace a key already stored there (refused while the key store holds keys "
+            "that only the old key decrypts: rewrap them first).",
+        ),
+    ] = False,
+) -> None:
+    """Write a master key (base64 text form on stdin, or --generate) into a provider that can
+    store one (vault); prints only its fingerprint."""
+    from ..api import store_master_key
+    from ..masterkey import generate_master_key
+
+    settings = session.settings()
+    key = generate_master_key() if generate else _key_from_stdin(settings)
+    with key:
+        fingerprint = store_master_key(
+            settings, key, force=force, plugin_manager=session.plugin_manager()
+        )
+        document = {
+            "provider": settings.provider,
+            "version": key.version,
+            "fingerprint": fingerprint,
+        }
+    columns = ["provider", "version", "fingerprint"]
+    render.emit(
+        render.Table(columns, [[document[c] for c in columns]]),
+        document,
+        as_json=session.options().json_output,
+    )
+
+
+def _key_from_stdin(settings: Settings) -> MasterKey:
+    """The base64 text form piped on stdin; a terminal is refused (keyloader never prompts)."""
+    import sys
+
+    from ..errors import ConfigError
+    from ..masterkey import parse_master_key
+    from ..secret import SecretBytes
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise ConfigError(
+            "master-key store reads the base64 text form on stdin: pipe it in "
+            "(keyloader master-key generate | keyloader master-key store), or pass --generate"
+        )
+    with SecretBytes.adopt(bytearray(sys.stdin.buffer.read())) as text:
+        return parse_master_key(text.buffer, source="standard input")
 
 
 def _description(key: MasterKey) -> dict[str, object]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -27,13 +26,30 @@ _NARROWEST_COLUMN = 10
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-@dataclass
 class Table:
     """Rows under named columns; the column names are the TSV header."""
 
-    columns: Sequence[str]
-    rows: list[Sequence[object]] = field(default_factory=list)
-    title: str | None = None
+    __slots__ = ("columns", "rows", "title")
+
+    def __init__(
+        self,
+        columns: Sequence[str],
+        rows: list[Sequence[object]] | None = None,
+        title: str | None = None,
+    ) -> None:
+        self.columns = columns
+        self.rows: list[Sequence[object]] = rows if rows is not None else []
+        self.title = title
+
+    def __repr__(self) -> str:
+        return f"Table(columns={self.columns!r}, rows={self.rows!r}, title={self.title!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Table):
+            return NotImplemented
+        return (self.columns, self.rows, self.title) == (other.columns, other.rows, other.title)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
 
 
 def iso_time(seconds: float | None) -> str | None:

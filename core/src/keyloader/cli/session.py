@@ -6,6 +6,7 @@ never loads plugins, ``cryptography`` or the key-store engine.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from .options import GlobalOptions, current_options
@@ -32,21 +33,28 @@ def plugin_manager() -> KeyloaderPluginManager:
 
 def settings() -> Settings:
     """The settings of this run: CLI flags > environment > config file > defaults."""
-    import logging
-
     from ..api import resolve
 
     resolved = resolve(cli=options().layer())
-    logging.getLogger("keyloader.cli").debug("settings: %r", resolved)  # no option values
+    _debug("settings: %r", resolved)  # no option values
     return resolved
 
 
 def open_keystore() -> KeyManager:
     """The configured key store; its master key is loaded only when a command needs it."""
-    import logging
-
     from ..api import open_keystore as open_configured
 
     keys = open_configured(settings(), plugin_manager=plugin_manager())
-    logging.getLogger("keyloader.cli").debug("opened %r", keys)
+    _debug("opened %r", keys)
     return keys
+
+
+def _debug(message: str, *args: object) -> None:
+    """Log at DEBUG on ``keyloader.cli``, without importing ``logging`` for it.
+
+    While nothing has imported ``logging``, nothing can have configured it, so
+    the record would be dropped anyway (``KEYLOADER_LOG_LEVEL`` imports it).
+    """
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.getLogger("keyloader.cli").debug(message, *args)

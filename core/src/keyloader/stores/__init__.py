@@ -1,7 +1,8 @@
 """Key stores: the ``KeyStore`` contract and the built-in ``filesystem`` and ``memory`` stores.
 
-The built-in stores are imported on first access, so code that needs only the
-contract (the plugin manager, ``keyloader --help``) does not pay for them.
+Every name is imported on first access, so code that needs neither the contract
+nor the stores (the plugin manager registering the built-in plugin,
+``keyloader master-key check``) does not pay for them.
 """
 
 from __future__ import annotations
@@ -9,15 +10,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .base import KeyStore, StoredBlob
-
 if TYPE_CHECKING:
+    from .base import KeyStore, StoredBlob
     from .filesystem import FilesystemKeyStore
     from .memory import MemoryKeyStore
 
 __all__ = ["KeyStore", "StoredBlob", "FilesystemKeyStore", "MemoryKeyStore"]
 
-_LAZY = {"FilesystemKeyStore": ".filesystem", "MemoryKeyStore": ".memory"}
+_LAZY = {
+    "KeyStore": ".base",
+    "StoredBlob": ".base",
+    "FilesystemKeyStore": ".filesystem",
+    "MemoryKeyStore": ".memory",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..errors import KeyExistsError, KeyStoreError
 from ..providers import Option
 
-__all__ = ["KeyStore", "StoredBlob"]
+__all__ = ["BlobWrite", "KeyStore", "StoredBlob"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,21 @@ class StoredBlob:
     current: bool
     history: tuple[str, ...] = ()
     created: float | None = None
+
+
+@dataclass(frozen=True)
+class BlobWrite:
+    """One write of :meth:`KeyStore.put_many`: a current blob, or a history entry.
+
+    ``timestamp`` None writes the current blob of ``name``; a timestamp writes
+    (creates or replaces) that history entry. ``public`` marks a ``.pub`` file.
+    Its ``repr`` never shows ``data``.
+    """
+
+    name: str
+    data: bytes = field(repr=False)
+    timestamp: str | None = None
+    public: bool = False
 
 
 class KeyStore(ABC):
@@ -103,6 +119,36 @@ class KeyStore(ABC):
     @abstractmethod
     def delete_history(self, name: str, timestamp: str) -> None:
         """Delete one history blob."""
+
+    def create_history(self, name: str, timestamp: str, data: bytes) -> None:
+        """Create history entry ``timestamp`` of ``name`` (used by import).
+
+        Raises ``KeyExistsError`` if that entry exists. The default raises
+        ``KeyStoreError``: a store that can restore history entries overrides it.
+        """
+        raise KeyStoreError(
+            f"key store {self.name!r} cannot create history entries ({name} at {timestamp}): "
+            "import only current keys into it, or use a store that implements create_history"
+        )
+
+    def put_many(self, writes: Sequence[BlobWrite]) -> None:
+        """Write several blobs (current or history), replacing existing ones.
+
+        Stores that can make the batch all-or-nothing do so (the ``filesystem``
+        store stages the files and renames them in; a crash is finished by the
+        next writer). The default writes one blob at a time under :meth:`lock`
+        with :meth:`put`, :meth:`put_history` and :meth:`create_history`: each
+        write is atomic, the batch is not.
+        """
+        with self.lock():
+            for write in writes:
+                if write.timestamp is None:
+                    self.put(write.name, write.data, public=write.public)
+                    continue
+                try:
+                    self.create_history(write.name, write.timestamp, write.data)
+                except KeyExistsError:
+                    self.put_history(write.name, write.timestamp, write.data)
 
     @abstractmethod
     def lock(self) -> AbstractContextManager[None]:

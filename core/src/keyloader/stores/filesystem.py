@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import builtins
 import errno
 import fcntl
+import json
 import logging
 import os
 import secrets
 import shlex
+import shutil
 import stat
 import threading
 import time
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,11 +29,12 @@ from ..errors import (
 )
 from ..providers import Option
 from ._timestamps import next_history_timestamp, parse_history_timestamp
-from .base import KeyStore, StoredBlob
+from .base import BlobWrite, KeyStore, StoredBlob
 
 __all__ = [
     "FilesystemKeyStore",
     "HISTORY_SUFFIX",
+    "IMPORT_PREFIX",
     "LOCK_NAME",
     "POISON_DIR",
     "TEMP_PREFIX",
@@ -49,6 +53,10 @@ HELPER_PREFIX = ".keyloader"
 # Helper names contain no "_" and do not end in "old", so Acra's listing skips them.
 LOCK_NAME = ".keyloader.lock"
 TEMP_PREFIX = ".keyloader-tmp-"
+# A staged batch of put_many(): the files, a JSON manifest, then the commit marker.
+IMPORT_PREFIX = ".keyloader-import-"
+STAGE_MANIFEST = "manifest"
+STAGE_COMPLETE = "complete"
 
 DIR_MODE = 0o700
 PRIVATE_MODE = 0o600
@@ -596,6 +604,158 @@ class FilesystemKeyStore(KeyStore):
                 raise
             _fsync_dir(history_dir)
 
+    def create_history(self, name: str, timestamp: str, data: bytes) -> None:
+        check_history_timestamp(timestamp)
+        what = f"history entry {timestamp} of {name}"
+        with self.lock(), _os_errors(f"create {what} in {self.path}"):
+            directory, base = self._prepare(name)
+            history_dir = directory / (base + HISTORY_SUFFIX)
+            self._ensure_dir(history_dir)
+            target = history_dir / timestamp
+            exists = KeyExistsError(f"{what} already exists in {self.path}")
+            if os.path.lexists(target):
+                raise exists
+            mode = PUBLIC_MODE if _is_public(base) else PRIVATE_MODE
+            temp = self._write_temp(history_dir, data, mode)
+            try:
+                if not self._publish(temp, target):
+                    raise exists
+            finally:
+                _unlink_quietly(temp)
+            _fsync_dir(history_dir)
+
+    def put_many(self, writes: Sequence[BlobWrite]) -> None:
+        """All or nothing: stage the files in ``.keyloader-import-<random>/``, then rename them in.
+
+        Every target is checked first; the blobs are written and fsynced in a
+        private staging directory with a manifest; a ``complete`` marker commits
+        the batch; then each file is renamed over its target. A crash before the
+        marker leaves nothing behind (the next ``put_many`` removes the
+        directory); after it, the next writer (any :meth:`lock`) finishes the renames.
+        """
+        targets = self._batch_targets(writes)
+        with self.lock(), _os_errors(f"write {len(writes)} blobs in {self.path}"):
+            self._ensure_dir(self.path)
+            self._recover_stages(self._stages(), incomplete=True)
+            for write, _ in targets:
+                self._check_batch_target(write)
+            stage = self.path / f"{IMPORT_PREFIX}{secrets.token_hex(8)}"
+            os.mkdir(stage, DIR_MODE)
+            try:
+                os.chmod(stage, DIR_MODE)
+                _fsync_dir(self.path)
+                manifest = [
+                    [self._write_temp(stage, write.data, mode).name, write.name, write.timestamp]
+                    for write, mode in targets
+                ]
+                self._write_temp(stage, json.dumps(manifest).encode(), PRIVATE_MODE).rename(
+                    stage / STAGE_MANIFEST
+                )
+                _fsync_dir(stage)
+                self._write_temp(stage, b"%d\n" % len(manifest), PRIVATE_MODE).rename(
+                    stage / STAGE_COMPLETE
+                )
+                _fsync_dir(stage)
+            except BaseException:
+                shutil.rmtree(stage, ignore_errors=True)
+                raise
+            self._finish_stage(stage)
+
+    def _batch_targets(self, writes: Sequence[BlobWrite]) -> builtins.list[tuple[BlobWrite, int]]:
+        """Each write with the mode of its file; ``ConfigError`` for bad or repeated names."""
+        seen: set[tuple[str, str | None]] = set()
+        targets: builtins.list[tuple[BlobWrite, int]] = []
+        for write in writes:
+            base = check_name(write.name)[-1]
+            check_public_flag(write.name, write.public)
+            if write.timestamp is not None:
+                check_history_timestamp(write.timestamp)
+            slot = (write.name, write.timestamp)
+            if slot in seen:
+                what = write.name if write.timestamp is None else f"{write.name} {write.timestamp}"
+                raise ConfigError(f"{what} is written twice in one batch: give each blob once")
+            seen.add(slot)
+            public = write.public if write.timestamp is None else _is_public(base)
+            targets.append((write, PUBLIC_MODE if public else PRIVATE_MODE))
+        return targets
+
+    def _check_batch_target(self, write: BlobWrite) -> None:
+        """Refuse a target that cannot be replaced: not a regular file, loose modes, bad dirs."""
+        directory, base = self._locate(write.name)
+        for path in self._target_dirs(directory, base, write.timestamp):
+            with suppress(FileNotFoundError):
+                _check_dir_stat(path, os.lstat(path))
+        target = self._batch_target_path(directory, base, write.timestamp)
+        self._existing_file(target, _is_public(base))
+
+    def _target_dirs(
+        self, directory: Path, base: str, timestamp: str | None
+    ) -> builtins.list[Path]:
+        """The directories a write needs besides the keys dir (``.poison_key``, ``*.old``)."""
+        dirs = [directory] if directory != self.path else []
+        if timestamp is not None:
+            dirs.append(directory / (base + HISTORY_SUFFIX))
+        return dirs
+
+    @staticmethod
+    def _batch_target_path(directory: Path, base: str, timestamp: str | None) -> Path:
+        if timestamp is None:
+            return directory / base
+        return directory / (base + HISTORY_SUFFIX) / timestamp
+
+    def _finish_stage(self, stage: Path) -> None:
+        """Rename the files of a committed stage in (idempotent), then remove the stage."""
+        try:
+            manifest = json.loads((stage / STAGE_MANIFEST).read_bytes())
+            entries = [(str(f), str(n), None if t is None else str(t)) for f, n, t in manifest]
+        except (OSError, ValueError, TypeError) as exc:
+            raise KeyStoreError(
+                f"cannot finish the interrupted import staged in {stage}: its manifest is "
+                f"unreadable ({exc.__class__.__name__}); remove that directory to abandon it"
+            ) from None
+        touched: dict[Path, None] = {}
+        for file, name, timestamp in entries:
+            source = stage / file
+            if not os.path.lexists(source):
+                continue  # renamed in before a crash
+            directory, base = self._locate(name)
+            if timestamp is not None:
+                check_history_timestamp(timestamp)
+            for path in self._target_dirs(directory, base, timestamp):
+                self._ensure_dir(path)
+            target = self._batch_target_path(directory, base, timestamp)
+            os.replace(source, target)
+            touched[target.parent] = None
+        for directory in touched:
+            _fsync_dir(directory)
+        _unlink_quietly(stage / STAGE_COMPLETE)
+        _fsync_dir(stage)
+        shutil.rmtree(stage)
+        _fsync_dir(self.path)
+
+    def _recover_stages(self, stages: builtins.list[Path], *, incomplete: bool = False) -> None:
+        """Finish committed stages left by a writer that died (we hold the lock).
+
+        With ``incomplete``, also remove stages without the commit marker: only
+        :meth:`put_many` does, since every lock holder sees them.
+        """
+        for stage in stages:
+            if os.path.lexists(stage / STAGE_COMPLETE):
+                log.warning("finishing the interrupted import staged in %s", stage)
+                self._finish_stage(stage)
+            elif incomplete:
+                log.info("removing the incomplete import staged in %s", stage)
+                shutil.rmtree(stage)
+                _fsync_dir(self.path)
+
+    def _stages(self) -> builtins.list[Path]:
+        with os.scandir(self.path) as entries:
+            return [
+                Path(e.path)
+                for e in entries
+                if e.name.startswith(IMPORT_PREFIX) and e.is_dir(follow_symlinks=False)
+            ]
+
     def delete(self, name: str) -> None:
         directory, base = self._locate(name)
         target = directory / base
@@ -684,7 +844,9 @@ class FilesystemKeyStore(KeyStore):
                 except OSError as exc:
                     raise KeyStoreError(f"cannot lock {self.lock_path}: {exc.strerror}") from exc
             with _os_errors(f"remove stale temp files in {self.path}"):
-                self._remove_stale_temp_files()
+                stages = self._remove_stale_temp_files()
+            with _os_errors(f"recover interrupted imports in {self.path}"):
+                self._recover_stages(stages)
         except BaseException:
             os.close(fd)  # closing drops the flock, if it was taken
             raise
@@ -708,25 +870,32 @@ class FilesystemKeyStore(KeyStore):
             "or raise the store option lock_timeout"
         )
 
-    def _remove_stale_temp_files(self) -> None:
-        """Delete ``.keyloader-tmp-*`` left by a writer that died (we hold the lock)."""
+    def _remove_stale_temp_files(self) -> builtins.list[Path]:
+        """Delete ``.keyloader-tmp-*`` left by a writer that died (we hold the lock).
+
+        Returns the ``.keyloader-import-*`` staging directories found on the way.
+        """
         directories = [self.path]
+        stages: builtins.list[Path] = []
         poison = self.path / POISON_DIR
         if poison.is_dir() and not poison.is_symlink():
             directories.append(poison)
         for directory in list(directories):
             with os.scandir(directory) as entries:
-                directories.extend(
-                    Path(e.path)
-                    for e in entries
-                    if e.name.endswith(HISTORY_SUFFIX) and e.is_dir(follow_symlinks=False)
-                )
+                for e in entries:
+                    if not e.is_dir(follow_symlinks=False):
+                        continue
+                    if e.name.endswith(HISTORY_SUFFIX):
+                        directories.append(Path(e.path))
+                    elif directory == self.path and e.name.startswith(IMPORT_PREFIX):
+                        stages.append(Path(e.path))
         for directory in directories:
             with os.scandir(directory) as entries:
                 stale = [Path(e.path) for e in entries if e.name.startswith(TEMP_PREFIX)]
             for path in stale:
                 log.info("removing stale temp file %s", path)
                 _unlink_quietly(path)
+        return stages
 
     def close(self) -> None:
         if self._lock_depth == 0:

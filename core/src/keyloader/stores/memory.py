@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from ..errors import KeyExistsError, KeyNotFoundError, KeyStoreError
 from ..providers import Option
 from ._timestamps import next_history_timestamp, parse_history_timestamp
-from .base import KeyStore, StoredBlob
+from .base import BlobWrite, KeyStore, StoredBlob
 from .filesystem import (
     check_history_timestamp,
     check_name,
@@ -186,6 +186,36 @@ class MemoryKeyStore(KeyStore):
                 )
             entry.history[timestamp] = blob
             self._bump(name, timestamp)
+
+    def create_history(self, name: str, timestamp: str, data: bytes) -> None:
+        check_name(name)
+        check_history_timestamp(timestamp)
+        blob = bytes(data)
+        with self.lock(), self._data_lock:
+            entry = self._entries.setdefault(name, _Entry())
+            if timestamp in entry.history:
+                raise KeyExistsError(
+                    f"history entry {timestamp} of {name} already exists in {self.location}"
+                )
+            entry.history[timestamp] = blob
+            self._bump(name, timestamp)
+
+    def put_many(self, writes: Sequence[BlobWrite]) -> None:
+        """All or nothing: every write is checked, then all are applied at once."""
+        for write in writes:
+            check_name(write.name)
+            check_public_flag(write.name, write.public)
+            if write.timestamp is not None:
+                check_history_timestamp(write.timestamp)
+        blobs = [(write, bytes(write.data)) for write in writes]
+        with self.lock(), self._data_lock:
+            for write, blob in blobs:
+                entry = self._entries.setdefault(write.name, _Entry())
+                if write.timestamp is None:
+                    entry.current, entry.created = blob, time.time()
+                else:
+                    entry.history[write.timestamp] = blob
+                self._bump(write.name, write.timestamp)
 
     def delete_history(self, name: str, timestamp: str) -> None:
         check_name(name)

@@ -18,9 +18,9 @@ from collections.abc import Callable, Hashable
 
 import pytest
 
-from ..errors import KeyExistsError, KeyNotFoundError
+from ..errors import ConfigError, KeyExistsError, KeyNotFoundError
 from ..stores._timestamps import parse_history_timestamp
-from ..stores.base import KeyStore, StoredBlob
+from ..stores.base import BlobWrite, KeyStore, StoredBlob
 
 __all__ = ["KeyStoreContract"]
 
@@ -37,6 +37,10 @@ NAMES = (
 
 def _listed(store: KeyStore, name: str) -> StoredBlob | None:
     return next((blob for blob in store.list() if blob.name == name), None)
+
+
+def _creates_history(store: KeyStore) -> bool:
+    return type(store).create_history is not KeyStore.create_history
 
 
 class KeyStoreContract:
@@ -326,3 +330,69 @@ class KeyStoreContract:
             store.delete("client1_hmac")
         assert store.revision("client1_hmac") is None
         assert store.revision("client1_hmac", "2020-01-01T00:00:00") is None
+
+    # -- batches and restored history (import) ---------------------------------------------
+
+    def test_create_history_restores_an_entry(self, store: KeyStore) -> None:
+        if not _creates_history(store):
+            pytest.skip("this store does not implement create_history (import of history)")
+        older, newer = "2020-01-02T03:04:05.5", "2021-01-02T03:04:05"
+        with store.lock():
+            store.create_history("client1_hmac", newer, b"newer")  # no current blob needed
+            store.create_history("client1_hmac", older, b"older")
+            with pytest.raises(KeyExistsError, match="client1_hmac"):
+                store.create_history("client1_hmac", older, b"again")
+        blob = _listed(store, "client1_hmac")
+        assert blob is not None
+        assert (blob.current, blob.history) == (False, (older, newer))
+        assert store.get_history("client1_hmac", older) == b"older"
+        assert store.get_history("client1_hmac", newer) == b"newer"
+        with store.lock():
+            store.create(".poison_key/poison_key", b"current")
+            store.create_history(".poison_key/poison_key", older, EVERY_BYTE)
+        assert store.get_history(".poison_key/poison_key", older) == EVERY_BYTE
+        assert store.get(".poison_key/poison_key") == b"current"
+
+    def test_put_many_writes_current_and_history(self, store: KeyStore) -> None:
+        history = _creates_history(store)
+        with store.lock():
+            store.create("client1_storage_sym", b"old current")
+            stamp = store.rotate("client1_storage_sym", b"current")
+        restored = "2019-05-06T07:08:09.123"
+        writes = [
+            BlobWrite("client1_storage_sym", b"replaced"),
+            BlobWrite("client1_storage_sym", b"old replaced", stamp),
+            BlobWrite("secure_log_key", EVERY_BYTE),
+            BlobWrite("client1_storage.pub", b"public half", public=True),
+            BlobWrite(".poison_key/poison_key_sym", b"poison"),
+        ]
+        if history:
+            writes.append(BlobWrite("client2_hmac", b"restored", restored))
+        store.put_many(writes)
+        assert store.get("client1_storage_sym") == b"replaced"
+        assert store.get_history("client1_storage_sym", stamp) == b"old replaced"
+        assert store.get("secure_log_key") == EVERY_BYTE
+        assert store.get("client1_storage.pub") == b"public half"
+        assert store.get(".poison_key/poison_key_sym") == b"poison"
+        expected = [
+            ".poison_key/poison_key_sym",
+            "client1_storage.pub",
+            "client1_storage_sym",
+            "secure_log_key",
+        ]
+        if history:
+            assert store.get_history("client2_hmac", restored) == b"restored"
+            expected = sorted([*expected, "client2_hmac"])
+        assert sorted(b.name for b in store.list()) == expected
+        blob = _listed(store, "client1_storage_sym")
+        assert blob is not None
+        assert blob.history == (stamp,)
+        store.put_many([])  # an empty batch is fine
+        assert sorted(b.name for b in store.list()) == expected
+
+    def test_put_many_refuses_bad_names(self, store: KeyStore) -> None:
+        with pytest.raises(ConfigError):
+            store.put_many([BlobWrite("../escape", b"x"), BlobWrite("client1_hmac", b"y")])
+        with pytest.raises(ConfigError):
+            store.put_many([BlobWrite("client1_hmac", b"x", "not a timestamp")])
+        assert store.list() == []

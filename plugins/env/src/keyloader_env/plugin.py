@@ -9,7 +9,6 @@ pair's text form; it must not be accessible by group or others.
 from __future__ import annotations
 
 import os
-import shlex
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -111,6 +110,13 @@ class EnvProvider(MasterKeyProvider):
         return f"<{type(self).__name__} {self.name!r} {where}>"
 
 
+def _shell_quoted(path: Path) -> str:
+    """``path`` quoted for a shell command in an error message."""
+    import shlex  # here: only error messages need it
+
+    return shlex.quote(str(path))
+
+
 def _read_key_file(path: Path) -> bytearray:
     """The file's bytes in a buffer the caller wipes; refuses group/other access."""
     try:
@@ -119,7 +125,7 @@ def _read_key_file(path: Path) -> bytearray:
     except FileNotFoundError:
         raise MasterKeyNotFoundError(
             f"key file {path} (option 'file' of provider 'env') does not exist: write one "
-            f"with `keyloader master-key generate --output {shlex.quote(str(path))}`"
+            f"with `keyloader master-key generate --output {_shell_quoted(path)}`"
         ) from None
     except OSError as exc:
         raise MasterKeyError(
@@ -164,7 +170,7 @@ def _check_key_file(fd: int, path: Path) -> None:
     if mode & 0o077:
         raise InsecurePermissionsError(
             f"key file {path} is accessible by group or others (mode {mode:04o}): fix it "
-            f"with `chmod 600 {shlex.quote(str(path))}`"
+            f"with `chmod 600 {_shell_quoted(path)}`"
         )
     if info.st_size > MAX_FILE_SIZE:
         raise InvalidMasterKeyError(

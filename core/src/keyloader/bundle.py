@@ -1,0 +1,606 @@
+"""Export bundles: keys sealed under a fresh bundle key, and their import (DESIGN §10).
+
+A bundle is a Secure Cell Seal blob (context ``b"keyloader export bundle"``)
+under a fresh random 32-byte bundle key, which is written raw to a separate
+secret file. The sealed payload (docs/format.md, "Export bundle")::
+
+    magic "KLBUNDLE" | u16le version = 1 | u32le count | count entries
+    entry: u8 flags (1 public, 2 history) | u16le name length | name (UTF-8)
+           | [u8 timestamp length | timestamp (ASCII)] if history
+           | u32le data length | data (the plaintext key, or the public key file)
+
+Not compatible with ``acra-keys export``. Plaintext lives only in one
+``bytearray`` (wiped when done); export fills it in place, import re-seals from
+views of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import os
+import secrets
+import shlex
+import stat
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import scell
+from .errors import (
+    ConfigError,
+    InsecurePermissionsError,
+    IntegrityError,
+    KeyExistsError,
+    KeyNotFoundError,
+)
+from .keyids import KeyId, classify
+from .keystore import KeyManager, _key_id, _where
+from .secret import SecretBytes
+from .stores._timestamps import parse_history_timestamp
+from .stores.base import BlobWrite, KeyStore, StoredBlob
+
+__all__ = [
+    "BUNDLE_CONTEXT",
+    "BUNDLE_MAGIC",
+    "BUNDLE_VERSION",
+    "ExportReport",
+    "ImportReport",
+    "SECRET_SIZE",
+    "export_keys",
+    "import_keys",
+]
+
+BUNDLE_MAGIC = b"KLBUNDLE"
+BUNDLE_VERSION = 1
+BUNDLE_CONTEXT = b"keyloader export bundle"
+SECRET_SIZE = 32
+MAX_BUNDLE_SIZE = 1 << 30
+"""A bundle file larger than this (1 GiB) is refused before it is read."""
+
+FLAG_PUBLIC = 0x01
+FLAG_HISTORY = 0x02
+
+_HEADER = struct.Struct("<8sHI")  # magic, version, count
+_U8 = struct.Struct("<B")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_TEMP_PREFIX = ".keyloader-tmp-"
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What an export wrote: paths, names and counts, never key material.
+
+    ``key_ids`` are the keys exported (each with its history and public part);
+    ``entries`` counts every blob in the bundle, ``history`` the rotated ones
+    among them, ``public`` the ``.pub`` files; ``unknown`` lists the files left
+    out of an export of all keys because they are not keys.
+    """
+
+    output: Path
+    secret_output: Path
+    store: str
+    fingerprint: str
+    key_ids: tuple[str, ...]
+    entries: int
+    history: int
+    public: int
+    unknown: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did, by destination path (never key material).
+
+    - ``imported``: blobs that did not exist and were written.
+    - ``replaced``: existing blobs holding another key, overwritten (``force``).
+    - ``kept``: existing blobs holding another key, left as they are (no ``force``).
+    - ``identical``: existing blobs that already hold the bundle's key (a rerun).
+    """
+
+    input: Path
+    store: str
+    fingerprint: str
+    imported: tuple[str, ...]
+    replaced: tuple[str, ...]
+    kept: tuple[str, ...]
+    identical: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One bundle entry: where it goes, and where its data sits in the payload."""
+
+    name: str
+    timestamp: str | None
+    public: bool
+    start: int
+    end: int
+
+    @property
+    def context(self) -> bytes:
+        kid = classify(self.name).key_id
+        assert kid is not None  # parsing checked it
+        return kid.context
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+def export_keys(
+    manager: KeyManager,
+    key_ids: Iterable[KeyId | str] | None,
+    output: str | os.PathLike[str],
+    secret_output: str | os.PathLike[str],
+    *,
+    force: bool = False,
+) -> ExportReport:
+    """Write the keys (``None``: every key) to a bundle and its fresh secret to another file.
+
+    Each key comes with its history and, for keypairs, its public part. Both
+    files are created with mode 0600 and ``O_EXCL``; an existing file is
+    :class:`KeyExistsError` unless ``force``, which replaces it atomically.
+    A key that does not decrypt is :class:`IntegrityError` and nothing is written.
+    Emits ``keys_exported``.
+    """
+    bundle_path, secret_path = Path(output), Path(secret_output)
+    try:
+        report = _export(manager, key_ids, bundle_path, secret_path, force)
+    except Exception as exc:
+        manager._audit("keys_exported", ok=False, error=exc)
+        raise
+    manager._audit("keys_exported")
+    return report
+
+
+def _export(
+    manager: KeyManager,
+    key_ids: Iterable[KeyId | str] | None,
+    bundle_path: Path,
+    secret_path: Path,
+    force: bool,
+) -> ExportReport:
+    _check_outputs(bundle_path, secret_path, force)
+    wanted = None if key_ids is None else _unique(_key_id(k) for k in key_ids)
+    store = manager.store
+    with store.lock():  # a consistent snapshot: no rotation half-way through
+        names, unknown = _selected(store, store.list(), wanted)
+        blobs = [
+            (name, ts, public, _read(store, name, ts))
+            for name, public, stamps in names
+            for ts in stamps
+        ]
+    if not blobs:
+        raise KeyNotFoundError(f"no keys to export in {store.location}")
+    sealed, bundle_key = _seal_bundle(manager, blobs)
+    with bundle_key:
+        _write_outputs(bundle_path, sealed, secret_path, bundle_key.view, force)
+    exported = _unique(kid for name, _, _ in names if (kid := classify(name).key_id) is not None)
+    return ExportReport(
+        output=bundle_path,
+        secret_output=secret_path,
+        store=store.location,
+        fingerprint=manager.fingerprint,
+        key_ids=tuple(str(kid) for kid in exported),
+        entries=len(blobs),
+        history=sum(1 for _, ts, _, _ in blobs if ts is not None),
+        public=sum(1 for _, _, public, _ in blobs if public),
+        unknown=tuple(unknown),
+    )
+
+
+def _unique(kids: Iterable[KeyId]) -> list[KeyId]:
+    return list(dict.fromkeys(kids))
+
+
+def _selected(
+    store: KeyStore, listing: Sequence[StoredBlob], wanted: list[KeyId] | None
+) -> tuple[list[tuple[str, bool, list[str | None]]], list[str]]:
+    """(name, public, [None for current, timestamps...]) to export, and the unknown files."""
+    by_name = {blob.name: blob for blob in listing}
+    unknown: list[str] = []
+    if wanted is None:
+        chosen: list[StoredBlob] = []
+        for blob in listing:
+            if classify(blob.name).key_id is None:
+                unknown.append(_where(store, blob.name, None))
+            else:
+                chosen.append(blob)
+    else:
+        chosen = []
+        for kid in wanted:
+            private = by_name.get(kid.store_name)
+            if private is None:
+                raise KeyNotFoundError(
+                    f"{kid} does not exist in {store.location}: see `keyloader keys list`"
+                )
+            chosen.append(private)
+            public_blob = by_name.get(kid.public_name) if kid.public_name else None
+            if public_blob is not None:
+                chosen.append(public_blob)
+    names: list[tuple[str, bool, list[str | None]]] = []
+    for blob in chosen:
+        public = classify(blob.name).public
+        stamps: list[str | None] = [None] if blob.current else []
+        if not public:  # history of a .pub file is not a key: left out
+            stamps += list(blob.history)
+        if stamps:
+            names.append((blob.name, public, stamps))
+    return names, unknown
+
+
+def _read(store: KeyStore, name: str, timestamp: str | None) -> bytes:
+    return store.get(name) if timestamp is None else store.get_history(name, timestamp)
+
+
+def _seal_bundle(
+    manager: KeyManager, blobs: Sequence[tuple[str, str | None, bool, bytes]]
+) -> tuple[bytes, SecretBytes]:
+    """The sealed bundle and its fresh key; the payload is built in place and wiped."""
+    layout: list[tuple[bytes, bytes | None, int]] = []
+    size = _HEADER.size
+    for name, ts, public, blob in blobs:
+        encoded = name.encode()
+        stamp = ts.encode("ascii") if ts is not None else None
+        length = len(blob) if public else max(len(blob) - scell.HEADER_SIZE, 0)
+        layout.append((encoded, stamp, length))
+        size += 1 + 2 + len(encoded) + (1 + len(stamp) if stamp else 0) + 4 + length
+    payload = SecretBytes.zeroed(size)
+    try:
+        with memoryview(payload.buffer) as view:
+            _HEADER.pack_into(view, 0, BUNDLE_MAGIC, BUNDLE_VERSION, len(blobs))
+            pos = _HEADER.size
+            for (name, ts, public, blob), (encoded, stamp, length) in zip(
+                blobs, layout, strict=True
+            ):
+                flags = (FLAG_PUBLIC if public else 0) | (FLAG_HISTORY if stamp else 0)
+                pos = _put(view, pos, _U8, flags)
+                pos = _put(view, pos, _U16, len(encoded))
+                view[pos : pos + len(encoded)] = encoded
+                pos += len(encoded)
+                if stamp is not None:
+                    pos = _put(view, pos, _U8, len(stamp))
+                    view[pos : pos + len(stamp)] = stamp
+                    pos += len(stamp)
+                pos = _put(view, pos, _U32, length)
+                if public:
+                    view[pos : pos + length] = blob
+                else:
+                    kid = classify(name).key_id
+                    assert kid is not None
+                    with manager._unseal(blob, kid.context, _where(manager.store, name, ts)) as p:
+                        if len(p) != length:  # pragma: no cover - scell checks msg_len
+                            raise IntegrityError(f"{name}: unexpected key length")
+                        view[pos : pos + length] = p.buffer
+                pos += length
+        bundle_key = SecretBytes(secrets.token_bytes(SECRET_SIZE))
+        sealed = scell.encrypt(bundle_key.buffer, payload.buffer, BUNDLE_CONTEXT)
+    finally:
+        payload.wipe()
+    return sealed, bundle_key
+
+
+def _put(view: memoryview, pos: int, field: struct.Struct, value: int) -> int:
+    field.pack_into(view, pos, value)
+    return pos + field.size
+
+
+def _check_outputs(bundle: Path, secret: Path, force: bool) -> None:
+    if os.path.abspath(bundle) == os.path.abspath(secret):
+        raise ConfigError(
+            f"the bundle and its secret must go to two different files, not both to {bundle}"
+        )
+    for path in (bundle, secret):
+        if not force and os.path.lexists(path):
+            raise KeyExistsError(_exists_message(path))
+        if not path.parent.is_dir():
+            raise ConfigError(
+                f"cannot write {path}: directory {path.parent} does not exist; create it first"
+            )
+
+
+def _exists_message(path: Path) -> str:
+    return f"file {path} already exists: choose another path, or force (--force) to replace it"
+
+
+def _write_outputs(bundle: Path, sealed: bytes, secret: Path, key: memoryview, force: bool) -> None:
+    """Write both files 0600: ``O_EXCL``, or (``force``) temp file + atomic replace."""
+    _write_private(bundle, sealed, force)
+    try:
+        _write_private(secret, key, force)
+    except BaseException:
+        if not force:
+            _unlink_quietly(bundle)
+        raise
+
+
+def _write_private(path: Path, data: bytes | memoryview, force: bool) -> None:
+    target = path.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}" if force else path
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(target, flags, 0o600)
+    except FileExistsError:
+        raise KeyExistsError(_exists_message(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror or exc}") from None
+    try:
+        try:
+            os.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if force:
+            os.replace(target, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        _unlink_quietly(target)
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        _unlink_quietly(target)
+        raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+# -- import -----------------------------------------------------------------------------------
+
+
+def import_keys(
+    manager: KeyManager,
+    input: str | os.PathLike[str],  # the CLI's --input
+    secret: str | os.PathLike[str],
+    *,
+    force: bool = False,
+) -> ImportReport:
+    """Import a bundle into ``manager``'s store, re-sealed under its master key.
+
+    Everything is decrypted and validated first: a wrong secret or a modified
+    bundle is :class:`IntegrityError` and nothing is written. Existing keys are
+    kept unless ``force`` (keys already holding the bundle's value count as
+    ``identical``). The writes go through ``KeyStore.put_many`` under the lock:
+    all or nothing on the filesystem store, where an interrupted import is
+    finished by the next writer. Emits ``keys_imported``.
+    """
+    bundle_path, secret_path = Path(input), Path(secret)
+    try:
+        report = _import(manager, bundle_path, secret_path, force)
+    except Exception as exc:
+        manager._audit("keys_imported", ok=False, error=exc)
+        raise
+    manager._audit("keys_imported")
+    return report
+
+
+def _import(manager: KeyManager, bundle_path: Path, secret_path: Path, force: bool) -> ImportReport:
+    key = _read_secret(secret_path)
+    with key:
+        sealed = _read_bundle(bundle_path)
+        try:
+            payload = scell.decrypt(key.buffer, sealed, BUNDLE_CONTEXT)
+        except IntegrityError:
+            raise IntegrityError(
+                f"cannot open bundle {bundle_path} with secret {secret_path}: wrong secret "
+                "file, or the bundle was modified or truncated; nothing was imported"
+            ) from None
+    with payload, memoryview(payload.buffer) as view:
+        entries = _parse(view, bundle_path)
+        master = manager.master_key
+        store = manager.store
+        imported: list[str] = []
+        replaced: list[str] = []
+        kept: list[str] = []
+        identical: list[str] = []
+        with store.lock():
+            listing = {blob.name: blob for blob in store.list()}
+            writes: list[BlobWrite] = []
+            for entry in entries:
+                where = _where(store, entry.name, entry.timestamp)
+                with view[entry.start : entry.end] as data:
+                    state = _existing_state(manager, listing.get(entry.name), entry, data, where)
+                    if state == "identical":
+                        identical.append(where)
+                        continue
+                    if state == "different" and not force:
+                        kept.append(where)
+                        continue
+                    (replaced if state == "different" else imported).append(where)
+                    blob = (
+                        bytes(data)
+                        if entry.public
+                        else scell.encrypt(master.encryption.buffer, data, entry.context)
+                    )
+                writes.append(BlobWrite(entry.name, blob, entry.timestamp, entry.public))
+            if writes:
+                try:
+                    store.put_many(writes)
+                finally:
+                    for write in writes:
+                        manager._drop(write.name)
+    return ImportReport(
+        input=bundle_path,
+        store=store.location,
+        fingerprint=master.fingerprint,
+        imported=tuple(imported),
+        replaced=tuple(replaced),
+        kept=tuple(kept),
+        identical=tuple(identical),
+    )
+
+
+def _existing_state(
+    manager: KeyManager, blob: StoredBlob | None, entry: _Entry, data: memoryview, where: str
+) -> str:
+    """``absent``, ``identical`` (holds this key already) or ``different``."""
+    if blob is None:
+        return "absent"
+    if entry.timestamp is None:
+        if not blob.current:
+            return "absent"
+    elif entry.timestamp not in blob.history:
+        return "absent"
+    existing = _read(manager.store, entry.name, entry.timestamp)
+    if entry.public:
+        return "identical" if hmac.compare_digest(existing, data) else "different"
+    try:
+        plain = manager._unseal(existing, entry.context, where)
+    except IntegrityError:
+        return "different"
+    with plain:
+        return "identical" if hmac.compare_digest(plain.buffer, data) else "different"
+
+
+def _read_secret(path: Path) -> SecretBytes:
+    """The 32 raw bytes of a bundle secret file (mode must keep group and others out)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"bundle secret file {path} does not exist: give the file `keyloader keys export "
+            "--secret-output` wrote"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot open bundle secret file {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"bundle secret file {path} is not a regular file")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            raise InsecurePermissionsError(
+                f"bundle secret file {path} has mode {stat.S_IMODE(info.st_mode):04o}: group "
+                f"or others can access it; fix it with `chmod 600 {shlex.quote(str(path))}`"
+            )
+        key = SecretBytes.zeroed(SECRET_SIZE + 1)
+        try:
+            with memoryview(key.buffer) as view:
+                size = 0
+                while size < len(view) and (count := os.readv(fd, [view[size:]])):
+                    size += count
+        except BaseException:
+            key.wipe()
+            raise
+    except OSError as exc:
+        raise ConfigError(f"cannot read bundle secret file {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if size != SECRET_SIZE:
+        key.wipe()
+        shown = f"{size} bytes" if size <= SECRET_SIZE else "too large"
+        raise ConfigError(
+            f"bundle secret file {path} is {shown}, not a bundle secret ({SECRET_SIZE} raw "
+            "bytes written by `keyloader keys export --secret-output`)"
+        )
+    del key.buffer[SECRET_SIZE:]
+    return key
+
+
+def _read_bundle(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size > MAX_BUNDLE_SIZE:
+                raise ConfigError(f"bundle {path} is {size} bytes: too large for a bundle")
+            return file.read()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"bundle {path} does not exist: give the file `keyloader keys export --output` wrote"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"bundle {path} is a directory, not a bundle file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read bundle {path}: {exc.strerror}") from None
+
+
+class _Reader:
+    """Bounds-checked reads from the payload; any overrun is a malformed bundle."""
+
+    def __init__(self, view: memoryview, source: Path) -> None:
+        self.view = view
+        self.source = source
+        self.pos = 0
+
+    def malformed(self, why: str) -> IntegrityError:
+        return IntegrityError(f"bundle {self.source} is malformed: {why}; nothing was imported")
+
+    def take(self, size: int, what: str) -> tuple[int, int]:
+        start, end = self.pos, self.pos + size
+        if end > len(self.view):
+            raise self.malformed(f"it ends inside {what}")
+        self.pos = end
+        return start, end
+
+    def number(self, field: struct.Struct, what: str) -> int:
+        start, _ = self.take(field.size, what)
+        value: int = field.unpack_from(self.view, start)[0]
+        return value
+
+    def text(self, size: int, what: str, encoding: str) -> str:
+        start, end = self.take(size, what)
+        try:
+            return bytes(self.view[start:end]).decode(encoding)
+        except UnicodeDecodeError:
+            raise self.malformed(f"{what} is not {encoding} text") from None
+
+
+def _parse(view: memoryview, source: Path) -> list[_Entry]:
+    """Every entry of a decrypted payload, fully validated (names, flags, sizes, duplicates)."""
+    reader = _Reader(view, source)
+    if len(view) < _HEADER.size:
+        raise reader.malformed("it is shorter than its header")
+    magic, version, count = _HEADER.unpack_from(view)
+    if magic != BUNDLE_MAGIC:
+        raise reader.malformed("it is not a keyloader export bundle (bad magic)")
+    if version != BUNDLE_VERSION:
+        raise ConfigError(
+            f"bundle {source} has format version {version}; this keyloader reads version "
+            f"{BUNDLE_VERSION}: import it with the keyloader release that wrote it, or a newer one"
+        )
+    reader.pos = _HEADER.size
+    entries: list[_Entry] = []
+    seen: set[tuple[str, str | None]] = set()
+    for number in range(1, count + 1):
+        what = f"entry {number}"
+        flags = reader.number(_U8, what)
+        if flags & ~(FLAG_PUBLIC | FLAG_HISTORY):
+            raise reader.malformed(f"{what} has unknown flags {flags:#04x}")
+        name = reader.text(reader.number(_U16, what), f"the name of {what}", "utf-8")
+        timestamp = None
+        if flags & FLAG_HISTORY:
+            timestamp = reader.text(reader.number(_U8, what), f"the timestamp of {what}", "ascii")
+            try:
+                parse_history_timestamp(timestamp)
+            except ValueError:
+                raise reader.malformed(f"{what} has a bad history timestamp") from None
+        start, end = reader.take(reader.number(_U32, what), f"the data of {what}")
+        public = bool(flags & FLAG_PUBLIC)
+        kind = classify(name)
+        if kind.key_id is None:
+            raise reader.malformed(f"{what} names {name[:80]!r}, not an Acra keystore v1 key")
+        if kind.public != public:
+            raise reader.malformed(f"{what} ({name}) has a wrong public flag")
+        if public and timestamp is not None:
+            raise reader.malformed(f"{what} ({name}) is a public key with a history timestamp")
+        if start == end:
+            raise reader.malformed(f"{what} ({name}) is empty")
+        if (name, timestamp) in seen:
+            raise reader.malformed(f"{what} ({name}) appears twice")
+        seen.add((name, timestamp))
+        entries.append(_Entry(name, timestamp, public, start, end))
+    if reader.pos != len(view):
+        raise reader.malformed(f"{len(view) - reader.pos} bytes follow the last entry")
+    return entries
