@@ -109,6 +109,10 @@ def test_a_broken_plugin_is_reported_and_the_rest_works(
     assert broken["distribution"] == "keyloader-broken"
     names = [p["name"] for p in json.loads(ok("providers", "--json").stdout)["providers"]]
     assert "env" in names
+    missing = run("its-command")
+    assert missing.exit_code == 2  # a usage error, with a pointer to why
+    assert "1 plugin(s) failed to load" in missing.stderr
+    assert "keyloader plugins" in missing.stderr
 
 
 # -- providers --------------------------------------------------------------------------------

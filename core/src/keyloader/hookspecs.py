@@ -42,10 +42,13 @@ def keyloader_key_stores() -> list[type[KeyStore]]:
 def keyloader_cli_commands(app: Any) -> None:
     """Add sub-commands to the ``keyloader`` CLI.
 
-    Called once when the CLI starts, with the root ``typer.Typer`` app; add
-    commands or groups to it (``app.command()(fn)``, ``app.add_typer(...)``).
-    Import typer inside the hook, never at module level. Raising here is
-    recorded as a plugin failure and the CLI starts without the commands.
+    Called at most once per CLI run, with the root ``typer.Typer`` app, when the
+    command line names a command that is not built in (or shell completion
+    runs); built-in commands never pay for it. Add commands or groups to the
+    app (``app.command()(fn)``, ``app.add_typer(...)``); names of built-in
+    commands cannot be replaced. Import typer inside the hook, never at module
+    level. Raising here is recorded as a plugin failure and the CLI goes on
+    without that plugin's commands.
     """
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any, NamedTuple
 
 import typer
 from typer import _click
+from typer._click.exceptions import UsageError
 from typer._click.globals import get_current_context
 from typer._click.utils import make_default_short_help
 from typer.core import TyperGroup
@@ -115,6 +116,7 @@ class KeyloaderGroup(TyperGroup):
         super().__init__(**attrs)
         self._global_params = [p for p in self.params if p.name in GLOBAL_OPTION_NAMES]
         self._plugin_commands_loaded = False
+        self._plugin_failures = 0
         given = list(self.commands.values())  # commands registered on `app` itself, if any
         self.commands = _Commands({name: self._builtin_loader(name) for name in BUILTIN_COMMANDS})
         for command in given:
@@ -194,6 +196,12 @@ class KeyloaderGroup(TyperGroup):
         if command is None and not self._plugin_commands_loaded:
             self._load_plugin_commands()
             command = super().get_command(ctx, cmd_name)
+            if command is None and self._plugin_failures and not ctx.resilient_parsing:
+                raise UsageError(
+                    f"No such command {cmd_name!r}. {self._plugin_failures} plugin(s) failed to "
+                    "load and their commands are missing: `keyloader plugins` shows why.",
+                    ctx,
+                )
         return command
 
     def _load_plugin_commands(self) -> None:
@@ -205,7 +213,8 @@ class KeyloaderGroup(TyperGroup):
         from .plugin_commands import plugin_commands
 
         log = logging.getLogger("keyloader.cli")
-        for command in plugin_commands(app):
+        commands, self._plugin_failures = plugin_commands(app)
+        for command in commands:
             if command.name in self.commands:
                 log.warning(
                     "plugin command %r ignored: a built-in command has that name", command.name

@@ -8,8 +8,9 @@ from typer import _click
 __all__ = ["plugin_commands"]
 
 
-def plugin_commands(app: typer.Typer) -> list[_click.Command]:
-    """Call the hook with the root ``app`` and return the click commands it added.
+def plugin_commands(app: typer.Typer) -> tuple[list[_click.Command], int]:
+    """Call the hook with the root ``app``: the click commands it added, and how many
+    plugins failed to load (their commands are missing).
 
     A plugin whose hook raises is recorded as a plugin failure by the plugin
     manager and contributes nothing. The app is left as it was, so building the
@@ -42,4 +43,4 @@ def plugin_commands(app: typer.Typer) -> list[_click.Command]:
         )
         for info in new_groups
     ]
-    return built
+    return built, len(pm.failures)
