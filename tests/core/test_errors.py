@@ -1,0 +1,47 @@
+"""The error tree of DESIGN §9."""
+
+from __future__ import annotations
+
+import pytest
+
+from keyloader import errors
+
+TREE = {
+    "ConfigError": ("KeyloaderError", ValueError),
+    "PluginLoadError": ("KeyloaderError",),
+    "ProviderNotFoundError": ("KeyloaderError", LookupError),
+    "DuplicateProviderError": ("KeyloaderError",),
+    "DuplicateKeyStoreError": ("KeyloaderError",),
+    "EnterpriseFeatureError": ("KeyloaderError",),
+    "ProviderNotImplementedError": ("KeyloaderError",),
+    "ProviderUnavailableError": ("KeyloaderError",),
+    "AuthenticationError": ("KeyloaderError",),
+    "MasterKeyError": ("KeyloaderError",),
+    "MasterKeyNotFoundError": ("MasterKeyError",),
+    "InvalidMasterKeyError": ("MasterKeyError",),
+    "KeyNotFoundError": ("KeyloaderError",),
+    "KeyExistsError": ("KeyloaderError",),
+    "IntegrityError": ("KeyloaderError",),
+    "KeyStoreError": ("KeyloaderError",),
+    "InsecurePermissionsError": ("KeyStoreError",),
+}
+
+
+@pytest.mark.parametrize(("name", "parents"), TREE.items())
+def test_error_tree(name: str, parents: tuple[object, ...]) -> None:
+    cls = getattr(errors, name)
+    assert issubclass(cls, errors.KeyloaderError)
+    for parent in parents:
+        expected = getattr(errors, parent) if isinstance(parent, str) else parent
+        assert issubclass(cls, expected)  # type: ignore[arg-type]
+    assert cls.__doc__
+
+
+def test_every_error_is_listed_and_exported() -> None:
+    import keyloader
+
+    defined = {n for n in dir(errors) if n.endswith("Error") and n != "KeyloaderError"}
+    assert defined == set(TREE)
+    assert set(errors.__all__) == defined | {"KeyloaderError"}
+    for name in errors.__all__:
+        assert getattr(keyloader, name) is getattr(errors, name)

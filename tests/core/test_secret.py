@@ -1,0 +1,97 @@
+"""SecretBytes: a wipeable buffer that never shows, pickles or hashes its content."""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+
+import pytest
+
+from keyloader.secret import SecretBytes
+
+
+def test_wipe_zeroes_the_buffer_in_place() -> None:
+    data = os.urandom(32)
+    secret = SecretBytes(data)
+    buffer = secret.buffer
+    view = memoryview(buffer)  # a live view pins the size: the bytes must still be zeroed
+    secret.wipe()
+    assert bytes(view) == bytes(32)
+    assert secret.wiped
+    view.release()
+    secret.wipe()  # idempotent, and now also empties the buffer
+    assert len(secret) == 0
+
+
+def test_wipe_empties_the_buffer_when_nothing_pins_it() -> None:
+    secret = SecretBytes(os.urandom(16))
+    secret.wipe()
+    assert len(secret) == 0
+    assert not secret
+
+
+def test_context_manager_wipes_on_exit_and_on_error() -> None:
+    with SecretBytes(b"k" * 32) as secret:
+        assert secret.bytes() == b"k" * 32
+    assert secret.wiped
+    with pytest.raises(RuntimeError), SecretBytes(b"k" * 32) as other:
+        raise RuntimeError("boom")
+    assert other.wiped
+
+
+def test_copies_its_input_and_adopt_does_not() -> None:
+    source = bytearray(b"abcdefgh")
+    copied = SecretBytes(source)
+    source[0] = 0
+    assert copied.bytes() == b"abcdefgh"
+    adopted = SecretBytes.adopt(source)
+    adopted.wipe()
+    assert source == bytearray()  # the very same buffer was wiped
+
+
+def test_repr_and_str_show_only_the_length() -> None:
+    data = b"super secret key material 123456"
+    secret = SecretBytes(data)
+    for text in (repr(secret), str(secret), f"{secret}", f"{secret!r}"):
+        assert "32 bytes" in text
+        assert "secret key" not in text
+        assert data.hex() not in text
+
+
+def test_pickling_is_refused() -> None:
+    secret = SecretBytes(b"x" * 32)
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        with pytest.raises(TypeError, match="cannot be pickled"):
+            pickle.dumps(secret, protocol=protocol)
+
+
+def test_not_hashable_and_equality() -> None:
+    a = SecretBytes(b"same-bytes")
+    with pytest.raises(TypeError):
+        hash(a)
+    assert a == SecretBytes(b"same-bytes")
+    assert a == b"same-bytes"
+    assert a == bytearray(b"same-bytes")
+    assert a != SecretBytes(b"other-byte")
+    assert a != b"same-bytes-longer"
+    assert (a == "same-bytes") is False  # text is never equal to key bytes
+
+
+def test_views_and_copies() -> None:
+    secret = SecretBytes(b"0123456789")
+    view = secret.view
+    assert view.readonly
+    assert bytes(view) == b"0123456789"
+    view.release()
+    duplicate = copy.deepcopy(secret)
+    assert duplicate == secret
+    assert duplicate.buffer is not secret.buffer
+    assert copy.copy(secret).buffer is not secret.buffer
+
+
+def test_zeroed_allocates_a_fillable_buffer() -> None:
+    secret = SecretBytes.zeroed(12)
+    assert secret.bytes() == bytes(12)
+    secret.buffer[:3] = b"abc"
+    assert secret.bytes().startswith(b"abc")
