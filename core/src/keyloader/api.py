@@ -335,12 +335,13 @@ def export_keystore(
     *,
     force: bool = False,
     plugin_manager: KeyloaderPluginManager | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ExportReport:
     """Export keys (``None``: all) of the configured store: :func:`keyloader.bundle.export_keys`."""
     from .bundle import export_keys
 
     with open_keystore(settings, plugin_manager=plugin_manager) as manager:
-        return export_keys(manager, key_ids, output, secret_output, force=force)
+        return export_keys(manager, key_ids, output, secret_output, force=force, progress=progress)
 
 
 def import_keystore(
@@ -350,9 +351,10 @@ def import_keystore(
     *,
     force: bool = False,
     plugin_manager: KeyloaderPluginManager | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
     """Import a bundle into the configured store: :func:`keyloader.bundle.import_keys`."""
     from .bundle import import_keys
 
     with open_keystore(settings, plugin_manager=plugin_manager) as manager:
-        return import_keys(manager, input, secret, force=force)
+        return import_keys(manager, input, secret, force=force, progress=progress)

@@ -23,7 +23,7 @@ import secrets
 import shlex
 import stat
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from .errors import (
 )
 from .keyids import KeyId, classify
 from .keystore import KeyManager, _key_id, _where
+from .masterkey import MasterKey
 from .secret import SecretBytes
 from .stores._timestamps import parse_history_timestamp
 from .stores.base import BlobWrite, KeyStore, StoredBlob
@@ -67,6 +68,9 @@ _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _TEMP_PREFIX = ".keyloader-tmp-"
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``, called after each key (and, on import, after the write)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ def export_keys(
     secret_output: str | os.PathLike[str],
     *,
     force: bool = False,
+    progress: Progress | None = None,
 ) -> ExportReport:
     """Write the keys (``None``: every key) to a bundle and its fresh secret to another file.
 
@@ -147,7 +152,7 @@ def export_keys(
     """
     bundle_path, secret_path = Path(output), Path(secret_output)
     try:
-        report = _export(manager, key_ids, bundle_path, secret_path, force)
+        report = _export(manager, key_ids, bundle_path, secret_path, force, progress)
     except Exception as exc:
         manager._audit("keys_exported", ok=False, error=exc)
         raise
@@ -161,6 +166,7 @@ def _export(
     bundle_path: Path,
     secret_path: Path,
     force: bool,
+    progress: Progress | None,
 ) -> ExportReport:
     _check_outputs(bundle_path, secret_path, force)
     wanted = None if key_ids is None else _unique(_key_id(k) for k in key_ids)
@@ -174,7 +180,7 @@ def _export(
         ]
     if not blobs:
         raise KeyNotFoundError(f"no keys to export in {store.location}")
-    sealed, bundle_key = _seal_bundle(manager, blobs)
+    sealed, bundle_key = _seal_bundle(manager, blobs, progress)
     with bundle_key:
         _write_outputs(bundle_path, sealed, secret_path, bundle_key.view, force)
     exported = _unique(kid for name, _, _ in names if (kid := classify(name).key_id) is not None)
@@ -236,7 +242,9 @@ def _read(store: KeyStore, name: str, timestamp: str | None) -> bytes:
 
 
 def _seal_bundle(
-    manager: KeyManager, blobs: Sequence[tuple[str, str | None, bool, bytes]]
+    manager: KeyManager,
+    blobs: Sequence[tuple[str, str | None, bool, bytes]],
+    progress: Progress | None,
 ) -> tuple[bytes, SecretBytes]:
     """The sealed bundle and its fresh key; the payload is built in place and wiped."""
     layout: list[tuple[bytes, bytes | None, int]] = []
@@ -252,8 +260,9 @@ def _seal_bundle(
         with memoryview(payload.buffer) as view:
             _HEADER.pack_into(view, 0, BUNDLE_MAGIC, BUNDLE_VERSION, len(blobs))
             pos = _HEADER.size
-            for (name, ts, public, blob), (encoded, stamp, length) in zip(
-                blobs, layout, strict=True
+            pairs = zip(blobs, layout, strict=True)
+            for done, ((name, ts, public, blob), (encoded, stamp, length)) in enumerate(
+                pairs, start=1
             ):
                 flags = (FLAG_PUBLIC if public else 0) | (FLAG_HISTORY if stamp else 0)
                 pos = _put(view, pos, _U8, flags)
@@ -275,6 +284,8 @@ def _seal_bundle(
                             raise IntegrityError(f"{name}: unexpected key length")
                         view[pos : pos + length] = p.buffer
                 pos += length
+                if progress is not None:
+                    progress(done, len(blobs))
         bundle_key = SecretBytes(secrets.token_bytes(SECRET_SIZE))
         sealed = scell.encrypt(bundle_key.buffer, payload.buffer, BUNDLE_CONTEXT)
     finally:
@@ -367,6 +378,7 @@ def import_keys(
     secret: str | os.PathLike[str],
     *,
     force: bool = False,
+    progress: Progress | None = None,
 ) -> ImportReport:
     """Import a bundle into ``manager``'s store, re-sealed under its master key.
 
@@ -379,7 +391,7 @@ def import_keys(
     """
     bundle_path, secret_path = Path(input), Path(secret)
     try:
-        report = _import(manager, bundle_path, secret_path, force)
+        report = _import(manager, bundle_path, secret_path, force, progress)
     except Exception as exc:
         manager._audit("keys_imported", ok=False, error=exc)
         raise
@@ -387,7 +399,13 @@ def import_keys(
     return report
 
 
-def _import(manager: KeyManager, bundle_path: Path, secret_path: Path, force: bool) -> ImportReport:
+def _import(
+    manager: KeyManager,
+    bundle_path: Path,
+    secret_path: Path,
+    force: bool,
+    progress: Progress | None,
+) -> ImportReport:
     key = _read_secret(secret_path)
     with key:
         sealed = _read_bundle(bundle_path)
@@ -402,45 +420,62 @@ def _import(manager: KeyManager, bundle_path: Path, secret_path: Path, force: bo
         entries = _parse(view, bundle_path)
         master = manager.master_key
         store = manager.store
-        imported: list[str] = []
-        replaced: list[str] = []
-        kept: list[str] = []
-        identical: list[str] = []
+        outcomes: dict[str, list[str]] = {state: [] for state in _OUTCOMES}
         with store.lock():
             listing = {blob.name: blob for blob in store.list()}
             writes: list[BlobWrite] = []
-            for entry in entries:
-                where = _where(store, entry.name, entry.timestamp)
+            total = len(entries) + 1  # each key, then the write of them all
+            for done, entry in enumerate(entries, start=1):
                 with view[entry.start : entry.end] as data:
-                    state = _existing_state(manager, listing.get(entry.name), entry, data, where)
-                    if state == "identical":
-                        identical.append(where)
-                        continue
-                    if state == "different" and not force:
-                        kept.append(where)
-                        continue
-                    (replaced if state == "different" else imported).append(where)
-                    blob = (
-                        bytes(data)
-                        if entry.public
-                        else scell.encrypt(master.encryption.buffer, data, entry.context)
-                    )
-                writes.append(BlobWrite(entry.name, blob, entry.timestamp, entry.public))
-            if writes:
-                try:
-                    store.put_many(writes)
-                finally:
-                    for write in writes:
-                        manager._drop(write.name)
+                    outcome, write = _planned(manager, master, listing, entry, data, force)
+                outcomes[outcome].append(_where(store, entry.name, entry.timestamp))
+                if write is not None:
+                    writes.append(write)
+                if progress is not None:
+                    progress(done, total)
+            try:  # even with nothing to write: it clears what a crashed import left
+                store.put_many(writes)
+            finally:
+                for write in writes:
+                    manager._drop(write.name)
+            if progress is not None:
+                progress(total, total)
     return ImportReport(
         input=bundle_path,
         store=store.location,
         fingerprint=master.fingerprint,
-        imported=tuple(imported),
-        replaced=tuple(replaced),
-        kept=tuple(kept),
-        identical=tuple(identical),
+        imported=tuple(outcomes["imported"]),
+        replaced=tuple(outcomes["replaced"]),
+        kept=tuple(outcomes["kept"]),
+        identical=tuple(outcomes["identical"]),
     )
+
+
+_OUTCOMES = ("imported", "replaced", "kept", "identical")
+
+
+def _planned(
+    manager: KeyManager,
+    master: MasterKey,
+    listing: dict[str, StoredBlob],
+    entry: _Entry,
+    data: memoryview,
+    force: bool,
+) -> tuple[str, BlobWrite | None]:
+    """What to do with one entry: its outcome, and the write (sealed for this store) if any."""
+    where = _where(manager.store, entry.name, entry.timestamp)
+    state = _existing_state(manager, listing.get(entry.name), entry, data, where)
+    if state == "identical":
+        return "identical", None
+    if state == "different" and not force:
+        return "kept", None
+    blob = (
+        bytes(data)
+        if entry.public
+        else scell.encrypt(master.encryption.buffer, data, entry.context)
+    )
+    outcome = "replaced" if state == "different" else "imported"
+    return outcome, BlobWrite(entry.name, blob, entry.timestamp, entry.public)
 
 
 def _existing_state(
@@ -595,7 +630,7 @@ def _parse(view: memoryview, source: Path) -> list[_Entry]:
             raise reader.malformed(f"{what} ({name}) has a wrong public flag")
         if public and timestamp is not None:
             raise reader.malformed(f"{what} ({name}) is a public key with a history timestamp")
-        if start == end:
+        if start == end and not public:  # a key is never empty (a public file may be)
             raise reader.malformed(f"{what} ({name}) is empty")
         if (name, timestamp) in seen:
             raise reader.malformed(f"{what} ({name}) appears twice")

@@ -4,7 +4,8 @@
 lock throughout (readers are never blocked):
 
 1. survey: every blob (current and history; keypair private files as opaque
-   blobs) is decrypted under the new key, else the current (or previous) one,
+   blobs) is decrypted under the new key or the old one (the manager's current
+   key, or its previous key), trying first the key that opened the blob before,
    and wiped at once; unknown files and blobs neither key opens are collected.
    Refusals happen here, before the first write.
 2. rewrap: each blob still under the old key is re-sealed under the new one and
@@ -13,9 +14,9 @@ lock throughout (readers are never blocked):
    under the new key, so it resumes.
 3. verify: every blob is decrypted under the new key.
 
-Only one plaintext is alive at a time and nothing but names of problem blobs is
-kept per key, so memory does not grow with the number of keys beyond the
-store's listing.
+Only one plaintext is alive at a time. Per blob, only one byte of survey state
+is kept (and the names of problem blobs), so memory does not grow with the
+number of keys beyond the store's listing.
 """
 
 from __future__ import annotations
@@ -73,14 +74,23 @@ class RewrapReport:
         return not self.dry_run and not self.failed and not self.undecryptable
 
 
+OLD, NEW, NEITHER = 0, 1, 2
+"""Which master key opens a blob: the old one (current or previous), the new one, neither."""
+
+
 @dataclass
 class _Survey:
-    """Pass 1: what the store holds, by state (names only for the problems)."""
+    """Pass 1: what the store holds (names only for the problems).
+
+    ``states`` holds one byte per blob, in listing order (``OLD``/``NEW``/``NEITHER``):
+    the rewrap pass, under the same lock, skips ``NEW`` blobs without reading them.
+    """
 
     under_old: int = 0
     under_new: int = 0
     undecryptable: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    states: bytearray = field(default_factory=bytearray)
 
 
 class _Steps:
@@ -143,7 +153,7 @@ def rewrap_keys(
                 undecryptable=undecryptable,
                 unknown=unknown,
             )
-        rewrapped, skipped = _rewrap(manager, new_key, set(undecryptable), step)
+        rewrapped, skipped = _rewrap(manager, new_key, survey.states, set(undecryptable), step)
         verified, failed = _verify(store, new_key, set(undecryptable), step)
     return RewrapReport(
         store=store.location,
@@ -199,27 +209,49 @@ def _opens(key: MasterKey, blob: bytes, context: bytes) -> bool:
     return True
 
 
-def _survey(manager: KeyManager, new_key: MasterKey, step: _Steps) -> _Survey:
-    store = manager.store
-    listing = store.list()
-    step.slots = sum(
+def _count(listing: Iterable[StoredBlob]) -> int:
+    """How many private blobs (current and history) a listing holds."""
+    return sum(
         (1 if blob.current else 0) + len(blob.history)
         for blob in listing
         if (what := classify(blob.name)).key_id is not None and not what.public
     )
+
+
+def _opener(
+    manager: KeyManager, new_key: MasterKey, blob: bytes, context: bytes, where: str, first: int
+) -> int:
+    """``NEW``, ``OLD`` or ``NEITHER``: which key opens ``blob`` (trying ``first`` first)."""
+    for which in (first, OLD if first == NEW else NEW):
+        if which == NEW:
+            if _opens(new_key, blob, context):
+                return NEW
+            continue
+        try:
+            manager._unseal(blob, context, where).wipe()
+        except IntegrityError:
+            continue
+        return OLD
+    return NEITHER
+
+
+def _survey(manager: KeyManager, new_key: MasterKey, step: _Steps) -> _Survey:
+    store = manager.store
+    listing = store.list()
+    step.slots = _count(listing)
     survey = _Survey()
+    first = NEW  # then whichever key opened the previous blob: one attempt per blob, mostly
     for kid, name, _, timestamp in _slots(listing, survey.unknown):
-        blob = _read(store, name, timestamp)
         where = _where(store, name, timestamp)
-        if _opens(new_key, blob, kid.context):
+        state = _opener(manager, new_key, _read(store, name, timestamp), kid.context, where, first)
+        if state == NEW:
             survey.under_new += 1
+        elif state == OLD:
+            survey.under_old += 1
         else:
-            try:
-                manager._unseal(blob, kid.context, where).wipe()
-            except IntegrityError:
-                survey.undecryptable.append(where)
-            else:
-                survey.under_old += 1
+            survey.undecryptable.append(where)
+        survey.states.append(state)
+        first = state if state != NEITHER else first
         step()
     survey.unknown = [_where(store, name, None) for name in survey.unknown]
     return survey
@@ -259,21 +291,32 @@ def _refuse(
 
 
 def _rewrap(
-    manager: KeyManager, new_key: MasterKey, undecryptable: set[str], step: _Steps
+    manager: KeyManager,
+    new_key: MasterKey,
+    states: bytearray,
+    undecryptable: set[str],
+    step: _Steps,
 ) -> tuple[int, int]:
     store = manager.store
+    listing = store.list()
+    if _count(listing) != len(states):  # cannot happen under the lock: then ignore the hints
+        states = bytearray([OLD]) * _count(listing)
     rewrapped = skipped = 0
-    for kid, name, index, timestamp in _slots(store.list()):
-        blob = _read(store, name, timestamp)
-        context = kid.context
-        if _opens(new_key, blob, context):
-            skipped += 1
+    for state, (kid, name, index, timestamp) in zip(states, _slots(listing), strict=True):
+        if state != OLD:  # already under the new key, or left alone (skip_undecryptable)
+            skipped += state == NEW
             step()
             continue
+        blob = _read(store, name, timestamp)
+        context = kid.context
         where = _where(store, name, timestamp)
         try:
             plain = manager._unseal(blob, context, where)
         except IntegrityError:
+            if _opens(new_key, blob, context):  # changed since the survey: already done
+                skipped += 1
+                step()
+                continue
             if where in undecryptable:
                 step()
                 continue

@@ -60,7 +60,9 @@ BUILTIN_COMMANDS: Mapping[str, BuiltinCommand] = {
         "The master key: generate one, check the configured one, store one in a provider.",
     ),
     "keys": BuiltinCommand(
-        ".keys", "app", "Intermediate keys: generate, list, read, rotate, destroy, verify."
+        ".keys",
+        "app",
+        "Intermediate keys: generate, list, read, rotate, destroy, verify, rewrap, export, import.",
     ),
 }
 """The built-in commands of the root group, in the order ``--help`` lists them."""

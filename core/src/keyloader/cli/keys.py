@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
@@ -9,6 +10,7 @@ from typer._click.exceptions import UsageError
 
 from . import render, session
 from .errors import CommandFailed
+from .options import check_key_values
 
 if TYPE_CHECKING:
     from ..keystore import KeyInfo, VerifyResult
@@ -16,7 +18,8 @@ if TYPE_CHECKING:
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Intermediate keys: generate, list, read, rotate, destroy, verify.",
+    help="Intermediate keys: generate, list, read, rotate, destroy, verify, rewrap, export, "
+    "import.",
     no_args_is_help=True,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -217,3 +220,167 @@ def _verify_document(result: VerifyResult) -> dict[str, object]:
         "error": result.error,
         "error_type": result.error_type,
     }
+
+
+# -- master-key rotation and backup ---------------------------------------------------------
+
+
+@app.command("rewrap")
+def rewrap(
+    to_provider: Annotated[
+        str,
+        typer.Option("--to-provider", metavar="NAME", help="Provider of the new master key."),
+    ],
+    to_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--to-option",
+            metavar="KEY=VALUE",
+            callback=check_key_values,
+            help="An option of the new key's provider (repeatable); an env target defaults "
+            "to variable=DST_ACRA_MASTER_KEY.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check everything and report; write nothing.")
+    ] = False,
+    skip_undecryptable: Annotated[
+        bool,
+        typer.Option("--skip-undecryptable", help="Leave keys that neither master key opens."),
+    ] = False,
+    skip_unknown: Annotated[
+        bool, typer.Option("--skip-unknown", help="Leave files that are not keys.")
+    ] = False,
+) -> None:
+    """Re-encrypt every key under a new master key; resumable, each file replaced atomically."""
+    from ..api import rewrap_keystore
+    from .options import key_values
+
+    settings = session.settings(rewrap_to=key_values(to_option or ()))
+    with render.progress("rewrapping keys") as update:
+        report = rewrap_keystore(
+            settings,
+            to_provider=to_provider,
+            plugin_manager=session.plugin_manager(),
+            dry_run=dry_run,
+            skip_undecryptable=skip_undecryptable,
+            skip_unknown=skip_unknown,
+            progress=update,
+        )
+    _emit_summary(
+        {
+            "store": report.store,
+            "old_fingerprint": report.old_fingerprint,
+            "new_fingerprint": report.new_fingerprint,
+            "dry_run": report.dry_run,
+            "rewrapped": report.rewrapped,
+            "skipped": report.skipped,
+            "verified": report.verified,
+            "undecryptable": list(report.undecryptable),
+            "unknown": list(report.unknown),
+            "failed": list(report.failed),
+        }
+    )
+    if report.failed:
+        raise CommandFailed(
+            f"{len(report.failed)} keys do not decrypt under the new master key "
+            f"{report.new_fingerprint}: run the rewrap again"
+        )
+
+
+@app.command("export")
+def export(
+    key_ids: Annotated[
+        list[str] | None, typer.Argument(metavar="[KEY_ID]...", help="Keys to export.")
+    ] = None,
+    all_keys: Annotated[bool, typer.Option("--all", help="Export every key.")] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", metavar="FILE", help="The bundle to write (mode 0600)."),
+    ] = None,
+    secret_output: Annotated[
+        Path | None,
+        typer.Option(
+            "--secret-output", metavar="FILE", help="Where the bundle key goes (raw, mode 0600)."
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing files.")] = False,
+) -> None:
+    """Back up keys (with their history) into an encrypted bundle and a separate secret file."""
+    from ..api import export_keystore
+
+    if bool(key_ids) == all_keys:
+        raise UsageError("name the keys to export, or pass --all (not both)")
+    if output is None or secret_output is None:
+        raise UsageError("--output and --secret-output are both required")
+    with render.progress("exporting keys") as update:
+        report = export_keystore(
+            session.settings(),
+            None if all_keys else key_ids,
+            output,
+            secret_output,
+            force=force,
+            plugin_manager=session.plugin_manager(),
+            progress=update,
+        )
+    _emit_summary(
+        {
+            "output": str(report.output),
+            "secret_output": str(report.secret_output),
+            "fingerprint": report.fingerprint,
+            "keys": list(report.key_ids),
+            "entries": report.entries,
+            "history": report.history,
+            "public": report.public,
+            "unknown": list(report.unknown),
+        }
+    )
+
+
+@app.command("import")
+def import_(
+    input_path: Annotated[
+        Path | None,
+        typer.Option("--input", metavar="FILE", help="A bundle written by keys export."),
+    ] = None,
+    secret: Annotated[
+        Path | None, typer.Option("--secret", metavar="FILE", help="Its secret file.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace existing keys that hold other values.")
+    ] = False,
+) -> None:
+    """Restore keys from a bundle, re-encrypted under this store's master key; all or nothing."""
+    from ..api import import_keystore
+
+    if input_path is None or secret is None:
+        raise UsageError("--input and --secret are both required")
+    with render.progress("importing keys") as update:
+        report = import_keystore(
+            session.settings(),
+            input_path,
+            secret,
+            force=force,
+            plugin_manager=session.plugin_manager(),
+            progress=update,
+        )
+    _emit_summary(
+        {
+            "input": str(report.input),
+            "fingerprint": report.fingerprint,
+            "imported": list(report.imported),
+            "replaced": list(report.replaced),
+            "kept": list(report.kept),
+            "identical": list(report.identical),
+        }
+    )
+
+
+def _emit_summary(document: dict[str, object]) -> None:
+    """One row: counts, and lists (comma-joined in TSV, arrays in JSON)."""
+    columns = list(document)
+    render.emit(
+        render.Table(columns, [[document[c] for c in columns]]),
+        document,
+        as_json=session.options().json_output,
+    )

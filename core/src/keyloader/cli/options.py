@@ -115,6 +115,11 @@ def _path(value: object) -> Path | None:
     return None if value is None else Path(str(value))
 
 
+def key_values(items: Iterable[str]) -> dict[str, object]:
+    """``KEY=VALUE`` items (checked by :func:`check_key_values`) as a mapping."""
+    return _key_values(items)
+
+
 def _key_values(items: Iterable[str]) -> dict[str, object]:
     pairs: dict[str, object] = {}
     for item in items:

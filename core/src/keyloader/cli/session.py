@@ -7,6 +7,7 @@ never loads plugins, ``cryptography`` or the key-store engine.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .options import GlobalOptions, current_options
@@ -31,11 +32,19 @@ def plugin_manager() -> KeyloaderPluginManager:
     return make_plugin_manager()
 
 
-def settings() -> Settings:
-    """The settings of this run: CLI flags > environment > config file > defaults."""
+def settings(*, rewrap_to: Mapping[str, object] | None = None) -> Settings:
+    """The settings of this run: CLI flags > environment > config file > defaults.
+
+    ``rewrap_to`` holds the ``--to-option`` pairs of ``keys rewrap``.
+    """
+    import dataclasses
+
     from ..api import resolve
 
-    resolved = resolve(cli=options().layer())
+    layer = options().layer()
+    if rewrap_to:
+        layer = dataclasses.replace(layer, rewrap_to_options=dict(rewrap_to))
+    resolved = resolve(cli=layer)
     _debug("settings: %r", resolved)  # no option values
     return resolved
 

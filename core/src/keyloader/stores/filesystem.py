@@ -637,6 +637,8 @@ class FilesystemKeyStore(KeyStore):
         with self.lock(), _os_errors(f"write {len(writes)} blobs in {self.path}"):
             self._ensure_dir(self.path)
             self._recover_stages(self._stages(), incomplete=True)
+            if not targets:
+                return
             for write, _ in targets:
                 self._check_batch_target(write)
             stage = self.path / f"{IMPORT_PREFIX}{secrets.token_hex(8)}"
@@ -707,7 +709,11 @@ class FilesystemKeyStore(KeyStore):
         """Rename the files of a committed stage in (idempotent), then remove the stage."""
         try:
             manifest = json.loads((stage / STAGE_MANIFEST).read_bytes())
+            if not isinstance(manifest, builtins.list):
+                raise ValueError("the manifest is not a JSON array")
             entries = [(str(f), str(n), None if t is None else str(t)) for f, n, t in manifest]
+            if any(not f.startswith(TEMP_PREFIX) or "/" in f for f, _, _ in entries):
+                raise ValueError("a staged file outside the stage")
         except (OSError, ValueError, TypeError) as exc:
             raise KeyStoreError(
                 f"cannot finish the interrupted import staged in {stage}: its manifest is "
@@ -883,12 +889,14 @@ class FilesystemKeyStore(KeyStore):
         for directory in list(directories):
             with os.scandir(directory) as entries:
                 for e in entries:
-                    if not e.is_dir(follow_symlinks=False):
-                        continue
                     if e.name.endswith(HISTORY_SUFFIX):
-                        directories.append(Path(e.path))
+                        found = directories
                     elif directory == self.path and e.name.startswith(IMPORT_PREFIX):
-                        stages.append(Path(e.path))
+                        found = stages
+                    else:
+                        continue
+                    if e.is_dir(follow_symlinks=False):
+                        found.append(Path(e.path))
         for directory in directories:
             with os.scandir(directory) as entries:
                 stale = [Path(e.path) for e in entries if e.name.startswith(TEMP_PREFIX)]
