@@ -44,10 +44,15 @@ def resolve(
     cache_ttl: float | None = None,
     previous_provider: str | None = None,
     previous_options: Mapping[str, object] | None = None,
+    rewrap_to_options: Mapping[str, object] | None = None,
     cli: Layer | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Resolve settings from keyword arguments, CLI flags, environment and config file."""
+    """Resolve settings from keyword arguments, CLI flags, environment and config file.
+
+    ``rewrap_to_options`` are the options of a rewrap's target provider
+    (:func:`rewrap_keystore`), like the CLI's ``--to-option``.
+    """
     api = Layer(
         provider=provider,
         provider_options=dict(provider_options or {}),
@@ -59,6 +64,7 @@ def resolve(
         cache_ttl=cache_ttl,
         previous_provider=previous_provider,
         previous_options=dict(previous_options or {}),
+        rewrap_to_options=dict(rewrap_to_options or {}),
         config_file=config,
     )
     return load_settings(api=api, cli=cli, env=env)
