@@ -146,4 +146,7 @@ def test_completion_completes_commands() -> None:
         "rotate",
         "destroy",
         "verify",
+        "rewrap",
+        "export",
+        "import",
     }
