@@ -190,6 +190,21 @@ def test_full_workflow_leaks_no_key_material(
         Captured(("subprocess", "keys", "list"), 0, process.stdout, process.stderr)
     )
 
+    # backup and master-key rotation
+    bundle, bundle_secret = tmp_path / "keys.bundle", tmp_path / "keys.secret"
+    flow.run(
+        "keys", "export", "--all", "--output", str(bundle), "--secret-output", str(bundle_secret)
+    )
+    secrets.append(bundle_secret.read_bytes())
+    restore = ["--keys-dir", str(tmp_path / "restored"), "keys", "import", "--input", str(bundle)]
+    flow.run(*restore, "--secret", str(bundle_secret), "--json")
+    flow.run(*restore, "--secret", str(other_key_file), expect=1)  # the wrong secret
+    to_other = ["keys", "rewrap", "--to-provider", "env", "--to-option", f"file={other_key_file}"]
+    flow.run(*to_other, "--dry-run", "--json")
+    flow.run("keys", "rewrap", "--to-provider", "env", "--to-option", f"file={key_file}", expect=1)
+    flow.run(*to_other)
+    flow.run(*to_other, "--json", "-o", f"file={other_key_file}", expect=1)  # same key: refused
+
     logs = flow.logs()
     assert any(r.levelno == logging.DEBUG for r in caplog.records)
     assert any(b"DEBUG keyloader.cli: settings" in c.stderr for c in flow.captured)
