@@ -9,7 +9,6 @@ Unknown fields are refused here, so a typo is caught before it matters.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +118,8 @@ def _read_object(path: Path) -> list[tuple[str, object]]:
         raise ConfigError(f"cannot read {where}: {exc.strerror or type(exc).__name__}") from None
     if len(data) > MAX_FILE_SIZE:
         raise ConfigError(f"{where} is larger than {MAX_FILE_SIZE} bytes: it must be {_FORMAT}")
+    import json  # here: only reading a credentials file needs it
+
     try:
         parsed = json.loads(data.decode("utf-8"), object_pairs_hook=_Pairs)
     except UnicodeDecodeError:

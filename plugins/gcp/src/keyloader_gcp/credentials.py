@@ -8,7 +8,6 @@ refuse later: a missing file, text that is not a JSON object, an unknown
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +78,8 @@ def _read_object(path: Path, where: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read {where}: {exc.strerror or type(exc).__name__}") from None
     if len(raw) > MAX_FILE_SIZE:
         raise ConfigError(f"{where} is larger than {MAX_FILE_SIZE} bytes: it must be {_FORMAT}")
+    import json  # here: only reading a credentials file needs it
+
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
