@@ -2,7 +2,7 @@
 
 The distributions under ``fixtures_plugins/`` are installed once, with pip and
 hatchling, into a temporary ``--target`` directory that is put on ``sys.path``
-for this module only, so ``importlib.metadata`` finds their entry points.
+for this module only, so the plugin manager finds their entry points.
 """
 
 from __future__ import annotations

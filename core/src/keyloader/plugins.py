@@ -31,8 +31,8 @@ from .providers import MasterKeyProvider, ProviderStatus
 
 if TYPE_CHECKING:
     import logging
-    from importlib.metadata import Distribution, EntryPoint
 
+    from ._entry_points import FoundEntryPoint
     from ._plugin_records import PluginFailure, PluginInfo, ProviderInfo
     from .audit import AuditEvent
     from .stores.base import KeyStore
@@ -85,7 +85,7 @@ class _Origin:
     only when something shows them (a listing, an error), not on every load.
     """
 
-    __slots__ = ("_dist", "_distribution", "_version", "entry_point")
+    __slots__ = ("_distribution", "_found", "_version", "entry_point")
 
     def __init__(
         self,
@@ -93,12 +93,12 @@ class _Origin:
         distribution: str | None = None,
         version: str | None = None,
         *,
-        dist: Distribution | None = None,
+        found: FoundEntryPoint | None = None,
     ) -> None:
         self.entry_point = entry_point
         self._distribution = distribution
         self._version = version
-        self._dist = dist
+        self._found = found
 
     @property
     def distribution(self) -> str | None:
@@ -111,10 +111,9 @@ class _Origin:
         return self._version
 
     def _read_dist(self) -> None:
-        dist, self._dist = self._dist, None
-        if dist is not None:
-            self._distribution = dist.name
-            self._version = dist.version
+        found, self._found = self._found, None
+        if found is not None:
+            self._distribution, self._version = found.distribution()
 
 
 class KeyloaderPluginManager(pluggy.PluginManager):
@@ -179,18 +178,18 @@ class KeyloaderPluginManager(pluggy.PluginManager):
         self._entrypoints_loaded = True
         if not self._autoload:
             return
-        from importlib.metadata import entry_points
+        from ._entry_points import find_entry_points
 
         seen: set[str] = set()
-        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        for entry_point in find_entry_points(ENTRY_POINT_GROUP):
             seen.add(entry_point.name)
             if self._allow is None or entry_point.name in self._allow:
                 self._load_entrypoint(entry_point)
         if self._allow is not None:
             self._missing_allowed = tuple(sorted(self._allow - seen))
 
-    def _load_entrypoint(self, entry_point: EntryPoint) -> None:
-        origin = _Origin(entry_point.name, dist=entry_point.dist)
+    def _load_entrypoint(self, entry_point: FoundEntryPoint) -> None:
+        origin = _Origin(entry_point.name, found=entry_point)
         try:
             plugin = entry_point.load()
             if self.is_registered(plugin):  # registered explicitly, or by a second entry point
