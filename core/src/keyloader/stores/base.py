@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from ..errors import KeyExistsError, KeyStoreError
 from ..providers import Option
@@ -14,13 +14,14 @@ from ..providers import Option
 __all__ = ["BlobWrite", "KeyStore", "StoredBlob"]
 
 
-@dataclass(frozen=True)
-class StoredBlob:
+class StoredBlob(NamedTuple):
     """One name in a store: whether a current blob exists, and its history.
 
     ``history`` holds the history timestamps (Go layout, DESIGN §5), oldest
     first. ``created`` is the current blob's modification time (seconds since
-    the epoch) when the store knows it.
+    the epoch) when the store knows it. A named tuple, not a dataclass: a
+    listing builds one per key, and tens of thousands of frozen dataclasses
+    cost more than the store's own reads.
     """
 
     name: str

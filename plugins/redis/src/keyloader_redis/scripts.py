@@ -21,6 +21,7 @@ __all__ = [
     "RENEW",
     "REVISION",
     "ROTATE",
+    "SCAN_NAMES",
 ]
 
 _GUARD = """
@@ -112,4 +113,14 @@ REVISION = """
 local value = redis.call('GET', KEYS[1])
 if not value then return false end
 return redis.sha1hex(value)
+"""
+
+# No keys. ARGV[1] = the SCAN cursor, ARGV[2] = the MATCH pattern, ARGV[3] = COUNT. One
+# SCAN step, read-only: {next cursor, number of keys, the keys joined by NUL}. One bulk
+# string instead of a thousand makes listing cheap for the client; a key holding a NUL
+# byte shows up as a count that does not match the split, and the client scans that step
+# plainly. (Stripping the prefix here, with string.sub, was slower than in the client.)
+SCAN_NAMES = """
+local reply = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+return {reply[1], #reply[2], table.concat(reply[2], '\\0')}
 """

@@ -29,12 +29,13 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
+import itertools
 import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import ModuleType
 from typing import Any, ClassVar, TypeVar
 
@@ -86,13 +87,13 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+_FLAT_HELPERS = frozenset({VERSION_FILE, POISON_DIR, ""})
+_TRUE, _NO_HISTORY, _NONE = itertools.repeat(True), itertools.repeat(()), itertools.repeat(None)
+
+
 def _is_helper(base: str) -> bool:
     """Keys of one directory level that are not key blobs: helpers, ``version``, ``*.old``."""
-    return (
-        base.startswith(HELPER_PREFIX)
-        or base.endswith(HISTORY_SUFFIX)
-        or base in (VERSION_FILE, POISON_DIR, "")
-    )
+    return base.startswith(HELPER_PREFIX) or base.endswith(HISTORY_SUFFIX) or base in _FLAT_HELPERS
 
 
 def _relative_names(keys: Sequence[bytes], skip: int) -> list[str]:
@@ -110,6 +111,16 @@ def _relative_names(keys: Sequence[bytes], skip: int) -> list[str]:
         except UnicodeDecodeError:
             log.debug("ignoring Redis key %r: not UTF-8", key)
     return names
+
+
+def _scripts_refused(exc: BaseException, errors: Any) -> bool:
+    """True for the answers of a server (or ACL) that does not let this user run scripts."""
+    if isinstance(exc, errors.NoPermissionError):
+        return True
+    text = str(exc).lower()
+    return text.startswith(("noperm", "err unknown command", "unknown command")) or (
+        "script" in text and "disabled" in text
+    )
 
 
 class RedisKeyStore(KeyStore):
@@ -143,6 +154,7 @@ class RedisKeyStore(KeyStore):
         self._redis: ModuleType | None = None
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
+        self._server_scan = True  # False once the server refuses the listing script
         self._connect_lock = threading.Lock()
         self._thread_lock = threading.RLock()
         self._depth = 0
@@ -221,6 +233,7 @@ class RedisKeyStore(KeyStore):
                         scripts.RENEW,
                         scripts.RELEASE,
                         scripts.REVISION,
+                        scripts.SCAN_NAMES,
                     )
                 }
                 self._redis = redis
@@ -339,23 +352,64 @@ class RedisKeyStore(KeyStore):
         )
         return None if token is None else bytes(token)
 
-    def _scan(self, pattern: str, what: str) -> builtins.list[bytes]:
-        def scan(client: Any, _: int) -> builtins.list[bytes]:
-            return list(client.scan_iter(match=pattern, count=SCAN_COUNT))
+    def _scan_names(self, prefix: str, what: str) -> builtins.list[str]:
+        """The keys starting with ``prefix``, without it (UTF-8 only; other keys are skipped).
+
+        One ``SCAN`` walk. Each step runs as the read-only :data:`scripts.SCAN_NAMES`, which
+        answers one NUL-joined string instead of a thousand replies; where scripts are
+        refused (an ACL without ``EVALSHA``) the store falls back to plain ``SCAN`` for good.
+        """
+        pattern = _glob_escape(prefix) + "*"
+
+        def scan(client: Any, _: int) -> builtins.list[str]:
+            if self._server_scan:
+                try:
+                    return self._scan_steps(client, pattern, prefix)
+                except self._redis.exceptions.ResponseError as exc:  # type: ignore[union-attr]
+                    if not _scripts_refused(exc, self._redis.exceptions):  # type: ignore[union-attr]
+                        raise
+                    log.debug("listing with plain SCAN: scripts refused (%s)", self._scrub(exc))
+                    self._server_scan = False
+            keys = list(client.scan_iter(match=pattern, count=SCAN_COUNT))
+            return _relative_names(keys, len(prefix.encode()))
 
         return self._run(what, scan)
 
+    def _scan_steps(self, client: Any, pattern: str, prefix: str) -> builtins.list[str]:
+        """The ``SCAN_NAMES`` walk; a step whose joined answer does not split cleanly (a key
+        holding a NUL byte, or not UTF-8) is scanned again plainly, key by key."""
+        script = self._scripts[scripts.SCAN_NAMES]
+        skip = len(prefix)  # every key starts with the prefix: cut it from the decoded text
+        names: builtins.list[str] = []
+        cursor: bytes | int = 0
+        while True:
+            step = cursor
+            cursor, count, joined = script(args=[step, pattern, SCAN_COUNT])
+            keys: builtins.list[str] = []
+            if count:
+                with suppress(UnicodeDecodeError):
+                    keys = bytes(joined).decode("utf-8").split("\0")
+            if len(keys) == count:
+                names += [key[skip:] for key in keys]
+            else:
+                plain = client.scan(cursor=step, match=pattern, count=SCAN_COUNT)[1]
+                names += _relative_names(plain, len(prefix.encode()))
+            if int(cursor) == 0:
+                return names
+
     def list(self) -> builtins.list[StoredBlob]:
-        keys = self._scan(_glob_escape(self._base) + "*", f"list {self.location}")
-        names = _relative_names(keys, len(self._base.encode()))
-        # Fast path: most keys are current blobs at the top level.
+        names = self._scan_names(self._base, f"list {self.location}")
+        # Most keys are current blobs at the top level: plain names, set-deduplicated (SCAN
+        # may return a key twice); only the few that could be helpers are checked one by one.
         current = {name for name in names if "/" not in name}
-        for special in [n for n in current if _is_helper(n)]:
-            current.discard(special)
+        maybe_helpers = [
+            name
+            for name in current
+            if "." in name or name in _FLAT_HELPERS  # helpers start with "." or end in ".old"
+        ]
+        current.difference_update([name for name in maybe_helpers if _is_helper(name)])
         history: dict[str, builtins.list[tuple[int, str]]] = {}
-        for rel in names:
-            if "/" not in rel:
-                continue
+        for rel in [name for name in names if "/" in name]:
             head, _, tail = rel.partition("/")
             if head == POISON_DIR:
                 head, slash, tail = tail.partition("/")
@@ -369,7 +423,9 @@ class RedisKeyStore(KeyStore):
             else:
                 log.debug("ignoring Redis key %r: not a key store name", self._base + rel)
         if not history:
-            return [StoredBlob(name, True, (), None) for name in sorted(current)]
+            return list(
+                map(StoredBlob._make, zip(sorted(current), _TRUE, _NO_HISTORY, _NONE, strict=False))
+            )
         return [
             StoredBlob(
                 name,
@@ -394,9 +450,7 @@ class RedisKeyStore(KeyStore):
 
     def _history_of(self, name: str) -> set[str]:
         prefix = f"{self._base}{name}{HISTORY_SUFFIX}/"
-        keys = self._scan(_glob_escape(prefix) + "*", f"list the history of {name}")
-        skip = len(prefix.encode())
-        return {raw[skip:].decode("utf-8", errors="replace") for raw in keys}
+        return set(self._scan_names(prefix, f"list the history of {name}"))
 
     # -- writing ---------------------------------------------------------------------------
 
