@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from keyloader.errors import ConfigError
+from keyloader.files import read_json_object
 
 __all__ = [
     "CREDENTIALS_FIELDS",
@@ -64,7 +65,9 @@ def load_credentials(path: Path) -> AwsKmsCredentials:
     a field that is not a non-empty string, a bad region or endpoint. Messages
     never contain a field's value.
     """
-    fields = _read_object(path)
+    fields = read_json_object(
+        path, f"AWS KMS credentials file {path}", max_size=MAX_FILE_SIZE, expected=_FORMAT
+    )
     values: dict[str, object] = {}
     for name, value in fields:
         known = name.lower()
@@ -102,41 +105,6 @@ def load_credentials(path: Path) -> AwsKmsCredentials:
         region=text["region"],
         endpoint=endpoint,
     )
-
-
-def _read_object(path: Path) -> list[tuple[str, object]]:
-    """The top-level fields of the JSON object in ``path``, in order, repeats kept."""
-    where = f"AWS KMS credentials file {path}"
-    if not path.exists():
-        raise ConfigError(f"{where} does not exist: create it ({_FORMAT}), or fix the path")
-    if not path.is_file():
-        raise ConfigError(f"{where} is not a regular file: give the path of the JSON file")
-    try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_FILE_SIZE + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {where}: {exc.strerror or type(exc).__name__}") from None
-    if len(data) > MAX_FILE_SIZE:
-        raise ConfigError(f"{where} is larger than {MAX_FILE_SIZE} bytes: it must be {_FORMAT}")
-    import json  # here: only reading a credentials file needs it
-
-    try:
-        parsed = json.loads(data.decode("utf-8"), object_pairs_hook=_Pairs)
-    except UnicodeDecodeError:
-        raise ConfigError(f"{where} is not UTF-8 text: it must be {_FORMAT}") from None
-    except json.JSONDecodeError as exc:
-        # msg/lineno/colno only: the exception's own text would be the same, never the content
-        raise ConfigError(
-            f"{where} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}): "
-            f"it must be {_FORMAT}"
-        ) from None
-    if not isinstance(parsed, _Pairs):
-        raise ConfigError(f"{where} does not hold a JSON object: it must be {_FORMAT}")
-    return list(parsed)
-
-
-class _Pairs(list[tuple[str, object]]):
-    """A JSON object as its list of (name, value) pairs, so repeated names are seen."""
 
 
 def _text(path: Path, name: str, value: object) -> str:

@@ -9,9 +9,9 @@ refuse later: a missing file, text that is not a JSON object, an unknown
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from keyloader.errors import ConfigError
+from keyloader.files import read_json_object
 
 __all__ = ["CREDENTIAL_TYPES", "REQUIRED_FIELDS", "check_credentials_file"]
 
@@ -47,7 +47,7 @@ def check_credentials_file(path: Path) -> str:
     field at fault. Messages never contain a field's value.
     """
     where = f"Google credentials file {path}"
-    data = _read_object(path, where)
+    data = dict(read_json_object(path, where, max_size=MAX_FILE_SIZE, expected=_FORMAT))
     kind = data.get("type")
     if not isinstance(kind, str):
         raise ConfigError(f"{where}: field 'type' is missing or not a string: it must be {_FORMAT}")
@@ -64,31 +64,3 @@ def check_credentials_file(path: Path) -> str:
                 f"{', '.join(REQUIRED_FIELDS[kind])}"
             )
     return kind
-
-
-def _read_object(path: Path, where: str) -> dict[str, Any]:
-    if not path.exists():
-        raise ConfigError(f"{where} does not exist: create it ({_FORMAT}), or fix the path")
-    if not path.is_file():
-        raise ConfigError(f"{where} is not a regular file: give the path of the JSON file")
-    try:
-        with path.open("rb") as stream:
-            raw = stream.read(MAX_FILE_SIZE + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {where}: {exc.strerror or type(exc).__name__}") from None
-    if len(raw) > MAX_FILE_SIZE:
-        raise ConfigError(f"{where} is larger than {MAX_FILE_SIZE} bytes: it must be {_FORMAT}")
-    import json  # here: only reading a credentials file needs it
-
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{where} is not UTF-8 text: it must be {_FORMAT}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{where} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}): "
-            f"it must be {_FORMAT}"
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} does not hold a JSON object: it must be {_FORMAT}")
-    return data
