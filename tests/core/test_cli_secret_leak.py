@@ -6,77 +6,18 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from keyloader.cli.app import app
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
 
-KEYLOADER = Path(sys.executable).with_name("keyloader")
+from ..leakscan import Captured, Workflow
+
 CLIENTS = ("alpha-client", "beta-client")
-
-
-@dataclass
-class Captured:
-    args: tuple[str, ...]
-    exit_code: int
-    stdout: bytes
-    stderr: bytes
-
-    @property
-    def may_print_keys(self) -> bool:
-        """Only these two commands exist to print key material (on stdout)."""
-        a = self.args
-        if "read" in a and "keys" in a:
-            return True
-        return "generate" in a and "master-key" in a and "--output" not in a
-
-
-def forms(secret: bytes) -> list[bytes]:
-    """Every way a key could show up in text: raw, base64 (both alphabets, padded or not), hex."""
-    std = base64.b64encode(secret)
-    url = base64.urlsafe_b64encode(secret)
-    return [
-        secret,
-        std,
-        std.rstrip(b"="),
-        url,
-        url.rstrip(b"="),
-        secret.hex().encode(),
-        secret.hex().upper().encode(),
-    ]
-
-
-class Workflow:
-    def __init__(self, caplog: pytest.LogCaptureFixture) -> None:
-        self.caplog = caplog
-        self.captured: list[Captured] = []
-
-    def run(
-        self, *args: str, expect: int = 0, env: dict[str, str | None] | None = None
-    ) -> Captured:
-        result = CliRunner().invoke(app, list(args), env=env)
-        captured = Captured(args, result.exit_code, result.stdout_bytes, result.stderr_bytes)
-        self.captured.append(captured)
-        assert result.exit_code == expect, (args, result.exit_code, result.stderr)
-        return captured
-
-    def logs(self) -> bytes:
-        parts = []
-        for record in self.caplog.records:
-            parts.append(record.getMessage())
-            parts.append(repr(record.args))
-            if record.exc_info and record.exc_info[1] is not None:
-                parts.append(repr(record.exc_info[1]))
-        return "\n".join(parts).encode()
 
 
 def test_full_workflow_leaks_no_key_material(
@@ -178,17 +119,7 @@ def test_full_workflow_leaks_no_key_material(
     flow.run("keys", "list", "--rotated", "--check", "--json")
 
     # one end-to-end process with DEBUG logs
-    process = subprocess.run(
-        [KEYLOADER, "keys", "list", "--rotated", "--check"],
-        capture_output=True,
-        env={**os.environ},
-        check=False,
-        timeout=60,
-    )
-    assert process.returncode == 0, process.stderr
-    flow.captured.append(
-        Captured(("subprocess", "keys", "list"), 0, process.stdout, process.stderr)
-    )
+    flow.run_process("keys", "list", "--rotated", "--check", env=os.environ)
 
     # backup and master-key rotation
     bundle, bundle_secret = tmp_path / "keys.bundle", tmp_path / "keys.secret"
@@ -205,18 +136,35 @@ def test_full_workflow_leaks_no_key_material(
     flow.run(*to_other)
     flow.run(*to_other, "--json", "-o", f"file={other_key_file}", expect=1)  # same key: refused
 
-    logs = flow.logs()
     assert any(r.levelno == logging.DEBUG for r in caplog.records)
     assert any(b"DEBUG keyloader.cli: settings" in c.stderr for c in flow.captured)
-    assert flow.captured
     assert any(c.stderr for c in flow.captured)
-    printed_keys = 0
-    for secret in secrets:
-        for form in forms(secret):
-            assert form not in logs, "a log record holds key material"
-            for captured in flow.captured:
-                assert form not in captured.stderr, f"stderr of {captured.args} leaks a key"
-                if form in captured.stdout:
-                    assert captured.may_print_keys, f"stdout of {captured.args} leaks a key"
-                    printed_keys += 1
+    printed_keys = flow.scan(secrets)
     assert printed_keys >= len(CLIENTS) * 3  # the scan sees what `keys read` printed
+
+
+def test_the_scan_catches_a_leak(caplog: pytest.LogCaptureFixture) -> None:
+    """The scan is not vacuous: each kind of leak it looks for fails it."""
+    caplog.set_level(logging.DEBUG)
+    secret = os.urandom(32)
+    for form in (secret, base64.b64encode(secret).rstrip(b"="), secret.hex().upper().encode()):
+        flow = Workflow(caplog)
+        flow.captured.append(Captured(("keys", "read", "x"), 0, form, b""))
+        assert flow.scan([secret]) >= 1  # `keys read` may print it
+        for leak in (
+            Captured(("keys", "list"), 0, b"id " + form, b""),
+            Captured(("keys", "read", "x"), 1, b"", b"error: " + form),
+            Captured(("master-key", "generate", "--output", "f"), 0, form, b""),
+        ):
+            flow.captured.append(leak)
+            with pytest.raises(AssertionError, match="leaks a key"):
+                flow.scan([secret])
+            flow.captured.remove(leak)
+        with pytest.raises(AssertionError, match="leaks a secret"):
+            flow.scan([], never=[secret])  # not even `keys read` may print these
+    flow = Workflow(caplog)
+    flow.captured.append(Captured(("keys", "list"), 0, b"", b""))
+    assert flow.scan([secret]) == 0
+    logging.getLogger("keyloader.test").debug("value %s", base64.urlsafe_b64encode(secret))
+    with pytest.raises(AssertionError, match="log record"):
+        flow.scan([secret])

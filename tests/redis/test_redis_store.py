@@ -137,6 +137,20 @@ def test_corrupt_value_is_an_integrity_error_naming_the_key(
         store.get("client1_hmac")
 
 
+def test_list_check_reports_a_corrupt_value_as_not_decrypting(
+    make_store: StoreFactory, redis_server: RedisServer, prefix: str
+) -> None:
+    """One undecodable value is one key that does not decrypt, not a failed listing."""
+    master = generate_master_key()
+    with KeyManager(make_store(), _copy(master)) as keys:
+        keys.generate(["symmetric", "searchable"], client_id="client1")
+        raw = redis_server.client()
+        raw.set(f"{prefix}/client1_hmac", b"not base64 !!")
+        raw.close()
+        checked = {info.key_id: info.decrypts for info in keys.list(check=True)}
+    assert checked == {"client/client1/symmetric": True, "client/client1/searchable": False}
+
+
 def test_missing_key_is_key_not_found(make_store: StoreFactory) -> None:
     with pytest.raises(KeyNotFoundError, match="client1_hmac"):
         make_store().get("client1_hmac")

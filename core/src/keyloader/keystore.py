@@ -346,10 +346,12 @@ class KeyManager:
         return infos
 
     def _decrypts(self, kid: KeyId, name: str, timestamp: str | None) -> bool:
-        blob = (
-            self.store.get(name) if timestamp is None else self.store.get_history(name, timestamp)
-        )
-        try:
+        try:  # a stored value the store cannot even decode (Redis: not base64) is no key either
+            blob = (
+                self.store.get(name)
+                if timestamp is None
+                else self.store.get_history(name, timestamp)
+            )
             self._unseal(blob, kid.context, name).wipe()
         except IntegrityError:
             return False
