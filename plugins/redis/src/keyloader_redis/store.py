@@ -31,7 +31,9 @@ import binascii
 import builtins
 import itertools
 import logging
+import os
 import secrets
+import ssl
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
@@ -263,6 +265,10 @@ class RedisKeyStore(KeyStore):
                     time.sleep(RETRY_BACKOFF * 2**attempt)
                     attempt += 1
                     continue
+                if self.settings.tls and isinstance(exc, errors.ConnectionError):
+                    tls_error = self._tls_error(action, exc)
+                    if tls_error is not None:
+                        raise tls_error from exc
                 if isinstance(exc, errors.TimeoutError):
                     raise KeyStoreError(
                         f"cannot {action}: Redis at {self.settings.display_url} did not answer "
@@ -281,6 +287,37 @@ class RedisKeyStore(KeyStore):
                         f"{self._scrub(exc)}"
                     ) from exc
                 raise
+
+    def _tls_error(self, action: str, exc: BaseException) -> KeyloaderError | None:
+        """The typed error when connection error ``exc`` comes from TLS, else None."""
+        settings = self.settings
+        for option in ("ca_cert", "client_cert", "client_key"):
+            path = getattr(settings, option)
+            if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+                return ConfigError(
+                    f"option {option!r} of key store {self.name!r}: {path} is not a readable "
+                    f"file, so keyloader cannot {action} on {settings.display_url}; point "
+                    f"{option} at the PEM file"
+                )
+        cause: BaseException | None = exc
+        for _ in range(5):  # redis-py raises its ConnectionError while handling the SSLError
+            if cause is None or isinstance(cause, ssl.SSLError):
+                break
+            cause = cause.__cause__ or cause.__context__
+        if not isinstance(cause, ssl.SSLError):
+            return None
+        where = f"cannot {action}: TLS with Redis at {settings.display_url} failed"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return KeyStoreError(
+                f"{where}: the server certificate was refused ({cause.verify_message}); set "
+                "'ca_cert' to the CA that signed it (default: the system CAs) and use a host in "
+                "'url' that the certificate names"
+            )
+        return KeyStoreError(
+            f"{where} ({cause.reason or cause}); if the server requires client certificates, "
+            "set 'client_cert' and 'client_key' to ones its CA signed; check that it speaks TLS "
+            "on this port and that 'ca_cert' is a PEM CA bundle"
+        )
 
     def _scrub(self, exc: BaseException) -> str:
         """The error's text with the password (if any) masked."""
