@@ -160,6 +160,26 @@ def test_any_text_gives_a_key_or_a_typed_error(text: str) -> None:
         assert key.encryption == binascii.a2b_base64(cleaned.encode(), strict_mode=True)
 
 
+@settings(deadline=None, derandomize=True, max_examples=400)
+@given(data=st.binary(max_size=40) | st.text(alphabet="AQgw+/=\r\n!", max_size=40).map(str.encode))
+def test_fast_and_checked_decoders_agree(data: bytes) -> None:
+    """The group-at-a-time decoder accepts what the checked one accepts, with equal bytes."""
+    from keyloader import masterkey
+
+    fast = masterkey._decode_base64_fast(data)
+    try:
+        checked: bytearray | None = masterkey._decode_base64_checked(data, SOURCE, "fix")
+    except InvalidMasterKeyError:
+        checked = None
+    if checked is None:
+        assert fast is None
+    else:
+        assert fast == checked
+        if fast:
+            cleaned = data.replace(b"\r", b"").replace(b"\n", b"")
+            assert fast == binascii.a2b_base64(cleaned, strict_mode=True)
+
+
 @pytest.mark.parametrize("text", ["", "\n", "\r\n", "   ", " \t\n "])
 def test_empty_or_blank_is_not_found(text: str) -> None:
     with pytest.raises(MasterKeyNotFoundError) as caught:

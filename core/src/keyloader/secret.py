@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 from types import TracebackType
 from typing import Any, NoReturn
@@ -55,8 +54,10 @@ class SecretBytes:
         """Overwrite every byte with zero, then empty the buffer."""
         buf = self._buf
         buf[:] = bytes(len(buf))
-        with contextlib.suppress(BufferError):  # a live memoryview pins the size
+        try:
             del buf[:]
+        except BufferError:  # a live memoryview pins the size: the zeroes stay
+            return
 
     @property
     def wiped(self) -> bool:

@@ -95,6 +95,8 @@ def _checked(token: str, source: str) -> str:
     """The token if it can go in an HTTP header; never echoes it."""
     if not token:
         raise ConfigError(f"the Vault token from {source} is empty: {_HOW}")
+    if token.isascii() and token.isprintable() and " " not in token:
+        return token  # only "!" to "~": the usual case, checked at C speed
     position = next((i for i, char in enumerate(token) if not "!" <= char <= "~"), None)
     if position is not None:
         raise ConfigError(
