@@ -85,7 +85,9 @@ class SecretBytes:
         if isinstance(other, SecretBytes):
             return hmac.compare_digest(self._buf, other._buf)
         if isinstance(other, bytes | bytearray | memoryview):
-            return hmac.compare_digest(self._buf, bytes(other))
+            if isinstance(other, memoryview) and not other.c_contiguous:
+                other = other.tobytes()
+            return hmac.compare_digest(self._buf, other)  # no copy of the other side
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
