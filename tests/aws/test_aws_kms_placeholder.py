@@ -3,68 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
 import pytest
 
-import keyloader
-from keyloader.api import load_master_key
-from keyloader.errors import (
-    ConfigError,
-    EnterpriseFeatureError,
-    ProviderNotImplementedError,
-    ProviderUnavailableError,
-)
-from keyloader.plugins import make_plugin_manager
-from keyloader.providers import MasterKeyProvider, Option, ProviderStatus
+from keyloader.errors import ConfigError
+from keyloader.providers import Option
+from keyloader.testing import PlaceholderProviderContract
 from keyloader_aws import AwsKmsCredentials, AwsKmsPlaceholder, load_credentials
 from keyloader_aws import plugin as aws_plugin
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 GOOD = {"access_key_id": ACCESS_KEY, "secret_access_key": SECRET, "region": "eu-west-2"}
-
-
-class AwsKmsForTests(AwsKmsPlaceholder):
-    """An implementation as Enterprise Edition would write it: the placeholder, loadable."""
-
-    placeholder: ClassVar[bool] = False
-
-    def load(self) -> NoReturn:
-        raise ProviderUnavailableError("aws-kms test implementation: no AWS here")
-
-
-def implementation_plugin() -> ModuleType:
-    module = ModuleType("aws_kms_for_tests")
-    module.keyloader_master_key_providers = keyloader.hookimpl(lambda: [AwsKmsForTests])  # type: ignore[attr-defined]
-    return module
-
-
-def load(state: str, options: dict[str, object]) -> Any:
-    """Select aws-kms in ``state`` (locked, unavailable, available) with ``options``."""
-    plugins = [aws_plugin] + ([implementation_plugin()] if state == "available" else [])
-    pm = make_plugin_manager(autoload=False, env={}, plugins=plugins)
-    return load_master_key(
-        plugin_manager=pm,
-        provider="aws-kms",
-        provider_options=options,
-        enterprise=state != "locked",
-    )
-
-
-STATE_ERRORS = {
-    "locked": EnterpriseFeatureError,
-    "unavailable": ProviderNotImplementedError,
-    "available": ProviderUnavailableError,
-}
-
-
-@pytest.fixture(autouse=True)
-def no_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        monkeypatch.delenv(name, raising=False)
+NO_SECRET = {"access_key_id": ACCESS_KEY, "region": "eu-west-1"}
 
 
 def write(path: Path, content: object) -> Path:
@@ -72,16 +26,21 @@ def write(path: Path, content: object) -> Path:
     return path
 
 
+def file_with(content: object) -> Callable[[Path], Path]:
+    """An option value for ``invalid_options``: a credentials file holding ``content``."""
+    return lambda directory: write(directory / "kms.json", content)
+
+
 def option(name: str) -> Option:
     return next(o for o in AwsKmsPlaceholder.options if o.name == name)
 
 
-# -- the class ---------------------------------------------------------------------------
+# -- the class and the gate ----------------------------------------------------------------
 
 
 def test_the_placeholder_declares_what_it_is() -> None:
     assert AwsKmsPlaceholder.name == "aws-kms"
-    assert (AwsKmsPlaceholder.enterprise, AwsKmsPlaceholder.placeholder) == (True, True)
+    assert AwsKmsPlaceholder.aliases == ("kms_encrypted_master_key",)
     assert "AWS KMS" in AwsKmsPlaceholder.description
     assert "kms_encrypted_master_key" in AwsKmsPlaceholder.description
     assert [o.name for o in AwsKmsPlaceholder.options] == [
@@ -93,32 +52,50 @@ def test_the_placeholder_declares_what_it_is() -> None:
     assert [o.name for o in AwsKmsPlaceholder.options if o.required] == ["credentials_path"]
     assert option("key_alias").default == "alias/acra_master_key"
     assert option("encrypted_key_variable").default == "ACRA_MASTER_KEY"
+    assert aws_plugin.keyloader_master_key_providers() == [AwsKmsPlaceholder]
 
 
-def test_the_acra_alias_is_tolerated_in_the_class_and_in_the_core_table() -> None:
-    assert AwsKmsPlaceholder.aliases == ("kms_encrypted_master_key",)
-    pm = make_plugin_manager(autoload=False, env={}, plugins=[aws_plugin])
-    assert pm.find_provider("kms_encrypted_master_key") is AwsKmsPlaceholder
-    [row] = pm.provider_infos(enterprise=False)
-    assert (row.name, row.aliases, row.status) == (
-        "aws-kms",
-        ("kms_encrypted_master_key",),
-        ProviderStatus.LOCKED,
-    )
+class TestAwsKmsPlaceholderContract(PlaceholderProviderContract):
+    plugin: ClassVar[object] = aws_plugin
+    provider_name = "aws-kms"
+    invalid_options: ClassVar[list[Any]] = [
+        pytest.param(
+            {"credentials_path": lambda d: d / "missing.json"}, "does not exist", id="missing"
+        ),
+        pytest.param(
+            {"credentials_path": file_with({**GOOD, "session_token": SECRET})},
+            "unknown field 'session_token'",
+            id="unknown-field",
+        ),
+        pytest.param(
+            {"credentials_path": file_with(NO_SECRET)},
+            "field 'secret_access_key' is missing",
+            id="no-secret",
+        ),
+        pytest.param(
+            {"credentials_path": file_with({**GOOD, "region": SECRET})},
+            "field 'region' is not an AWS region name",
+            id="secret-as-region",
+        ),
+        pytest.param({"region": "Frankfurt"}, "not an AWS region name", id="region"),
+        pytest.param({"key_alias": "alias/aws/ebs"}, "AWS managed key", id="key-alias"),
+        pytest.param({"encrypted_key_variable": "A=B"}, "environment variable name", id="variable"),
+    ]
+    secret_values = (SECRET, ACCESS_KEY)
 
+    @pytest.fixture
+    def valid_options(self, tmp_path: Path) -> dict[str, object]:
+        return {"credentials_path": write(tmp_path / "kms.json", GOOD), "region": "eu-west-1"}
 
-def test_an_implementation_subclass_replaces_the_placeholder() -> None:
-    pm = make_plugin_manager(autoload=False, env={}, plugins=[aws_plugin, implementation_plugin()])
-    assert pm.find_provider("kms_encrypted_master_key") is AwsKmsForTests
-    assert pm.status(AwsKmsForTests, enterprise=True) is ProviderStatus.AVAILABLE
-    assert pm.status(AwsKmsForTests, enterprise=False) is ProviderStatus.LOCKED
-
-
-@pytest.mark.parametrize("state", sorted(STATE_ERRORS))
-def test_valid_options_reach_the_gate_then_the_implementation(state: str, tmp_path: Path) -> None:
-    credentials = write(tmp_path / "kms.json", GOOD)
-    with pytest.raises(STATE_ERRORS[state]):
-        load(state, {"credentials_path": credentials, "region": "eu-west-1"})
+    def test_region_from_aws_region_is_validated_in_every_state(
+        self, state: str, valid_options: dict[str, object], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("AWS_REGION", "Frankfurt")
+        options = {"credentials_path": valid_options["credentials_path"]}
+        with pytest.raises(
+            ConfigError, match=r"'region' of provider 'aws-kms' \(from AWS_REGION\)"
+        ):
+            self.load_in_state(state, options)
 
 
 # -- the credentials file ----------------------------------------------------------------
@@ -152,7 +129,7 @@ BAD_FILES: list[tuple[str, object, str]] = [
     ("unknown", {**GOOD, "session_token": SECRET}, "unknown field 'session_token'"),
     ("twice", '{"region": "eu-west-1", "REGION": "eu-west-2"}', "'region' is given twice"),
     ("no-access-key", {"secret_access_key": SECRET, "region": "eu-west-1"}, "'access_key_id'"),
-    ("no-secret", {"access_key_id": ACCESS_KEY, "region": "eu-west-1"}, "'secret_access_key'"),
+    ("no-secret", NO_SECRET, "'secret_access_key'"),
     ("no-region", {"access_key_id": ACCESS_KEY, "secret_access_key": SECRET}, "'region'"),
     ("secret-number", {**GOOD, "secret_access_key": 12345}, "'secret_access_key' must be"),
     ("secret-blank", {**GOOD, "secret_access_key": "  "}, "'secret_access_key' must be"),
@@ -195,23 +172,6 @@ def test_missing_and_directory_paths(tmp_path: Path) -> None:
         load_credentials(tmp_path / "missing.json")
     with pytest.raises(ConfigError, match="is not a regular file"):
         load_credentials(tmp_path)
-
-
-@pytest.mark.parametrize("state", sorted(STATE_ERRORS))
-@pytest.mark.parametrize("label", ["missing", "unknown", "no-secret"])
-def test_a_bad_credentials_path_is_a_config_error_in_every_state(
-    label: str, state: str, tmp_path: Path
-) -> None:
-    contents = {b[0]: b[1] for b in BAD_FILES}
-    path = tmp_path / "kms.json"
-    if label != "missing":
-        write(path, contents[label])
-    with pytest.raises(ConfigError) as excinfo:
-        load(state, {"credentials_path": str(path)})
-    message = str(excinfo.value)
-    assert message.startswith("option 'credentials_path' of provider 'aws-kms'")
-    assert str(path) in message
-    assert SECRET not in message
 
 
 # -- the other options ---------------------------------------------------------------------
@@ -262,27 +222,3 @@ def test_regions_refused(region: str) -> None:
 def test_encrypted_key_variable_must_be_a_variable_name(variable: str) -> None:
     with pytest.raises(ConfigError, match="environment variable name"):
         option("encrypted_key_variable").convert(variable, origin="encrypted_key_variable")
-
-
-@pytest.mark.parametrize("state", sorted(STATE_ERRORS))
-def test_region_from_aws_region_is_validated_in_every_state(
-    state: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    credentials = write(tmp_path / "kms.json", GOOD)
-    monkeypatch.setenv("AWS_REGION", "Frankfurt")
-    with pytest.raises(ConfigError, match=r"'region' of provider 'aws-kms' \(from AWS_REGION\)"):
-        load(state, {"credentials_path": credentials})
-
-
-def test_missing_credentials_path_is_reported_only_by_the_implementation_state() -> None:
-    with pytest.raises(EnterpriseFeatureError):
-        load("locked", {})
-    with pytest.raises(ProviderNotImplementedError):
-        load("unavailable", {})
-    with pytest.raises(ConfigError, match="needs option 'credentials_path'"):
-        load("available", {})
-
-
-def test_the_plugin_hook_lists_the_placeholder() -> None:
-    classes: list[type[MasterKeyProvider]] = aws_plugin.keyloader_master_key_providers()
-    assert classes == [AwsKmsPlaceholder]

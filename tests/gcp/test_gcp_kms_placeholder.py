@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
 import pytest
 
-import keyloader
-from keyloader.api import load_master_key
-from keyloader.errors import (
-    ConfigError,
-    EnterpriseFeatureError,
-    ProviderNotImplementedError,
-    ProviderUnavailableError,
-)
-from keyloader.plugins import make_plugin_manager
-from keyloader.providers import ProviderStatus
+from keyloader.errors import ConfigError
+from keyloader.testing import PlaceholderProviderContract
 from keyloader_gcp import GcpKmsPlaceholder, check_credentials_file, check_key_name
 from keyloader_gcp import plugin as gcp_plugin
 
@@ -32,57 +24,77 @@ SERVICE_ACCOUNT = {
 }
 
 
-class GcpKmsForTests(GcpKmsPlaceholder):
-    placeholder: ClassVar[bool] = False
-
-    def load(self) -> NoReturn:
-        raise ProviderUnavailableError("gcp-kms test implementation: no Google Cloud here")
-
-
-STATE_ERRORS = {
-    "locked": EnterpriseFeatureError,
-    "unavailable": ProviderNotImplementedError,
-    "available": ProviderUnavailableError,
-}
-
-
-def load(state: str, options: dict[str, object]) -> Any:
-    plugins: list[ModuleType] = [gcp_plugin]
-    if state == "available":
-        module = ModuleType("gcp_kms_for_tests")
-        module.keyloader_master_key_providers = keyloader.hookimpl(lambda: [GcpKmsForTests])  # type: ignore[attr-defined]
-        plugins.append(module)
-    pm = make_plugin_manager(autoload=False, env={}, plugins=plugins)
-    return load_master_key(
-        plugin_manager=pm,
-        provider="gcp-kms",
-        provider_options=options,
-        enterprise=state != "locked",
-    )
-
-
-@pytest.fixture(autouse=True)
-def no_google_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-
-
 def write(path: Path, content: object) -> Path:
     path.write_text(content if isinstance(content, str) else json.dumps(content))
     return path
 
 
+def file_with(content: object) -> Callable[[Path], Path]:
+    """An option value for ``invalid_options``: a credentials file holding ``content``."""
+    return lambda directory: write(directory / "sa.json", content)
+
+
 def test_the_placeholder_declares_what_it_is() -> None:
     assert GcpKmsPlaceholder.name == "gcp-kms"
-    assert (GcpKmsPlaceholder.enterprise, GcpKmsPlaceholder.placeholder) == (True, True)
+    assert GcpKmsPlaceholder.aliases == ()
     assert "Google Cloud KMS" in GcpKmsPlaceholder.description
     options = {o.name: o for o in GcpKmsPlaceholder.options}
     assert list(options) == ["key_name", "credentials_path", "encrypted_key_variable"]
     assert [name for name, o in options.items() if o.required] == ["key_name"]
     assert options["credentials_path"].env == ("GOOGLE_APPLICATION_CREDENTIALS",)
     assert options["encrypted_key_variable"].default == "ACRA_MASTER_KEY"
-    pm = make_plugin_manager(autoload=False, env={}, plugins=[gcp_plugin])
-    [row] = pm.provider_infos(enterprise=True)
-    assert (row.name, row.status, row.aliases) == ("gcp-kms", ProviderStatus.UNAVAILABLE, ())
+
+
+class TestGcpKmsPlaceholderContract(PlaceholderProviderContract):
+    plugin: ClassVar[object] = gcp_plugin
+    provider_name = "gcp-kms"
+    invalid_options: ClassVar[list[Any]] = [
+        pytest.param(
+            {"key_name": "projects/acme/cryptoKeys/master"},
+            "is not a Cloud KMS crypto key name",
+            id="key-name",
+        ),
+        pytest.param(
+            {"key_name": KEY_NAME + "/cryptoKeyVersions/3"},
+            "without /cryptoKeyVersions/N",
+            id="key-version",
+        ),
+        pytest.param(
+            {"credentials_path": file_with({**SERVICE_ACCOUNT, "type": "nope"})},
+            "not a known credentials type",
+            id="bad-type",
+        ),
+        pytest.param(
+            {"credentials_path": file_with({**SERVICE_ACCOUNT, "client_email": ""})},
+            "field 'client_email' is missing or empty",
+            id="no-email",
+        ),
+        pytest.param(
+            {"credentials_path": lambda d: d / "gone.json"}, "does not exist", id="missing"
+        ),
+        pytest.param({"encrypted_key_variable": ""}, "environment variable name", id="variable"),
+    ]
+    secret_values = ("MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",)
+
+    @pytest.fixture
+    def valid_options(self, tmp_path: Path) -> dict[str, object]:
+        return {
+            "key_name": KEY_NAME,
+            "credentials_path": write(tmp_path / "sa.json", SERVICE_ACCOUNT),
+        }
+
+    def test_google_application_credentials_is_read_and_checked_in_every_state(
+        self, state: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "gone.json"))
+        with pytest.raises(ConfigError) as excinfo:
+            self.load_in_state(state, {"key_name": KEY_NAME})
+        message = str(excinfo.value)
+        where = (
+            "option 'credentials_path' of provider 'gcp-kms' (from GOOGLE_APPLICATION_CREDENTIALS)"
+        )
+        assert message.startswith(where)
+        assert "gone.json does not exist" in message
 
 
 @pytest.mark.parametrize(
@@ -121,28 +133,6 @@ def test_key_names_refused(name: str) -> None:
 def test_a_key_version_gets_a_hint() -> None:
     with pytest.raises(ValueError, match="without /cryptoKeyVersions/N"):
         check_key_name(KEY_NAME + "/cryptoKeyVersions/3")
-
-
-@pytest.mark.parametrize("state", sorted(STATE_ERRORS))
-def test_a_malformed_key_name_is_a_config_error_in_every_state(state: str) -> None:
-    with pytest.raises(ConfigError, match=r"^option 'key_name' of provider 'gcp-kms'"):
-        load(state, {"key_name": "projects/acme/cryptoKeys/master"})
-
-
-@pytest.mark.parametrize("state", sorted(STATE_ERRORS))
-def test_valid_options_reach_the_gate_then_the_implementation(state: str, tmp_path: Path) -> None:
-    credentials = write(tmp_path / "sa.json", SERVICE_ACCOUNT)
-    with pytest.raises(STATE_ERRORS[state]):
-        load(state, {"key_name": KEY_NAME, "credentials_path": credentials})
-
-
-def test_missing_key_name_is_reported_only_after_the_gate() -> None:
-    with pytest.raises(EnterpriseFeatureError):
-        load("locked", {})
-    with pytest.raises(ProviderNotImplementedError):
-        load("unavailable", {})
-    with pytest.raises(ConfigError, match="needs option 'key_name'"):
-        load("available", {})
 
 
 # -- credentials files ------------------------------------------------------------------
@@ -201,23 +191,3 @@ def test_missing_and_directory_credentials(tmp_path: Path) -> None:
         check_credentials_file(tmp_path / "missing.json")
     with pytest.raises(ConfigError, match="is not a regular file"):
         check_credentials_file(tmp_path)
-
-
-@pytest.mark.parametrize("state", sorted(STATE_ERRORS))
-def test_google_application_credentials_is_read_and_checked_in_every_state(
-    state: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "gone.json"))
-    with pytest.raises(ConfigError) as excinfo:
-        load(state, {"key_name": KEY_NAME})
-    message = str(excinfo.value)
-    where = "option 'credentials_path' of provider 'gcp-kms' (from GOOGLE_APPLICATION_CREDENTIALS)"
-    assert message.startswith(where)
-    assert "gone.json does not exist" in message
-
-
-@pytest.mark.parametrize("state", sorted(STATE_ERRORS))
-def test_bad_credentials_json_is_a_config_error_in_every_state(state: str, tmp_path: Path) -> None:
-    path = write(tmp_path / "sa.json", {**SERVICE_ACCOUNT, "type": "nope"})
-    with pytest.raises(ConfigError, match=r"^option 'credentials_path' of provider 'gcp-kms'"):
-        load(state, {"key_name": KEY_NAME, "credentials_path": str(path)})

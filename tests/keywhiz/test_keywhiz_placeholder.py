@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import functools
 from pathlib import Path
-from types import ModuleType
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
 import pytest
 from cryptography import x509
@@ -13,16 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-import keyloader
-from keyloader.api import load_master_key
-from keyloader.errors import (
-    ConfigError,
-    EnterpriseFeatureError,
-    ProviderNotImplementedError,
-    ProviderUnavailableError,
-)
-from keyloader.plugins import make_plugin_manager
-from keyloader.providers import ProviderStatus
+from keyloader.testing import PlaceholderProviderContract
 from keyloader_keywhiz import KeywhizPlaceholder
 from keyloader_keywhiz import plugin as keywhiz_plugin
 from keyloader_keywhiz.checks import (
@@ -38,39 +29,9 @@ URL = "https://keywhiz.example.invalid:4444"
 REQUIRED = ["server_url", "client_cert", "client_key", "secret_name"]
 
 
-class KeywhizForTests(KeywhizPlaceholder):
-    placeholder: ClassVar[bool] = False
-
-    def load(self) -> NoReturn:
-        raise ProviderUnavailableError("keywhiz test implementation: no server here")
-
-
-STATE_ERRORS = {
-    "locked": EnterpriseFeatureError,
-    "unavailable": ProviderNotImplementedError,
-    "available": ProviderUnavailableError,
-}
-
-
-def load(state: str, options: dict[str, object]) -> Any:
-    plugins: list[ModuleType] = [keywhiz_plugin]
-    if state == "available":
-        module = ModuleType("keywhiz_for_tests")
-        module.keyloader_master_key_providers = keyloader.hookimpl(lambda: [KeywhizForTests])  # type: ignore[attr-defined]
-        plugins.append(module)
-    pm = make_plugin_manager(autoload=False, env={}, plugins=plugins)
-    return load_master_key(
-        plugin_manager=pm,
-        provider="keywhiz",
-        provider_options=options,
-        enterprise=state != "locked",
-    )
-
-
-@pytest.fixture(scope="module")
-def pem(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Real PEM files: a client certificate, its PKCS#8 key, the key encrypted (SEC1 format)."""
-    directory = tmp_path_factory.mktemp("pem")
+@functools.cache
+def pem_contents() -> dict[str, bytes]:
+    """Real PEM texts: a client certificate, its PKCS#8 key, the key encrypted (SEC1 format)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "acra-client")])
     now = datetime.datetime.now(datetime.UTC)
@@ -98,13 +59,20 @@ def pem(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ),
         "text": b"not a PEM file\n",
     }
-    paths = {}
-    for label, content in contents.items():
-        paths[label] = directory / f"{label}.pem"
-        paths[label].write_bytes(content)
-    paths["combined"] = directory / "combined.pem"
-    paths["combined"].write_bytes(contents["cert"] + contents["key"])
-    return paths
+    contents["combined"] = contents["cert"] + contents["key"]
+    return contents
+
+
+def write_pem(directory: Path, label: str) -> Path:
+    path = directory / f"{label}.pem"
+    path.write_bytes(pem_contents()[label])
+    return path
+
+
+@pytest.fixture(scope="module")
+def pem(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("pem")
+    return {label: write_pem(directory, label) for label in pem_contents()}
 
 
 def valid(pem: dict[str, Path]) -> dict[str, object]:
@@ -119,14 +87,42 @@ def valid(pem: dict[str, Path]) -> dict[str, object]:
 
 def test_the_placeholder_declares_what_it_is() -> None:
     assert KeywhizPlaceholder.name == "keywhiz"
-    assert (KeywhizPlaceholder.enterprise, KeywhizPlaceholder.placeholder) == (True, True)
+    assert KeywhizPlaceholder.aliases == ()
     assert "Keywhiz" in KeywhizPlaceholder.description
     options = {o.name: o for o in KeywhizPlaceholder.options}
     assert list(options) == ["server_url", "client_cert", "client_key", "ca_cert", "secret_name"]
     assert [name for name, o in options.items() if o.required] == REQUIRED
-    pm = make_plugin_manager(autoload=False, env={}, plugins=[keywhiz_plugin])
-    [row] = pm.provider_infos(enterprise=False)
-    assert (row.name, row.status) == ("keywhiz", ProviderStatus.LOCKED)
+
+
+class TestKeywhizPlaceholderContract(PlaceholderProviderContract):
+    plugin: ClassVar[object] = keywhiz_plugin
+    provider_name = "keywhiz"
+    invalid_options: ClassVar[list[Any]] = [
+        pytest.param(
+            {"server_url": "http://keywhiz.example.invalid"}, "must be an https:// URL", id="http"
+        ),
+        pytest.param(
+            {"server_url": "https://admin:hunter2@keywhiz"}, "user name or password", id="password"
+        ),
+        pytest.param({"server_url": "https://keywhiz/?token=hunter2"}, "query", id="query"),
+        pytest.param(
+            {"client_cert": lambda d: d / "missing.pem"}, "does not exist", id="cert-missing"
+        ),
+        pytest.param(
+            {"client_key": lambda d: write_pem(d, "cert")},
+            "holds no PEM private key",
+            id="key-is-cert",
+        ),
+        pytest.param(
+            {"ca_cert": lambda d: write_pem(d, "text")}, "holds no PEM certificate", id="ca-is-text"
+        ),
+        pytest.param({"secret_name": "a/b"}, "not a Keywhiz secret name", id="secret-name"),
+    ]
+    secret_values = ("hunter2",)
+
+    @pytest.fixture
+    def valid_options(self, pem: dict[str, Path]) -> dict[str, object]:
+        return valid(pem)
 
 
 # -- server_url ------------------------------------------------------------------------
@@ -159,13 +155,6 @@ def test_other_urls_refused_without_echoing_them(url: str, expected: str) -> Non
     with pytest.raises(ValueError, match=expected) as excinfo:
         check_server_url(url)
     assert "hunter2" not in str(excinfo.value)
-
-
-@pytest.mark.parametrize("state", sorted(STATE_ERRORS))
-def test_an_http_url_is_a_config_error_in_every_state(state: str, pem: dict[str, Path]) -> None:
-    options = {**valid(pem), "server_url": "http://keywhiz.example.invalid"}
-    with pytest.raises(ConfigError, match=r"^option 'server_url' of provider 'keywhiz'.*https://"):
-        load(state, options)
 
 
 # -- PEM files -------------------------------------------------------------------------
@@ -215,19 +204,7 @@ def test_missing_and_directory_pem_paths(check: Any, tmp_path: Path) -> None:
         check(tmp_path)
 
 
-@pytest.mark.parametrize("state", sorted(STATE_ERRORS))
-@pytest.mark.parametrize(
-    ("option", "label"), [("client_cert", "missing"), ("client_key", "cert"), ("ca_cert", "text")]
-)
-def test_bad_pem_options_are_config_errors_in_every_state(
-    option: str, label: str, state: str, pem: dict[str, Path], tmp_path: Path
-) -> None:
-    path = tmp_path / "missing.pem" if label == "missing" else pem[label]
-    with pytest.raises(ConfigError, match=rf"^option '{option}' of provider 'keywhiz'"):
-        load(state, {**valid(pem), option: str(path)})
-
-
-# -- secret_name and the gate ------------------------------------------------------------
+# -- secret_name ------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["acra_master_key", "ACRA-MASTER-KEY.v2", "team:acra"])
@@ -239,25 +216,3 @@ def test_secret_names_accepted(name: str) -> None:
 def test_secret_names_refused(name: str) -> None:
     with pytest.raises(ValueError, match="not a Keywhiz secret name"):
         check_secret_name(name)
-
-
-@pytest.mark.parametrize("state", sorted(STATE_ERRORS))
-def test_valid_options_reach_the_gate_then_the_implementation(
-    state: str, pem: dict[str, Path]
-) -> None:
-    with pytest.raises(STATE_ERRORS[state]):
-        load(state, valid(pem))
-
-
-def test_missing_required_options_are_reported_only_after_the_gate() -> None:
-    with pytest.raises(EnterpriseFeatureError):
-        load("locked", {})
-    with pytest.raises(ProviderNotImplementedError):
-        load("unavailable", {})
-    with pytest.raises(ConfigError) as excinfo:
-        load("available", {"server_url": URL})
-    message = str(excinfo.value)
-    for option in REQUIRED[1:]:
-        assert f"option '{option}'" in message
-    assert "option 'server_url'" not in message
-    assert "option 'ca_cert'" not in message

@@ -88,13 +88,16 @@ def assert_no_key_material(text: str, key: MasterKey, what: str) -> None:
         assert not leaked, f"{what} contains key material"
 
 
-def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+def _exception_chain(exc: BaseException, *, displayed: bool = False) -> Iterator[BaseException]:
+    """``exc`` and its causes and contexts; ``displayed``: only what a traceback shows
+    (``raise ... from None`` hides the context)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         yield current
-        current = current.__cause__ or current.__context__
+        hidden = displayed and current.__suppress_context__
+        current = current.__cause__ or (None if hidden else current.__context__)
 
 
 class MasterKeyProviderContract:
