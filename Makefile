@@ -37,7 +37,8 @@ test: lint pytest
 
 bench: install
 	$(BIN)/python -m pip install --quiet --group bench
-	@set -e; for bench in benchmarks/*.py; do echo "== $$bench"; $(BIN)/python $$bench; done
+	@set -e; for bench in $(filter-out benchmarks/_%,$(wildcard benchmarks/*.py)); do \
+		echo "== $$bench"; $(BIN)/python $$bench; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -20,13 +20,16 @@ def interleaved_medians(
 ) -> dict[str, float]:
     """Median seconds per call of each case, measuring the cases in turn each round.
 
-    Interleaving makes a floor and the thing compared to it see the same machine state.
+    Interleaving makes a floor and the thing compared to it see the same machine state;
+    rotating the order each round keeps a case from always following the same other one.
     """
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for fn in cases.values():  # warm-up
         per_call_seconds(fn, max(1, calls // 10))
-    for _ in range(rounds):
-        for name, fn in cases.items():
+    order = list(cases.items())
+    for round_index in range(rounds):
+        shift = round_index % len(order)  # each case takes each position in turn
+        for name, fn in order[shift:] + order[:shift]:
             samples[name].append(per_call_seconds(fn, calls))
     return {name: statistics.median(values) for name, values in samples.items()}
 
