@@ -192,6 +192,7 @@ def test_system_cas_do_not_know_the_test_ca(
     error = assert_refused(store, proxy.url, redis_server, prefix, "ca_cert", "certificate")
     assert "unreachable" not in str(error)
     assert any("UNKNOWN_CA" in failure for failure in proxy.failures)
+    assert proxy.accepted == 2  # one handshake per operation: a refused certificate is final
 
 
 def test_a_ca_that_did_not_sign_the_server_cert(

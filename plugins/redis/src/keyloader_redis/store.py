@@ -115,6 +115,19 @@ def _relative_names(keys: Sequence[bytes], skip: int) -> list[str]:
     return names
 
 
+def _final_tls_failure(error: KeyloaderError, exc: BaseException) -> bool:
+    """True when a TLS failure cannot go away by retrying: a missing TLS file or a refused
+    certificate (a handshake cut short, e.g. by a restarting server, is retried)."""
+    if isinstance(error, ConfigError):
+        return True
+    cause: BaseException | None = exc
+    for _ in range(5):
+        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
+            break
+        cause = cause.__cause__ or cause.__context__
+    return isinstance(cause, ssl.SSLCertVerificationError)
+
+
 def _scripts_refused(exc: BaseException, errors: Any) -> bool:
     """True for the answers of a server (or ACL) that does not let this user run scripts."""
     if isinstance(exc, errors.NoPermissionError):
@@ -261,14 +274,17 @@ class RedisKeyStore(KeyStore):
                 ):
                     raise self._auth_error(action) from exc
                 transient = isinstance(exc, errors.ConnectionError | errors.TimeoutError)
+                tls_error: KeyloaderError | None = None
+                if self.settings.tls and isinstance(exc, errors.ConnectionError):
+                    tls_error = self._tls_error(action, exc)
+                    if tls_error is not None and _final_tls_failure(tls_error, exc):
+                        raise tls_error from exc  # retrying cannot change the certificate
                 if transient and attempt < RETRIES:
                     time.sleep(RETRY_BACKOFF * 2**attempt)
                     attempt += 1
                     continue
-                if self.settings.tls and isinstance(exc, errors.ConnectionError):
-                    tls_error = self._tls_error(action, exc)
-                    if tls_error is not None:
-                        raise tls_error from exc
+                if tls_error is not None:
+                    raise tls_error from exc
                 if isinstance(exc, errors.TimeoutError):
                     raise KeyStoreError(
                         f"cannot {action}: Redis at {self.settings.display_url} did not answer "
