@@ -17,10 +17,11 @@ what a command uses.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
+
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -59,57 +60,47 @@ if TYPE_CHECKING:
     from .stores.base import KeyStore, StoredBlob
 
 _LAZY: dict[str, str] = {
-    "load_master_key": "api",
-    "open_keystore": "api",
-    "resolve": "api",
-    "AuditEvent": "audit",
-    "AuthenticationError": "errors",
-    "ConfigError": "errors",
-    "DuplicateKeyStoreError": "errors",
-    "DuplicateProviderError": "errors",
-    "EnterpriseFeatureError": "errors",
-    "InsecurePermissionsError": "errors",
-    "IntegrityError": "errors",
-    "InvalidMasterKeyError": "errors",
-    "KeyExistsError": "errors",
-    "KeyloaderError": "errors",
-    "KeyNotFoundError": "errors",
-    "KeyStoreError": "errors",
-    "MasterKeyError": "errors",
-    "MasterKeyNotFoundError": "errors",
-    "PluginLoadError": "errors",
-    "ProviderNotFoundError": "errors",
-    "ProviderNotImplementedError": "errors",
-    "ProviderUnavailableError": "errors",
-    "KeyId": "keyids",
-    "KeyKind": "keyids",
-    "KeyInfo": "keystore",
-    "KeyManager": "keystore",
-    "VerifyResult": "keystore",
-    "MasterKey": "masterkey",
-    "generate_master_key": "masterkey",
-    "parse_master_key": "masterkey",
-    "make_plugin_manager": "plugins",
-    "MasterKeyProvider": "providers",
-    "Option": "providers",
-    "PlaceholderProvider": "providers",
-    "SecretBytes": "secret",
-    "KeyStore": "stores.base",
-    "StoredBlob": "stores.base",
+    "load_master_key": ".api",
+    "open_keystore": ".api",
+    "resolve": ".api",
+    "AuditEvent": ".audit",
+    "AuthenticationError": ".errors",
+    "ConfigError": ".errors",
+    "DuplicateKeyStoreError": ".errors",
+    "DuplicateProviderError": ".errors",
+    "EnterpriseFeatureError": ".errors",
+    "InsecurePermissionsError": ".errors",
+    "IntegrityError": ".errors",
+    "InvalidMasterKeyError": ".errors",
+    "KeyExistsError": ".errors",
+    "KeyloaderError": ".errors",
+    "KeyNotFoundError": ".errors",
+    "KeyStoreError": ".errors",
+    "MasterKeyError": ".errors",
+    "MasterKeyNotFoundError": ".errors",
+    "PluginLoadError": ".errors",
+    "ProviderNotFoundError": ".errors",
+    "ProviderNotImplementedError": ".errors",
+    "ProviderUnavailableError": ".errors",
+    "KeyId": ".keyids",
+    "KeyKind": ".keyids",
+    "KeyInfo": ".keystore",
+    "KeyManager": ".keystore",
+    "VerifyResult": ".keystore",
+    "MasterKey": ".masterkey",
+    "generate_master_key": ".masterkey",
+    "parse_master_key": ".masterkey",
+    "make_plugin_manager": ".plugins",
+    "MasterKeyProvider": ".providers",
+    "Option": ".providers",
+    "PlaceholderProvider": ".providers",
+    "SecretBytes": ".secret",
+    "KeyStore": ".stores.base",
+    "StoredBlob": ".stores.base",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'keyloader' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

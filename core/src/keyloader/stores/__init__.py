@@ -7,8 +7,9 @@ nor the stores (the plugin manager registering the built-in plugin,
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .base import KeyStore, StoredBlob
@@ -17,16 +18,12 @@ if TYPE_CHECKING:
 
 __all__ = ["KeyStore", "StoredBlob", "FilesystemKeyStore", "MemoryKeyStore"]
 
-_LAZY = {
-    "KeyStore": ".base",
-    "StoredBlob": ".base",
-    "FilesystemKeyStore": ".filesystem",
-    "MemoryKeyStore": ".memory",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __name__), name)
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "KeyStore": ".base",
+        "StoredBlob": ".base",
+        "FilesystemKeyStore": ".filesystem",
+        "MemoryKeyStore": ".memory",
+    },
+)

@@ -7,15 +7,16 @@ A complete third-party keyloader plugin, meant to be copied (see README.md):
 - ``keyloader_audit_event``: appends each event to ``$KEYLOADER_COMMAND_AUDIT_LOG``;
 - ``keyloader_cli_commands``: adds ``keyloader command-check``.
 
-The names below load on first access: the core imports this package (for its
-``plugin`` module) on every ``keyloader`` run that looks up a provider, so it
-must cost next to nothing.
+The names below load on first access (:func:`keyloader.lazy.lazy_exports`): the
+core imports this package (for its ``plugin`` module) on every ``keyloader`` run
+that looks up a provider, so it must cost next to nothing.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keyloader.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -24,21 +25,15 @@ if TYPE_CHECKING:
     from .errors import CommandFailedError, CommandTimeoutError
     from .provider import CommandProvider
 
-_LAZY = {
-    "AUDIT_LOG_VAR": "audit",
-    "CommandFailedError": "errors",
-    "CommandTimeoutError": "errors",
-    "CommandProvider": "provider",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'keyloader_command' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "AUDIT_LOG_VAR": ".audit",
+        "CommandFailedError": ".errors",
+        "CommandTimeoutError": ".errors",
+        "CommandProvider": ".provider",
+    },
+)
 
 
 __all__ = [

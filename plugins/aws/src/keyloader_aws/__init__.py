@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from .credentials import AwsKmsCredentials as AwsKmsCredentials
-from .credentials import load_credentials as load_credentials
+from typing import TYPE_CHECKING
+
+from keyloader.lazy import lazy_exports
+
 from .plugin import AwsKmsPlaceholder as AwsKmsPlaceholder
 
+if TYPE_CHECKING:
+    from .credentials import AwsKmsCredentials, load_credentials
+
 __all__ = ["AwsKmsCredentials", "AwsKmsPlaceholder", "load_credentials"]
+
+# The credentials parser loads when first used, not when the plugin registers.
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"AwsKmsCredentials": ".credentials", "load_credentials": ".credentials"}
+)

@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, ClassVar
 from keyloader import hookimpl
 from keyloader.providers import Option, PlaceholderProvider
 
-from .credentials import check_region, load_credentials
-
 if TYPE_CHECKING:
     from keyloader.providers import MasterKeyProvider
 
@@ -43,7 +41,15 @@ _KEY_ALIAS = re.compile(rf"{_ALIAS_NAME}|arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{{12
 
 
 def _check_credentials_path(path: Path) -> None:
+    from .credentials import load_credentials  # here: listing providers needs no parser
+
     load_credentials(path)  # ConfigError is a ValueError: Option.convert names the option
+
+
+def _check_region(region: str) -> None:
+    from .credentials import check_region
+
+    check_region(region)
 
 
 def _check_key_alias(alias: str) -> None:
@@ -87,7 +93,7 @@ class AwsKmsPlaceholder(PlaceholderProvider):
             "AWS region of the KMS key, such as eu-west-1; overrides the credentials file's "
             "region.",
             env=("AWS_REGION", "AWS_DEFAULT_REGION"),
-            validator=check_region,
+            validator=_check_region,
         ),
         Option(
             "key_alias",

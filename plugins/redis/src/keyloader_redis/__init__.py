@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keyloader.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .store import RedisKeyStore
 
 __all__ = ["RedisKeyStore"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "RedisKeyStore":
-        from .store import RedisKeyStore
-
-        return RedisKeyStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {"RedisKeyStore": ".store"})
