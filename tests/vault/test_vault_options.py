@@ -16,7 +16,8 @@ from keyloader.config import Layer, provider_option_env_names
 from keyloader.errors import ConfigError
 from keyloader.plugins import make_plugin_manager
 from keyloader_vault import VaultProvider
-from keyloader_vault.options import OPTIONS, VaultConfig
+from keyloader_vault.config import VaultConfig
+from keyloader_vault.options import OPTIONS
 
 ADDRESS = "http://127.0.0.1:1"  # never contacted by these tests
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from keyloader.errors import ConfigError
 
-from .options import VaultConfig
+from .config import VaultConfig
 
 __all__ = ["Credentials", "resolve_credentials"]
 

@@ -15,7 +15,8 @@ import hvac.exceptions
 
 from keyloader.errors import ConfigError, KeyExistsError, MasterKeyNotFoundError
 
-from .options import VaultConfig, split_path
+from .config import VaultConfig
+from .options import split_path
 
 __all__ = ["SecretLocation", "field_text", "locate", "read_fields", "write_field"]
 

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from keyloader import hookimpl
 from keyloader.providers import MasterKeyProvider, Option
 
-from .options import OPTIONS, VaultConfig, check_given
+from .options import OPTIONS, check_given
 
 if TYPE_CHECKING:
     import requests
 
     from keyloader.masterkey import MasterKey
 
+    from .config import VaultConfig
     from .transport import VaultTransport
 
 __all__ = ["VaultProvider", "keyloader_master_key_providers"]
@@ -51,6 +52,8 @@ class VaultProvider(MasterKeyProvider):
     def vault_config(self) -> VaultConfig:
         """The checked options (``ConfigError`` if they do not fit together)."""
         if self._vault_config is None:
+            from .config import VaultConfig  # here: registering the plugin needs only options
+
             self._vault_config = VaultConfig.from_options(self.config)
         return self._vault_config
 

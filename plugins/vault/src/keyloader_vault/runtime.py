@@ -12,9 +12,9 @@ import hvac.exceptions
 import requests
 
 from .auth import Credentials, resolve_credentials
+from .config import VaultConfig
 from .failures import Context, scrub, translate
 from .kv import SecretLocation, field_text, locate, read_fields, write_field
-from .options import VaultConfig
 from .transport import GaveUp, VaultTransport
 
 __all__ = ["read_key_text", "write_key_text"]

@@ -29,7 +29,7 @@ from urllib3.exceptions import InsecureRequestWarning
 
 from keyloader.errors import ConfigError
 
-from .options import VaultConfig
+from .config import VaultConfig
 
 __all__ = ["GaveUp", "VaultTransport", "tls_failure"]
 
