@@ -128,14 +128,14 @@ def _final_tls_failure(error: KeyloaderError, exc: BaseException) -> bool:
     return isinstance(cause, ssl.SSLCertVerificationError)
 
 
-def _scripts_refused(exc: BaseException, errors: Any) -> bool:
-    """True for the answers of a server (or ACL) that does not let this user run scripts."""
-    if isinstance(exc, errors.NoPermissionError):
-        return True
-    text = str(exc).lower()
-    return text.startswith(("noperm", "err unknown command", "unknown command")) or (
-        "script" in text and "disabled" in text
-    )
+def _scripts_refused(exc: BaseException) -> bool:
+    """True when the listing script failed for a reason plain ``SCAN`` does not have.
+
+    An ACL without ``EVALSHA`` (``NOPERM``), scripting disabled or renamed, a read-only
+    replica that refuses scripts (``READONLY``, Redis 7): anything but an authentication
+    failure, which plain ``SCAN`` would meet too.
+    """
+    return not str(exc).startswith(("NOAUTH", "WRONGPASS"))
 
 
 class RedisKeyStore(KeyStore):
@@ -419,7 +419,7 @@ class RedisKeyStore(KeyStore):
                 try:
                     return self._scan_steps(client, pattern, prefix)
                 except self._redis.exceptions.ResponseError as exc:  # type: ignore[union-attr]
-                    if not _scripts_refused(exc, self._redis.exceptions):  # type: ignore[union-attr]
+                    if not _scripts_refused(exc):
                         raise
                     log.debug("listing with plain SCAN: scripts refused (%s)", self._scrub(exc))
                     self._server_scan = False
