@@ -22,20 +22,20 @@ from pathlib import Path
 import pytest
 
 from keyloader import scell
-from keyloader.errors import IntegrityError
-from keyloader.keyids import classify
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.rewrap import rewrap_keys
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
 
+from ..rewrapcheck import Slot
+from ..rewrapcheck import plaintexts as store_plaintexts
+
 CLIENTS = 80  # 160 current keys
 ROTATED = 40  # + 40 history entries, + a keypair's private file = 201 blobs
 TRIALS = 30
 SEED = 1234
 
-Slot = tuple[str, str | None]
 
 REWRAP_CHILD = """
 import sys
@@ -99,31 +99,8 @@ def write_key(path: Path, key: MasterKey) -> Path:
 
 
 def plaintexts(keys_dir: Path, *keys: MasterKey) -> dict[Slot, tuple[str, int]]:
-    """Each private blob: the sha256 of its plaintext and which of ``keys`` opens it.
-
-    Raises ``IntegrityError`` if none of them opens a blob.
-    """
-    store = FilesystemKeyStore({"keys_dir": keys_dir})
-    found: dict[Slot, tuple[str, int]] = {}
-    for blob in store.list():
-        what = classify(blob.name)
-        assert what.key_id is not None, blob.name
-        if what.public:
-            continue
-        for ts in ([None] if blob.current else []) + list(blob.history):
-            data = store.get(blob.name) if ts is None else store.get_history(blob.name, ts)
-            for which, key in enumerate(keys):
-                try:
-                    plain = scell.decrypt(key.encryption.buffer, data, what.key_id.context)
-                except IntegrityError:
-                    continue
-                with plain:
-                    found[(blob.name, ts)] = (hashlib.sha256(plain.buffer).hexdigest(), which)
-                break
-            else:
-                where = blob.name if ts is None else f"{blob.name}.old/{ts}"
-                raise IntegrityError(f"{where} decrypts under none of the keys")
-    return found
+    """Each private blob of the directory: its plaintext's sha256 and which key opens it."""
+    return store_plaintexts(FilesystemKeyStore({"keys_dir": keys_dir}), *keys)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ the new one, with its plaintext, and no stray Redis key may be left; a rerun
 
 from __future__ import annotations
 
-import hashlib
 import random
 import signal
 import subprocess
@@ -20,15 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from keyloader import scell
-from keyloader.errors import IntegrityError
-from keyloader.keyids import classify
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key, write_master_key_file
 from keyloader.rewrap import rewrap_keys
 from keyloader.secret import SecretBytes
 from keyloader_redis import RedisKeyStore
 
+from ..rewrapcheck import Slot
+from ..rewrapcheck import plaintexts as store_plaintexts
 from .conftest import RedisServer
 
 CLIENTS = 40  # 80 current keys
@@ -37,8 +35,6 @@ TRIALS = 10
 SEED = 4321
 LEASE = 0.5  # the child's writer-lock lease: a killed writer's lock expires this fast
 LOCK = ".keyloader.lock"
-
-Slot = tuple[str, str | None]
 
 
 @dataclass
@@ -82,29 +78,11 @@ def open_store(server: RedisServer, prefix: str) -> RedisKeyStore:
 
 
 def plaintexts(server: RedisServer, prefix: str, *keys: MasterKey) -> dict[Slot, tuple[str, int]]:
-    """Each blob: the sha256 of its plaintext and which of ``keys`` opens it (IntegrityError
-    if none does)."""
     store = open_store(server, prefix)
-    found: dict[Slot, tuple[str, int]] = {}
     try:
-        for blob in store.list():
-            what = classify(blob.name)
-            assert what.key_id is not None, blob.name
-            for ts in ([None] if blob.current else []) + list(blob.history):
-                data = store.get(blob.name) if ts is None else store.get_history(blob.name, ts)
-                for which, key in enumerate(keys):
-                    try:
-                        plain = scell.decrypt(key.encryption.buffer, data, what.key_id.context)
-                    except IntegrityError:
-                        continue
-                    with plain:
-                        found[(blob.name, ts)] = (hashlib.sha256(plain.buffer).hexdigest(), which)
-                    break
-                else:
-                    raise IntegrityError(f"{blob.name} {ts} decrypts under none of the keys")
+        return store_plaintexts(store, *keys)
     finally:
         store.close()
-    return found
 
 
 def raw_keys(server: RedisServer, prefix: str) -> set[str]:
