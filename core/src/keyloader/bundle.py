@@ -16,7 +16,6 @@ views of it.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import os
 import secrets
@@ -41,6 +40,7 @@ from .masterkey import MasterKey
 from .secret import SecretBytes
 from .stores._timestamps import parse_history_timestamp
 from .stores.base import BlobWrite, KeyStore, StoredBlob
+from .stores.filesystem import fsync_dir, unlink_quietly
 
 __all__ = [
     "BUNDLE_CONTEXT",
@@ -323,7 +323,7 @@ def _write_outputs(bundle: Path, sealed: bytes, secret: Path, key: memoryview, f
         _write_private(secret, key, force)
     except BaseException:
         if not force:
-            _unlink_quietly(bundle)
+            unlink_quietly(bundle)
         raise
 
 
@@ -347,26 +347,13 @@ def _write_private(path: Path, data: bytes | memoryview, force: bool) -> None:
             os.close(fd)
         if force:
             os.replace(target, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
-        _unlink_quietly(target)
+        unlink_quietly(target)
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
-        _unlink_quietly(target)
+        unlink_quietly(target)
         raise
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 # -- import -----------------------------------------------------------------------------------

@@ -188,7 +188,8 @@ def _is_public(base: str) -> bool:
     return base.endswith(".pub")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory, so a rename or link in it is durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -196,7 +197,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _unlink_quietly(path: Path) -> None:
+def unlink_quietly(path: Path) -> None:
+    """Remove ``path`` if it exists."""
     with suppress(FileNotFoundError):
         os.unlink(path)
 
@@ -335,7 +337,7 @@ class FilesystemKeyStore(KeyStore):
             _check_dir_stat(path, os.stat(path) if is_top else os.lstat(path))
             return
         os.chmod(path, DIR_MODE)  # exact mode whatever the umask
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def _write_temp(self, directory: Path, data: bytes, mode: int) -> Path:
         """Write ``data`` to a new fsynced ``.keyloader-tmp-<random>`` file in ``directory``."""
@@ -357,7 +359,7 @@ class FilesystemKeyStore(KeyStore):
             finally:
                 os.close(fd)
         except BaseException:
-            _unlink_quietly(path)
+            unlink_quietly(path)
             raise
         return path
 
@@ -512,8 +514,8 @@ class FilesystemKeyStore(KeyStore):
                 if not self._publish(temp, target):
                     raise exists
             finally:
-                _unlink_quietly(temp)
-            _fsync_dir(directory)
+                unlink_quietly(temp)
+            fsync_dir(directory)
 
     def put(self, name: str, data: bytes, *, public: bool = False) -> None:
         check_public_flag(name, public)
@@ -525,9 +527,9 @@ class FilesystemKeyStore(KeyStore):
             try:
                 os.replace(temp, target)
             except BaseException:
-                _unlink_quietly(temp)
+                unlink_quietly(temp)
                 raise
-            _fsync_dir(directory)
+            fsync_dir(directory)
 
     def rotate(self, name: str, data: bytes) -> str:
         with self.lock(), _os_errors(f"rotate {name} in {self.path}"):
@@ -544,14 +546,14 @@ class FilesystemKeyStore(KeyStore):
                 history_dir = directory / (base + HISTORY_SUFFIX)
                 self._ensure_dir(history_dir)
                 timestamp = self._link_into_history(current, current_stat, history_dir)
-                _fsync_dir(history_dir)
+                fsync_dir(history_dir)
                 # 3. the new blob renamed over the current one
                 os.replace(temp, current)
             except BaseException:
-                _unlink_quietly(temp)
+                unlink_quietly(temp)
                 raise
             # 4. the key directory synced
-            _fsync_dir(directory)
+            fsync_dir(directory)
             return timestamp
 
     def _link_into_history(self, current: Path, current_stat: os.stat_result, history: Path) -> str:
@@ -579,7 +581,7 @@ class FilesystemKeyStore(KeyStore):
                 taken.add(timestamp)
         finally:
             if copy is not None:
-                _unlink_quietly(copy)
+                unlink_quietly(copy)
 
     def put_history(self, name: str, timestamp: str, data: bytes) -> None:
         directory, base = self._locate(name)
@@ -600,9 +602,9 @@ class FilesystemKeyStore(KeyStore):
             try:
                 os.replace(temp, target)
             except BaseException:
-                _unlink_quietly(temp)
+                unlink_quietly(temp)
                 raise
-            _fsync_dir(history_dir)
+            fsync_dir(history_dir)
 
     def create_history(self, name: str, timestamp: str, data: bytes) -> None:
         check_history_timestamp(timestamp)
@@ -621,8 +623,8 @@ class FilesystemKeyStore(KeyStore):
                 if not self._publish(temp, target):
                     raise exists
             finally:
-                _unlink_quietly(temp)
-            _fsync_dir(history_dir)
+                unlink_quietly(temp)
+            fsync_dir(history_dir)
 
     def put_many(self, writes: Sequence[BlobWrite]) -> None:
         """All or nothing: stage the files in ``.keyloader-import-<random>/``, then rename them in.
@@ -645,7 +647,7 @@ class FilesystemKeyStore(KeyStore):
             os.mkdir(stage, DIR_MODE)
             try:
                 os.chmod(stage, DIR_MODE)
-                _fsync_dir(self.path)
+                fsync_dir(self.path)
                 manifest = [
                     [self._write_temp(stage, write.data, mode).name, write.name, write.timestamp]
                     for write, mode in targets
@@ -653,11 +655,11 @@ class FilesystemKeyStore(KeyStore):
                 self._write_temp(stage, json.dumps(manifest).encode(), PRIVATE_MODE).rename(
                     stage / STAGE_MANIFEST
                 )
-                _fsync_dir(stage)
+                fsync_dir(stage)
                 self._write_temp(stage, b"%d\n" % len(manifest), PRIVATE_MODE).rename(
                     stage / STAGE_COMPLETE
                 )
-                _fsync_dir(stage)
+                fsync_dir(stage)
             except BaseException:
                 shutil.rmtree(stage, ignore_errors=True)
                 raise
@@ -733,11 +735,11 @@ class FilesystemKeyStore(KeyStore):
             os.replace(source, target)
             touched[target.parent] = None
         for directory in touched:
-            _fsync_dir(directory)
-        _unlink_quietly(stage / STAGE_COMPLETE)
-        _fsync_dir(stage)
+            fsync_dir(directory)
+        unlink_quietly(stage / STAGE_COMPLETE)
+        fsync_dir(stage)
         shutil.rmtree(stage)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
     def _recover_stages(self, stages: builtins.list[Path], *, incomplete: bool = False) -> None:
         """Finish committed stages left by a writer that died (we hold the lock).
@@ -752,7 +754,7 @@ class FilesystemKeyStore(KeyStore):
             elif incomplete:
                 log.info("removing the incomplete import staged in %s", stage)
                 shutil.rmtree(stage)
-                _fsync_dir(self.path)
+                fsync_dir(self.path)
 
     def _stages(self) -> builtins.list[Path]:
         with os.scandir(self.path) as entries:
@@ -767,7 +769,7 @@ class FilesystemKeyStore(KeyStore):
         target = directory / base
         with self.lock(), _os_errors(f"delete {target}"):
             self._unlink_key_file(directory, target, f"{name} does not exist in {self.path}")
-            _fsync_dir(directory)
+            fsync_dir(directory)
 
     def delete_history(self, name: str, timestamp: str) -> None:
         directory, base = self._locate(name)
@@ -781,14 +783,14 @@ class FilesystemKeyStore(KeyStore):
             except (FileNotFoundError, NotADirectoryError):
                 raise KeyNotFoundError(missing) from None
             self._unlink_key_file(history_dir, history_dir / timestamp, missing)
-            _fsync_dir(history_dir)
+            fsync_dir(history_dir)
             try:
                 os.rmdir(history_dir)  # only when that was the last entry
             except OSError as exc:
                 if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
             else:
-                _fsync_dir(directory)
+                fsync_dir(directory)
 
     def _unlink_key_file(self, directory: Path, target: Path, missing: str) -> None:
         try:
@@ -902,7 +904,7 @@ class FilesystemKeyStore(KeyStore):
                 stale = [Path(e.path) for e in entries if e.name.startswith(TEMP_PREFIX)]
             for path in stale:
                 log.info("removing stale temp file %s", path)
-                _unlink_quietly(path)
+                unlink_quietly(path)
         return stages
 
     def close(self) -> None:
