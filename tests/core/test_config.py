@@ -199,7 +199,7 @@ def test_enterprise_environment_values(tmp_path: Path, text: str, expected: bool
 
 @pytest.mark.parametrize("text", ["maybe", "2", "enabled", "on!"])
 def test_enterprise_environment_junk_is_refused(tmp_path: Path, text: str) -> None:
-    with pytest.raises(ConfigError, match=r"KEYLOADER_ENTERPRISE.*1/true/yes or 0/false/no"):
+    with pytest.raises(ConfigError, match=r"KEYLOADER_ENTERPRISE.*1/true/yes/on or 0/false/no/off"):
         load(tmp_path, env={"KEYLOADER_ENTERPRISE": text})
 
 

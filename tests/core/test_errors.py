@@ -1,4 +1,4 @@
-"""The error tree of DESIGN §9."""
+"""The error tree (docs/architecture.md, "Errors")."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from keyloader import errors
 TREE = {
     "ConfigError": ("KeyloaderError", ValueError),
     "PluginLoadError": ("KeyloaderError",),
-    "ProviderNotFoundError": ("KeyloaderError", LookupError),
+    "NotRegisteredError": ("KeyloaderError", LookupError),
+    "ProviderNotFoundError": ("NotRegisteredError", LookupError),
+    "KeyStoreNotFoundError": ("NotRegisteredError", LookupError),
     "DuplicateProviderError": ("KeyloaderError",),
     "DuplicateKeyStoreError": ("KeyloaderError",),
     "EnterpriseFeatureError": ("KeyloaderError",),
@@ -45,3 +47,8 @@ def test_every_error_is_listed_and_exported() -> None:
     assert set(errors.__all__) == defined | {"KeyloaderError"}
     for name in errors.__all__:
         assert getattr(keyloader, name) is getattr(errors, name)
+
+
+def test_a_missing_store_and_a_missing_provider_are_distinct_but_share_a_base() -> None:
+    assert not issubclass(errors.KeyStoreNotFoundError, errors.ProviderNotFoundError)
+    assert not issubclass(errors.ProviderNotFoundError, errors.KeyStoreNotFoundError)

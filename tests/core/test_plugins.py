@@ -24,6 +24,8 @@ from keyloader.errors import (
     ConfigError,
     DuplicateKeyStoreError,
     DuplicateProviderError,
+    KeyStoreNotFoundError,
+    NotRegisteredError,
     PluginLoadError,
     ProviderNotFoundError,
 )
@@ -38,6 +40,8 @@ from keyloader.providers import MasterKeyProvider, PlaceholderProvider, Provider
 from keyloader.stores.filesystem import FilesystemKeyStore
 from keyloader.stores.memory import MemoryKeyStore
 
+from ..plugin_site import installed_site
+
 FIXTURES = Path(__file__).parent / "fixtures_plugins"
 ENTRY_POINTS = {"good", "broken", "typo", "badargs", "dup", "placeholder", "awsimpl"}
 
@@ -45,24 +49,9 @@ ENTRY_POINTS = {"good", "broken", "typo", "badargs", "dup", "placeholder", "awsi
 @pytest.fixture(scope="module", autouse=True)
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Install every fixture distribution into one directory and put it on ``sys.path``."""
-    target = tmp_path_factory.mktemp("plugin-site")
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
-    command += ["--no-build-isolation", "--no-index", "--disable-pip-version-check"]
-    command += ["--target", str(target), *sorted(str(p) for p in FIXTURES.iterdir() if p.is_dir())]
-    process = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
-    assert process.returncode == 0, process.stderr
-    saved_path = list(sys.path)
-    saved_modules = set(sys.modules)
-    sys.path.insert(0, str(target))
-    importlib.invalidate_caches()
-    try:
+    distributions = [p for p in FIXTURES.iterdir() if p.is_dir()]
+    with installed_site(tmp_path_factory.mktemp("plugin-site"), distributions) as target:
         yield target
-    finally:
-        sys.path[:] = saved_path
-        for name in set(sys.modules) - saved_modules:
-            if name.split(".")[0].startswith("kltest_"):
-                del sys.modules[name]
-        importlib.invalidate_caches()
 
 
 def manager(*allow: str, **kwargs: Any) -> KeyloaderPluginManager:
@@ -231,8 +220,11 @@ def test_a_missing_provider_without_failures_lists_what_is_registered() -> None:
     with pytest.raises(ProviderNotFoundError, match=r"'nope'.*registered: good-file") as excinfo:
         pm.find_provider("nope")
     assert isinstance(excinfo.value, LookupError)
-    with pytest.raises(ProviderNotFoundError, match="filesystem, good-store, memory"):
+    with pytest.raises(KeyStoreNotFoundError, match="no key store named 'nope'") as store_error:
         pm.find_key_store("nope")
+    assert "filesystem, good-store, memory" in str(store_error.value)
+    assert isinstance(store_error.value, NotRegisteredError)
+    assert not isinstance(store_error.value, ProviderNotFoundError)
 
 
 def test_a_provider_hook_that_raises_is_a_plugin_failure() -> None:
@@ -347,7 +339,9 @@ def test_disabling_autoload_loads_no_entry_point(value: str) -> None:
 def test_autoload_stays_on_for_false_values_and_refuses_garbage() -> None:
     env = {"KEYLOADER_DISABLE_PLUGIN_AUTOLOAD": "0", "KEYLOADER_PLUGINS": "good"}
     assert entry_point_plugins(make_plugin_manager(env=env)) == {"good"}
-    with pytest.raises(ConfigError, match="KEYLOADER_DISABLE_PLUGIN_AUTOLOAD='maybe'"):
+    with pytest.raises(
+        ConfigError, match="KEYLOADER_DISABLE_PLUGIN_AUTOLOAD: 'maybe' is not a boolean"
+    ):
         make_plugin_manager(env={"KEYLOADER_DISABLE_PLUGIN_AUTOLOAD": "maybe"})
 
 
@@ -454,22 +448,26 @@ def test_a_placeholder_alone_is_listed() -> None:
     assert [o.name for o in row.options] == ["key_id", "keystore_version"]
 
 
-def test_of_two_placeholders_with_one_name_the_first_wins() -> None:
+@pytest.mark.parametrize("first_is_tryfirst", [False, True])
+def test_of_two_placeholders_with_one_name_the_first_called_wins(first_is_tryfirst: bool) -> None:
+    """pluggy calls the later registered implementation first, unless ordering says otherwise."""
+
     class First(PlaceholderProvider):
         name: ClassVar[str] = "acme-kms"
 
     class Second(PlaceholderProvider):
         name: ClassVar[str] = "acme-kms"
 
+    first = ModuleType("first")
+    first.keyloader_master_key_providers = keyloader.hookimpl(tryfirst=first_is_tryfirst)(  # type: ignore[attr-defined]
+        lambda: [First]
+    )
     pm = make_plugin_manager(
         autoload=False,
         env={},
-        plugins=[
-            plugin_module("first", keyloader_master_key_providers=lambda: [First]),
-            plugin_module("second", keyloader_master_key_providers=lambda: [Second]),
-        ],
+        plugins=[first, plugin_module("second", keyloader_master_key_providers=lambda: [Second])],
     )
-    assert pm.find_provider("acme-kms") is First
+    assert pm.find_provider("acme-kms") is (First if first_is_tryfirst else Second)
 
 
 # -- aliases ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The rows the plugin manager reports: plugin failures, plugins, providers.
+"""The rows the plugin manager reports (plugin failures, plugins, providers) and how they are built.
 
 They live apart from :mod:`keyloader.plugins` (which exports them) so that
 looking up and loading a provider, which needs none of them, does not pay for
@@ -10,10 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .providers import MasterKeyProvider, Option, ProviderStatus
+from . import gate
+from .providers import ProviderStatus
 
-__all__ = ["PluginFailure", "PluginInfo", "ProviderInfo"]
+if TYPE_CHECKING:
+    from .plugins import KeyloaderPluginManager
+    from .providers import MasterKeyProvider, Option
+
+__all__ = ["PluginFailure", "PluginInfo", "ProviderInfo", "plugin_infos", "provider_infos"]
 
 
 @dataclass(frozen=True)
@@ -72,3 +76,87 @@ class ProviderInfo:
     def options(self) -> tuple[Option, ...]:
         """The provider's option schema (with ``keystore_version``); empty for failed plugins."""
         return self.cls.option_schema() if self.cls is not None else ()
+
+
+# -- building the reports ------------------------------------------------------------
+
+
+def plugin_infos(pm: KeyloaderPluginManager) -> list[PluginInfo]:
+    """Every registered plugin and every plugin that failed to load, sorted by name."""
+    providers = pm.provider_rows()
+    stores = pm.store_rows()
+    infos: list[PluginInfo] = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:  # blocked name
+            continue
+        origin = pm.origin(name)
+        error = pm.error(name)
+        infos.append(
+            PluginInfo(
+                name=name,
+                entry_point=origin.entry_point,
+                distribution=origin.distribution,
+                version=origin.version,
+                hooks=tuple(sorted(c.name for c in pm.get_hookcallers(plugin) or ())),
+                providers=tuple(cls.name for owner, cls in providers if owner == name),
+                stores=tuple(cls.name for owner, cls in stores if owner == name),
+                status="error" if error is not None else "ok",
+                error=error,
+            )
+        )
+    for failure in pm.load_failures:
+        infos.append(
+            PluginInfo(
+                name=failure.entry_point,
+                entry_point=failure.entry_point,
+                distribution=failure.distribution,
+                version=failure.version,
+                hooks=(),
+                providers=(),
+                stores=(),
+                status="error",
+                error=failure.error,
+            )
+        )
+    return sorted(infos, key=lambda info: info.name)
+
+
+def provider_infos(pm: KeyloaderPluginManager, *, enterprise: bool) -> list[ProviderInfo]:
+    """Every provider with its gate status, plus an ``error`` row per failed plugin."""
+    chosen = pm.chosen_providers()
+    rows = [
+        provider_info(pm, plugin, cls, enterprise=enterprise) for plugin, cls in chosen.values()
+    ]
+    for failure in pm.provider_failures():
+        rows.append(
+            ProviderInfo(
+                name=failure.entry_point,
+                plugin=failure.entry_point,
+                description=f"{failure.describe()} (its providers are missing)",
+                enterprise=False,
+                placeholder=False,
+                aliases=(),
+                status=ProviderStatus.ERROR,
+                cls=None,
+                error=failure.error,
+            )
+        )
+    return sorted(rows, key=lambda row: (row.name, row.plugin))
+
+
+def provider_info(
+    pm: KeyloaderPluginManager, plugin: str, cls: type[MasterKeyProvider], *, enterprise: bool
+) -> ProviderInfo:
+    """The listing row of provider ``cls``, registered by ``plugin``."""
+    aliases = pm.provider_aliases()
+    return ProviderInfo(
+        name=cls.name,
+        plugin=plugin,
+        description=cls.description,
+        enterprise=gate.is_enterprise(cls),
+        placeholder=bool(cls.placeholder),
+        aliases=tuple(sorted(a for a, target in aliases.items() if target == cls.name)),
+        status=gate.status(cls, enterprise=enterprise),
+        cls=cls,
+        error=None,
+    )

@@ -67,7 +67,7 @@ Rules:
 
 Nothing here imports plugins: loading settings costs only ``os``, ``pathlib``
 and, when a config file is read, ``tomllib``. Provider aliases are looked up
-lazily from :mod:`keyloader.plugins` when provider options are resolved.
+from :mod:`keyloader.registry`, which holds no plugin machinery.
 """
 
 from __future__ import annotations
@@ -79,8 +79,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .booleans import parse_bool
 from .errors import ConfigError
 from .providers import Option
+from .registry import ALIASES
 
 __all__ = [
     "CONFIG_FILE_NAME",
@@ -103,8 +105,6 @@ DEFAULT_CACHE_TTL = 5.0
 CONFIG_FILE_NAME = "keyloader.toml"
 
 _KEYS_DIR = "keys_dir"
-_TRUE_WORDS = frozenset({"1", "true", "yes"})
-_FALSE_WORDS = frozenset({"0", "false", "no", ""})
 _FILE_KEYS = (
     "provider",
     "keystore",
@@ -534,15 +534,11 @@ def _env_part(name: str) -> str:
 
 def _canonical(provider: str) -> str:
     """The canonical name of ``provider`` (Acra strategy names are aliases)."""
-    from .plugins import ALIASES  # lazily: reading settings loads no plugin machinery
-
     return ALIASES.get(provider, provider)
 
 
 def _provider_table_name(file: _ConfigFile, provider: str) -> str | None:
     """Which ``[providers.*]`` table configures ``provider``: its name or one alias."""
-    from .plugins import ALIASES
-
     names = [provider, *sorted(a for a, target in ALIASES.items() if target == provider)]
     present = [name for name in names if name in file.providers]
     if len(present) > 1:
@@ -673,15 +669,7 @@ def _parse_name(value: object, where: str) -> str:
 
 
 def _parse_bool(value: object, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in _TRUE_WORDS:
-            return True
-        if word in _FALSE_WORDS:
-            return False
-    raise ConfigError(f"{where}: {value!r} is not a boolean; use 1/true/yes or 0/false/no")
+    return parse_bool(value, where, empty=False)
 
 
 def _parse_count(value: object, where: str) -> int:

@@ -19,9 +19,11 @@ __all__ = [
     "KeyExistsError",
     "KeyNotFoundError",
     "KeyStoreError",
+    "KeyStoreNotFoundError",
     "KeyloaderError",
     "MasterKeyError",
     "MasterKeyNotFoundError",
+    "NotRegisteredError",
     "PluginLoadError",
     "ProviderNotFoundError",
     "ProviderNotImplementedError",
@@ -41,8 +43,16 @@ class PluginLoadError(KeyloaderError):
     """A plugin could not be loaded, and what was asked for may live in it."""
 
 
-class ProviderNotFoundError(KeyloaderError, LookupError):
+class NotRegisteredError(KeyloaderError, LookupError):
     """No master-key provider or key store is registered under that name."""
+
+
+class ProviderNotFoundError(NotRegisteredError):
+    """No master-key provider is registered under that name (or alias)."""
+
+
+class KeyStoreNotFoundError(NotRegisteredError):
+    """No key store is registered under that name."""
 
 
 class DuplicateProviderError(KeyloaderError):

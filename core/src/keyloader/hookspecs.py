@@ -1,4 +1,12 @@
-"""The plugin contract. Every hook is declared here, and its docstring is its contract."""
+"""The plugin contract. Every hook is declared here, and its docstring is its contract.
+
+keyloader calls each hook through pluggy (``pm.hook.<name>(...)``), so wrappers
+(``wrapper=True``, ``hookwrapper=True``), ``tryfirst``/``trylast``, tracing and
+monitoring behave as pluggy documents. Each implementation is guarded when its
+plugin registers (:mod:`keyloader.hook_guards`): what one raises is that
+plugin's failure and never reaches the others. CONTRIBUTING.md ("How keyloader
+calls hooks") gives the rules per hook.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +31,9 @@ def keyloader_master_key_providers() -> list[type[MasterKeyProvider]]:
     ``name`` (lower case, ``-`` allowed), ``description`` and ``options``. Two
     non-placeholder classes with one name raise ``DuplicateProviderError``; a
     placeholder yields to a non-placeholder of the same name. Must not import
-    the provider's SDK: do that in ``load()``.
+    the provider's SDK: do that in ``load()``. Raising (here or in a wrapper) is
+    recorded as this plugin's failure; the other plugins' providers remain.
+    A plugin registered later adds its classes without this being called again.
     """
 
 
@@ -35,6 +45,8 @@ def keyloader_key_stores() -> list[type[KeyStore]]:
     Each class subclasses :class:`keyloader.KeyStore` and sets ``name``,
     ``description`` and ``options``. Two classes with one name raise
     ``DuplicateKeyStoreError``. Must not import the store's SDK at import time.
+    Raising (here or in a wrapper) is recorded as this plugin's failure. The
+    built-in stores come through this hook too (plugin ``builtin``).
     """
 
 
@@ -58,6 +70,7 @@ def keyloader_audit_event(event: AuditEvent) -> None:
 
     Called after each action (``event.action``) with a frozen
     :class:`keyloader.AuditEvent`, which never contains key material. The
-    return value is ignored. An observer that raises is logged and ignored; it
-    never fails the action.
+    return value is ignored. An observer (or wrapper) that raises is logged and
+    ignored; it never fails the action. Called synchronously, in the thread
+    that performed the action.
     """

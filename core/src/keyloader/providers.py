@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from .booleans import word as boolean_word
 from .errors import ConfigError, ProviderNotImplementedError
 
 if TYPE_CHECKING:
@@ -24,9 +25,6 @@ __all__ = [
 ]
 
 OptionType = Literal["str", "int", "float", "bool", "path"]
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 
 @dataclass(frozen=True)
@@ -83,8 +81,12 @@ class Option:
         if self.type == "bool":
             if isinstance(value, bool):
                 return value
-            if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-                return value.strip().lower() in _TRUE
+            if isinstance(value, str):
+                if not value.strip():
+                    return False
+                parsed = boolean_word(value)
+                if parsed is not None:
+                    return parsed
             raise ValueError
         if self.type == "int":
             if isinstance(value, bool) or not isinstance(value, int | str):
@@ -103,7 +105,7 @@ class Option:
 _TYPE_WORDS: dict[str, str] = {
     "str": "a string",
     "path": "a path",
-    "bool": "a boolean (1/0, true/false, yes/no)",
+    "bool": "a boolean (1/0, true/false, yes/no, on/off)",
     "int": "an integer",
     "float": "a number",
 }

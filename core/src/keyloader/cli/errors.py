@@ -9,6 +9,7 @@ from collections.abc import Callable
 import typer
 from typer._click import ClickException
 
+from ..booleans import word
 from ..errors import KeyloaderError
 
 __all__ = [
@@ -26,8 +27,6 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-_TRUE = {"1", "true", "yes", "on"}
-
 
 class CommandFailed(Exception):
     """A command ran and reported its result on stdout, but the result is a failure.
@@ -39,7 +38,7 @@ class CommandFailed(Exception):
 
 def debug_enabled() -> bool:
     """True when ``KEYLOADER_DEBUG`` asks for tracebacks."""
-    return os.environ.get("KEYLOADER_DEBUG", "").strip().lower() in _TRUE
+    return word(os.environ.get("KEYLOADER_DEBUG", "")) is True
 
 
 def run_guarded(invoke: Callable[[], object]) -> int:
