@@ -329,7 +329,7 @@ def test_unknown_keys_in_file(tmp_path: Path, toml: str, needle: str) -> None:
         ("cache_size = 1.5\n", "cache_size must be an integer"),
         ("cache_ttl = true\n", "cache_ttl must be a number of seconds"),
         ("cache_ttl = -2.0\n", "cache_ttl"),
-        ('enterprise = "yes"\n', "enterprise must be a boolean"),
+        ('enterprise = "maybe"\n', "enterprise must be a boolean"),
         ("provider = 5\n", "provider must be a non-empty string, not the number 5"),
         ('keystore = ""\n', "keystore must be a non-empty string"),
         ("keys_dir = []\n", "keys_dir must be a non-empty string, not an array"),

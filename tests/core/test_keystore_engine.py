@@ -205,6 +205,26 @@ def test_verify_reports_each_failure_and_unknown_files(tmp_path: Path, master: M
     assert legacy.read_bytes() == b"old acra zone key"
 
 
+def test_verify_reports_each_checked_key_to_audit_observers(
+    tmp_path: Path, master: MasterKey
+) -> None:
+    keys = tmp_path / "keys"
+    events: list[AuditEvent] = []
+    with KeyManager(fs_store(keys), _copy(master), emit=events.append) as km:
+        km.generate(["symmetric", "searchable"], client_id="client1")
+        km.rotate(SYM)
+        (keys / "client1_hmac").write_bytes(b"garbage")
+        events.clear()
+        km.verify()
+    verified = [e for e in events if e.action == "key_verified"]
+    assert sorted((e.key_id, e.index, e.ok, e.error_type) for e in verified) == [
+        ("client/client1/searchable", 1, False, "IntegrityError"),
+        ("client/client1/symmetric", 1, True, None),
+        ("client/client1/symmetric", 2, True, None),
+    ]
+    assert all(e.fingerprint == master.fingerprint for e in verified)
+
+
 class CountingProvider:
     """A master-key source that counts loads (the engine accepts any callable)."""
 

@@ -16,6 +16,7 @@ AuditAction = Literal[
     "key_rotated",
     "key_destroyed",
     "key_rewrapped",
+    "key_verified",
     "keys_exported",
     "keys_imported",
 ]

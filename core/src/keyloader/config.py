@@ -80,6 +80,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .booleans import parse_bool
+from .booleans import word as boolean_word
 from .errors import ConfigError
 from .providers import Option
 from .registry import ALIASES
@@ -582,6 +583,7 @@ def _read_config(path: Path) -> _ConfigFile:
 
     try:
         with path.open("rb") as stream:
+            _check_config_owner(path, os.fstat(stream.fileno()))
             data = tomllib.load(stream)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
@@ -615,6 +617,32 @@ def _read_config(path: Path) -> _ConfigFile:
     )
 
 
+def _check_config_owner(path: Path, st: os.stat_result) -> None:
+    """Refuse a config file that group or others can write, or that another user owns.
+
+    It chooses the provider and its options, so whoever can write it can point
+    keyloader at their own master key or key store. Root-owned files are trusted.
+    """
+    import shlex
+    import stat
+
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"config file {path} is not a regular file")
+    if st.st_mode & 0o022:
+        raise ConfigError(
+            f"config file {path} is writable by group or others (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}), so they could choose the provider and its "
+            f"options; fix it with `chmod go-w {shlex.quote(str(path))}`"
+        )
+    uid = os.getuid()
+    if st.st_uid not in (uid, 0):
+        raise ConfigError(
+            f"config file {path} is owned by another user (uid {st.st_uid}), who could choose "
+            f"the provider and its options; take it over with "
+            f"`chown {uid} {shlex.quote(str(path))}` or use a file of your own"
+        )
+
+
 def _table(path: Path, name: str, value: object) -> dict[str, object]:
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: {name} must be a table ([{name}]), not {_describe(value)}")
@@ -633,7 +661,8 @@ def _check_file_value(path: Path, key: str, value: object, *, kind: str | None =
     if kind in ("provider", "keystore", "keys_dir"):
         ok, expected = isinstance(value, str) and value != "", "a non-empty string"
     elif kind == "enterprise":
-        ok, expected = isinstance(value, bool), "a boolean (true or false)"
+        ok = isinstance(value, bool) or (isinstance(value, str) and boolean_word(value) is not None)
+        expected = "a boolean (true or false, or one of the words 1/0, yes/no, on/off)"
     elif kind == "cache_size":
         ok = isinstance(value, int) and not isinstance(value, bool)
         expected = "an integer >= 0 (0 turns the cache off)"

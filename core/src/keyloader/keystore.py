@@ -418,8 +418,10 @@ class KeyManager:
     ) -> builtins.list[VerifyResult]:
         """Decrypt every key, current and history; one result per blob.
 
-        Unknown files (not Acra keystore v1 key names) are reported with
-        ``ok=None``: they are not keys, so they are neither verified nor failures.
+        Each key checked is reported to audit observers as ``key_verified``
+        (``ok`` its result, ``error_type`` why it failed). Unknown files (not
+        Acra keystore v1 key names) are reported with ``ok=None``: they are not
+        keys, so they are neither verified nor failures.
         ``progress(done, total)`` is called after each key.
         """
         results: list[VerifyResult] = []
@@ -443,8 +445,10 @@ class KeyManager:
                 results.append(
                     VerifyResult(str(kid), index, where, False, str(exc), type(exc).__name__)
                 )
+                self._audit("key_verified", kid, index, error=exc)
             else:
                 results.append(VerifyResult(str(kid), index, where, True))
+                self._audit("key_verified", kid, index)
             if progress is not None:
                 progress(done, len(work))
         results.sort(key=lambda r: r.path)
