@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from keyloader.stores import FilesystemKeyStore
-from keyloader.stores._timestamps import parse_history_timestamp
+from keyloader.stores.timestamps import parse_history_timestamp
 
 PROCESSES = 4
 ROTATIONS = 12

@@ -26,7 +26,7 @@ from keyloader.errors import (
 )
 from keyloader.providers import Option
 from keyloader.stores import FilesystemKeyStore, StoredBlob
-from keyloader.stores._timestamps import parse_history_timestamp
+from keyloader.stores.timestamps import parse_history_timestamp
 from keyloader.testing import KeyStoreContract
 
 TEMP_NAME = re.compile(r"\.keyloader-tmp-[0-9a-f]+")
@@ -71,6 +71,10 @@ def umask() -> Iterator[Callable[[int], int]]:
 
 class TestFilesystemKeyStore(KeyStoreContract):
     """The conformance suite, on a fresh directory that does not exist yet."""
+
+    @pytest.fixture
+    def reopen_store(self, keys: Path) -> Callable[..., FilesystemKeyStore]:
+        return lambda **options: FilesystemKeyStore({"keys_dir": keys, **options})
 
 
 # -- construction and options --------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from keyloader.errors import ConfigError, KeyExistsError, KeyStoreError
 from keyloader.stores import MemoryKeyStore
-from keyloader.stores._timestamps import parse_history_timestamp
+from keyloader.stores.timestamps import parse_history_timestamp
 from keyloader.testing import KeyStoreContract
 
 
@@ -21,7 +21,9 @@ def store() -> Iterator[MemoryKeyStore]:
 
 
 class TestMemoryKeyStore(KeyStoreContract):
-    """The conformance suite on a fresh in-memory store."""
+    """The conformance suite on a fresh in-memory store (one process only)."""
+
+    spans_processes = False
 
 
 def test_options_and_location() -> None:

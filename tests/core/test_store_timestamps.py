@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keyloader.stores._timestamps import (
+from keyloader.stores.timestamps import (
     history_timestamp,
     next_history_timestamp,
     parse_history_timestamp,

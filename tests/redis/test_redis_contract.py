@@ -14,3 +14,9 @@ class TestRedisKeyStoreContract(KeyStoreContract):
     @pytest.fixture
     def store(self, make_store: Callable[..., RedisKeyStore]) -> RedisKeyStore:
         return make_store()
+
+    @pytest.fixture
+    def reopen_store(
+        self, make_store: Callable[..., RedisKeyStore]
+    ) -> Callable[..., RedisKeyStore]:
+        return make_store

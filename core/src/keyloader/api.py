@@ -10,7 +10,7 @@ from .config import Layer, Settings, load_settings
 from .errors import ConfigError, KeyExistsError, KeyloaderError, MasterKeyError
 from .masterkey import MasterKey
 from .plugins import KeyloaderPluginManager, make_plugin_manager
-from .providers import MasterKeyProvider
+from .providers import MasterKeyProvider, Option
 
 if TYPE_CHECKING:  # the engine (and cryptography) load only when a key store is opened
     from .bundle import ExportReport, ImportReport
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the engine (and cryptography) load only when a key store is
     from .stores.base import KeyStore
 
 __all__ = [
+    "create_key_store",
     "create_provider",
     "export_keystore",
     "import_keystore",
@@ -86,18 +87,38 @@ def create_provider(
     cls = pm.find_provider(name)
     cls.validate({k: v for k, v in options.items() if k in given})
     pm.check_enterprise(cls, enterprise=enterprise)
-    missing = [o.name for o in cls.option_schema() if o.required and options.get(o.name) is None]
-    if missing:
-        hints = ", ".join(_option_hint(cls, m) for m in missing)
-        raise ConfigError(f"provider {cls.name!r} needs {hints}")
+    _check_required("provider", cls.name, cls.option_schema(), options)
     return cls(options)
 
 
-def _option_hint(cls: type[MasterKeyProvider], option: str) -> str:
-    env = f"KEYLOADER_{cls.name.upper().replace('-', '_')}_{option.upper()}"
-    natives = next((o.env for o in cls.option_schema() if o.name == option), ())
-    names = " or ".join((env, *natives))
-    return f"option {option!r} (set -o {option}=..., [providers.{cls.name}] {option}, or {names})"
+def create_key_store(pm: KeyloaderPluginManager, settings: Settings) -> KeyStore:
+    """Instantiate the configured key store with its resolved options; required ones enforced."""
+    cls = pm.find_key_store(settings.keystore)
+    options = settings.store_options(cls.name, cls.options)
+    _check_required("key store", cls.name, cls.options, options)
+    return cls(options)
+
+
+def _check_required(
+    kind: str, name: str, schema: Iterable[Option], options: Mapping[str, Any]
+) -> None:
+    """A :class:`ConfigError` naming every required option left unset, and where to set it."""
+    missing = [o for o in schema if o.required and options.get(o.name) is None]
+    if missing:
+        hints = ", ".join(_option_hint(kind, name, option) for option in missing)
+        raise ConfigError(f"{kind} {name!r} needs {hints}")
+
+
+def _option_hint(kind: str, name: str, option: Option) -> str:
+    part = name.upper().replace("-", "_")
+    if kind == "provider":
+        flag, table, env = "-o", f"[providers.{name}]", f"KEYLOADER_{part}_{option.name.upper()}"
+    else:
+        flag, table, env = "-s", f"[stores.{name}]", f"KEYLOADER_STORE_{part}_{option.name.upper()}"
+    names = " or ".join((env, *option.env))
+    return (
+        f"option {option.name!r} (set {flag} {option.name}=..., {table} {option.name}, or {names})"
+    )
 
 
 def _provider_for(
@@ -151,8 +172,7 @@ def open_keystore(
     pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
     provider = _provider_for(pm, settings)
     previous = _provider_for(pm, settings, previous=True) if settings.previous_provider else None
-    store_cls = pm.find_key_store(settings.keystore)
-    store = store_cls(settings.store_options(store_cls.name, store_cls.options))
+    store = create_key_store(pm, settings)
     return KeyManager(
         store,
         provider,

@@ -38,9 +38,9 @@ from .keyids import KeyId, classify
 from .keystore import KeyManager, _key_id, _where
 from .masterkey import MasterKey
 from .secret import SecretBytes
-from .stores._timestamps import parse_history_timestamp
 from .stores.base import BlobWrite, KeyStore, StoredBlob
 from .stores.filesystem import fsync_dir, unlink_quietly
+from .stores.timestamps import parse_history_timestamp
 
 __all__ = [
     "BUNDLE_CONTEXT",

@@ -587,7 +587,7 @@ def _where(store: KeyStore, name: str, timestamp: str | None) -> str:
 
 
 def _history_time(timestamp: str) -> float | None:
-    from .stores._timestamps import parse_history_timestamp
+    from .stores.timestamps import parse_history_timestamp
 
     try:
         return parse_history_timestamp(timestamp) / 1e9

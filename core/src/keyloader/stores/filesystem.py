@@ -28,8 +28,19 @@ from ..errors import (
     KeyStoreError,
 )
 from ..providers import Option
-from ._timestamps import next_history_timestamp, parse_history_timestamp
 from .base import BlobWrite, KeyStore, StoredBlob
+from .names import (
+    HELPER_PREFIX,
+    HISTORY_SUFFIX,
+    POISON_DIR,
+    VERSION_FILE,
+    check_history_timestamp,
+    check_name,
+    check_public_flag,
+    lock_timeout_option,
+    non_negative_seconds,
+)
+from .timestamps import next_history_timestamp, parse_history_timestamp
 
 __all__ = [
     "FilesystemKeyStore",
@@ -46,10 +57,6 @@ __all__ = [
 
 log = logging.getLogger("keyloader.stores.filesystem")
 
-POISON_DIR = ".poison_key"
-HISTORY_SUFFIX = ".old"
-VERSION_FILE = "version"
-HELPER_PREFIX = ".keyloader"
 # Helper names contain no "_" and do not end in "old", so Acra's listing skips them.
 LOCK_NAME = ".keyloader.lock"
 TEMP_PREFIX = ".keyloader-tmp-"
@@ -67,84 +74,6 @@ LINK_UNSUPPORTED = frozenset(
 )
 _POLL_FIRST = 0.001
 _POLL_MAX = 0.05
-
-
-def _non_negative(value: float) -> None:
-    if value < 0:
-        raise ValueError(f"must be 0 or more seconds, not {value}")
-
-
-def lock_timeout_option(config: Mapping[str, Any], store: str) -> float:
-    """The ``lock_timeout`` option in seconds (default 30); ``ConfigError`` if not >= 0."""
-    value = config.get("lock_timeout")
-    if value is None:
-        return 30.0
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = float("nan")
-    if isinstance(value, bool) or not seconds >= 0:
-        raise ConfigError(
-            f"option 'lock_timeout' of key store {store!r}: must be 0 or more seconds, "
-            f"not {value!r}"
-        )
-    return seconds
-
-
-def check_name(name: str) -> tuple[str, ...]:
-    """Split a store name into its path parts; ``ConfigError`` if it is not a safe key name.
-
-    Allowed: ``<file>`` or ``.poison_key/<file>``, where ``<file>`` is not a
-    keyloader helper name (``.keyloader*``), not ``version``, and does not end
-    in ``.old`` (those are history directories).
-    """
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"invalid key store name {name!r}: it must be a non-empty string")
-    if "\0" in name:
-        raise ConfigError(f"invalid key store name {name!r}: it contains a NUL character")
-    if name.startswith("/"):
-        raise ConfigError(
-            f"invalid key store name {name!r}: names are relative to the keys directory"
-        )
-    parts = tuple(name.split("/"))
-    if any(part in ("", ".", "..") for part in parts):
-        raise ConfigError(
-            f"invalid key store name {name!r}: empty, '.' and '..' path components are refused"
-        )
-    if len(parts) > 2 or (len(parts) == 2 and parts[0] != POISON_DIR):
-        raise ConfigError(
-            f"invalid key store name {name!r}: the only sub-directory of a key store is "
-            f"{POISON_DIR}/"
-        )
-    base = parts[-1]
-    if base.startswith(HELPER_PREFIX):
-        raise ConfigError(f"invalid key store name {name!r}: {HELPER_PREFIX}* names are reserved")
-    if base.endswith(HISTORY_SUFFIX):
-        raise ConfigError(
-            f"invalid key store name {name!r}: names ending in {HISTORY_SUFFIX} are history "
-            "directories"
-        )
-    if len(parts) == 1 and base in (VERSION_FILE, POISON_DIR):
-        raise ConfigError(f"invalid key store name {name!r}: {base!r} is reserved")
-    return parts
-
-
-def check_history_timestamp(timestamp: str) -> str:
-    """``timestamp`` if it is a Go-layout history timestamp, else ``ConfigError``."""
-    try:
-        parse_history_timestamp(timestamp)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    return timestamp
-
-
-def check_public_flag(name: str, public: bool) -> None:
-    """Public blobs are ``.pub`` files; refuse ``public=True`` for another name."""
-    if public and not name.endswith(".pub"):
-        raise ConfigError(
-            f"key store name {name!r} is marked public but does not end in .pub: only public "
-            "keys (<name>.pub) are stored world-readable"
-        )
 
 
 def _quoted(path: str | Path) -> str:
@@ -236,7 +165,7 @@ class FilesystemKeyStore(KeyStore):
             "Seconds to wait for the writer lock (<keys_dir>/.keyloader.lock) before giving up.",
             type="float",
             default=30.0,
-            validator=_non_negative,
+            validator=non_negative_seconds,
         ),
     )
 

@@ -12,21 +12,17 @@ from typing import Any, ClassVar
 
 from ..errors import KeyExistsError, KeyNotFoundError, KeyStoreError
 from ..providers import Option
-from ._timestamps import next_history_timestamp, parse_history_timestamp
 from .base import BlobWrite, KeyStore, StoredBlob
-from .filesystem import (
+from .names import (
     check_history_timestamp,
     check_name,
     check_public_flag,
     lock_timeout_option,
+    non_negative_seconds,
 )
+from .timestamps import next_history_timestamp, parse_history_timestamp
 
 __all__ = ["MemoryKeyStore"]
-
-
-def _non_negative(value: float) -> None:
-    if value < 0:
-        raise ValueError(f"must be 0 or more seconds, not {value}")
 
 
 @dataclass
@@ -60,7 +56,7 @@ class MemoryKeyStore(KeyStore):
             "Seconds a thread waits for the writer lock before giving up.",
             type="float",
             default=30.0,
-            validator=_non_negative,
+            validator=non_negative_seconds,
         ),
     )
 

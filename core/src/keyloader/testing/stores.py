@@ -1,14 +1,27 @@
 """``KeyStoreContract``: the conformance suite every ``KeyStore`` must pass.
 
 Subclass it in your store's tests (the subclass name must start with ``Test``)
-and provide a ``store`` fixture returning a fresh, empty store::
+and provide a ``store`` fixture returning a fresh, empty store, and a
+``reopen_store`` fixture that opens the same store again (in other processes)::
 
     class TestRedisStore(KeyStoreContract):
         @pytest.fixture
-        def store(self, redis_url: str) -> Iterator[KeyStore]:
-            store = RedisKeyStore({"url": redis_url, "keys_dir": uuid4().hex})
+        def prefix(self) -> str:
+            return uuid4().hex
+
+        @pytest.fixture
+        def store(self, redis_url: str, prefix: str) -> Iterator[KeyStore]:
+            store = RedisKeyStore({"url": redis_url, "keys_dir": prefix})
             yield store
             store.close()
+
+        @pytest.fixture
+        def reopen_store(self, redis_url: str, prefix: str) -> Callable[..., KeyStore]:
+            return lambda **options: RedisKeyStore(
+                {"url": redis_url, "keys_dir": prefix, **options}
+            )
+
+A store that lives in one process sets ``spans_processes = False`` instead.
 """
 
 from __future__ import annotations
@@ -19,8 +32,9 @@ from collections.abc import Callable, Hashable
 import pytest
 
 from ..errors import ConfigError, KeyExistsError, KeyNotFoundError
-from ..stores._timestamps import parse_history_timestamp
 from ..stores.base import BlobWrite, KeyStore, StoredBlob
+from ..stores.timestamps import parse_history_timestamp
+from .store_processes import StoreProcessChecks
 
 __all__ = ["KeyStoreContract"]
 
@@ -43,10 +57,13 @@ def _creates_history(store: KeyStore) -> bool:
     return type(store).create_history is not KeyStore.create_history
 
 
-class KeyStoreContract:
+class KeyStoreContract(StoreProcessChecks):
     """What every key store does: names, blobs, history, atomic writes, a re-entrant lock.
 
-    Needs a ``store`` fixture: a fresh, empty store instance.
+    Needs a ``store`` fixture (a fresh, empty store instance) and a
+    ``reopen_store`` fixture (the same store opened again, for the checks across
+    processes; see :mod:`keyloader.testing.store_processes`), or
+    ``spans_processes = False``.
     """
 
     # -- a fresh store ---------------------------------------------------------------------

@@ -51,9 +51,8 @@ from keyloader.errors import (
     KeyStoreError,
 )
 from keyloader.providers import Option
-from keyloader.stores._timestamps import next_history_timestamp, parse_history_timestamp
 from keyloader.stores.base import BlobWrite, KeyStore, StoredBlob
-from keyloader.stores.filesystem import (
+from keyloader.stores.names import (
     HELPER_PREFIX,
     HISTORY_SUFFIX,
     POISON_DIR,
@@ -63,6 +62,7 @@ from keyloader.stores.filesystem import (
     check_public_flag,
     lock_timeout_option,
 )
+from keyloader.stores.timestamps import next_history_timestamp, parse_history_timestamp
 
 from . import scripts
 from .options import OPTIONS, RedisSettings
