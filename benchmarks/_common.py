@@ -1,4 +1,4 @@
-"""Shared helpers for benchmarks: interleaved timing and the RATIO line format (DESIGN §11)."""
+"""Shared helpers for benchmarks: interleaved timing and the RATIO line format."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shared test set-up: a clean environment for every test (DESIGN §11)."""
+"""Shared test set-up: a clean environment for every test (docs/architecture.md, Invariants)."""
 
 from __future__ import annotations
 

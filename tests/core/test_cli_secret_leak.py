@@ -1,5 +1,5 @@
 """Security regression: a full CLI workflow at DEBUG level never shows key material
-outside ``keys read`` and ``master-key generate`` without ``--output`` (DESIGN §8, §11)."""
+outside ``keys read`` and ``master-key generate`` without ``--output`` (docs/cli.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings resolution (DESIGN §6): api > cli > environment > config file > defaults."""
+"""Settings resolution (docs/configuration.md): api > cli > environment > config file > defaults."""
 
 from __future__ import annotations
 

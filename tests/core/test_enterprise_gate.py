@@ -1,4 +1,4 @@
-"""The enterprise gate and provider statuses (DESIGN §6), on a real plugin manager."""
+"""The enterprise gate and provider statuses (docs/enterprise.md), on a real plugin manager."""
 
 from __future__ import annotations
 

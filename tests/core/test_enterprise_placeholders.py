@@ -1,4 +1,4 @@
-"""The Enterprise Edition placeholders aws-kms, gcp-kms and keywhiz behind the gate (DESIGN §6).
+"""The Enterprise Edition placeholders aws-kms, gcp-kms and keywhiz behind the gate.
 
 The real distributions keyloader-aws, keyloader-gcp and keyloader-keywhiz are
 installed in the venv. An Enterprise Edition stand-in (``fixtures_enterprise/``)

@@ -1,4 +1,4 @@
-"""`import keyloader` stays light: no CLI framework, no provider SDK (DESIGN §2)."""
+"""`import keyloader` stays light: no CLI framework, no provider SDK (docs/architecture.md)."""
 
 from __future__ import annotations
 

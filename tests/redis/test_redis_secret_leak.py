@@ -1,5 +1,5 @@
 """Security regression for the ``redis`` key store: a full CLI workflow at DEBUG level never
-shows key material, stored values or the Redis password (DESIGN §8, §11).
+shows key material, stored values or the Redis password (docs/cli.md).
 
 Only ``keys read`` and ``master-key generate`` without ``--output`` may print keys; the
 values stored in Redis and the Redis password never appear in any output or log record.

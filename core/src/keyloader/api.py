@@ -79,7 +79,7 @@ def create_provider(
     *,
     enterprise: bool,
 ) -> MasterKeyProvider:
-    """Instantiate provider ``name`` the way DESIGN §6 orders it.
+    """Instantiate provider ``name`` (docs/architecture.md, "The road of a master key").
 
     Given options are validated first (in every gate state), then the enterprise
     gate, then required options, then the provider is constructed.
@@ -270,7 +270,7 @@ def _decrypts(key: MasterKey, blob: bytes, context: bytes) -> bool:
     return True
 
 
-# -- master-key rotation and backup (DESIGN §10) ------------------------------------------
+# -- master-key rotation and backup (docs/security.md) ---------------------------------
 
 REWRAP_ENV_VARIABLE = "DST_ACRA_MASTER_KEY"
 """The variable an ``env`` rewrap target reads when neither ``variable`` nor ``file`` is given."""

@@ -1,4 +1,4 @@
-"""Export bundles: keys sealed under a fresh bundle key, and their import (DESIGN §10).
+"""Export bundles: keys sealed under a fresh bundle key, and their import (docs/format.md).
 
 A bundle is a Secure Cell Seal blob (context ``b"keyloader export bundle"``)
 under a fresh random 32-byte bundle key, which is written raw to a separate

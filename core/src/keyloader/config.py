@@ -1,4 +1,4 @@
-"""Settings: one resolution of keyloader's configuration (DESIGN §6).
+"""Settings: one resolution of keyloader's configuration (docs/configuration.md).
 
 Most specific first: Python keyword arguments (the ``api`` :class:`Layer`) >
 CLI flags (the ``cli`` layer) > environment > config file > defaults.

@@ -1,4 +1,4 @@
-"""Master keys: parsing, validation, generation and the fingerprint (DESIGN §4).
+"""Master keys: parsing, validation, generation and the fingerprint (docs/format.md, Master key).
 
 A keystore v1 master key is one key of at least 32 bytes, used whole. A keystore
 v2 master key is a pair: its text form is base64 of the JSON object

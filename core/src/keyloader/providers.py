@@ -131,7 +131,7 @@ class MasterKeyProvider(ABC):
     """Base class of master-key providers.
 
     Subclasses set the class attributes and implement :meth:`load`. The core
-    resolves option values (DESIGN §6), validates them against :attr:`options`,
+    resolves option values (docs/configuration.md), validates them against :attr:`options`,
     calls :meth:`validate`, applies the enterprise gate, checks required options,
     then instantiates the provider with the resolved values in :attr:`config`.
     """
@@ -166,7 +166,7 @@ class MasterKeyProvider(ABC):
 
     @abstractmethod
     def load(self) -> MasterKey:
-        """Load and return the master key; raise a typed error (DESIGN §9)."""
+        """Load and return the master key; raise a typed error (docs/architecture.md, Errors)."""
 
     def store(self, key: MasterKey, *, force: bool = False) -> None:
         """Write ``key`` to this provider's backend (only if ``can_store``)."""

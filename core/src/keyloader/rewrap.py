@@ -1,4 +1,4 @@
-"""Master-key rotation: re-seal every intermediate key under a new master key (DESIGN §10).
+"""Master-key rotation: re-seal every intermediate key under a new master key (docs/security.md).
 
 :func:`rewrap_keys` works in three passes over the store, holding its writer
 lock throughout (readers are never blocked):

@@ -17,7 +17,7 @@ __all__ = ["BlobWrite", "KeyStore", "StoredBlob"]
 class StoredBlob(NamedTuple):
     """One name in a store: whether a current blob exists, and its history.
 
-    ``history`` holds the history timestamps (Go layout, DESIGN §5), oldest
+    ``history`` holds the history timestamps (Go layout, docs/format.md, Key directory), oldest
     first. ``created`` is the current blob's modification time (seconds since
     the epoch) when the store knows it. A named tuple, not a dataclass: a
     listing builds one per key, and tens of thousands of frozen dataclasses
@@ -100,7 +100,7 @@ class KeyStore(ABC):
     def rotate(self, name: str, data: bytes) -> str:
         """Move the current blob into history and put ``data`` as current.
 
-        Order (DESIGN §5): new blob written and synced, current blob linked into
+        Order (docs/format.md, Key directory): new blob written and synced, current blob linked into
         history, new blob renamed over the current one. Returns the history
         timestamp. Raises ``KeyNotFoundError`` when there is no current blob.
         """

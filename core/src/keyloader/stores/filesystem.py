@@ -1,4 +1,4 @@
-"""The ``filesystem`` key store: an Acra keystore v1 directory (DESIGN §5)."""
+"""The ``filesystem`` key store: an Acra keystore v1 directory (docs/format.md, Key directory)."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ class FilesystemKeyStore(KeyStore):
     """Named blobs as files in an Acra keystore v1 directory.
 
     Reads never create anything; the first write (or :meth:`lock`) creates the
-    directory with mode 0700. Every file, directory and mode follows DESIGN §5,
+    directory with mode 0700. Every file, directory and mode follows docs/format.md,
     and writes are atomic renames of fsynced temp files.
     """
 

@@ -2,7 +2,7 @@
 
 Google Cloud KMS is an Enterprise Edition provider. This open-source package
 registers it so it is listed, documented and its options validated; the core's
-enterprise gate decides what selecting it does (DESIGN §6). An implementation
+enterprise gate decides what selecting it does (docs/enterprise.md). An implementation
 registers a non-placeholder provider named ``gcp-kms`` that takes these options,
 most simply by subclassing :class:`GcpKmsPlaceholder` with ``placeholder = False``.
 

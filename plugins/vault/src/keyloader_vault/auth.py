@@ -1,4 +1,4 @@
-"""Which credentials the ``vault`` provider uses (DESIGN §7), read at every load.
+"""Which credentials the ``vault`` provider uses (docs/vault.md), read at every load.
 
 First that is configured: ``token_file`` > AppRole (``role_id`` with
 ``secret_id_file`` or ``secret_id``) > ``token`` (``VAULT_TOKEN``) > Acra's

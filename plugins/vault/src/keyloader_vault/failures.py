@@ -1,4 +1,4 @@
-"""hvac and requests errors as keyloader's typed errors (DESIGN §7, §9).
+"""hvac and requests errors as keyloader's typed errors (docs/vault.md).
 
 Messages name the address, the namespace and the secret path, never the token
 or the key. The error's ``__cause__`` is a scrubbed copy of the original: the

@@ -1,4 +1,4 @@
-"""The ``vault`` provider: the master key from a HashiCorp Vault / OpenBao KV secret (DESIGN §7).
+"""The ``vault`` provider: the master key from a HashiCorp Vault / OpenBao KV secret.
 
 Acra-compatible (strategy ``vault_master_key``): field ``acra_master_key`` of the
 secret at ``secrets_path`` holds the base64 text form (v1, or a v2 pair). This
