@@ -58,6 +58,7 @@ def test_unreleased_commands_are_not_offered() -> None:
         ("master-key check", ["master-key", "check"]),
         ("keys list", ["keys", "list"]),
         ("keys verify", ["keys", "verify"]),
+        ("config show", ["config", "show"]),
     ],
 )
 def test_documented_tsv_columns_and_json_fields(

@@ -6,11 +6,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .build import REWRAP_ENV_VARIABLE, build_key_store, build_provider, instantiate_provider
 from .config import Layer, Settings, load_settings
 from .errors import ConfigError, KeyExistsError, KeyloaderError, MasterKeyError
 from .masterkey import MasterKey
 from .plugins import KeyloaderPluginManager, make_plugin_manager
-from .providers import MasterKeyProvider, Option
+from .providers import MasterKeyProvider
 
 if TYPE_CHECKING:  # the engine (and cryptography) load only when a key store is opened
     from .bundle import ExportReport, ImportReport
@@ -19,6 +20,7 @@ if TYPE_CHECKING:  # the engine (and cryptography) load only when a key store is
     from .stores.base import KeyStore
 
 __all__ = [
+    "REWRAP_ENV_VARIABLE",
     "create_key_store",
     "create_provider",
     "export_keystore",
@@ -79,62 +81,18 @@ def create_provider(
     *,
     enterprise: bool,
 ) -> MasterKeyProvider:
-    """Instantiate provider ``name`` (docs/architecture.md, "The road of a master key").
+    """Instantiate provider ``name`` with resolved ``options`` (``given``: those not defaulted).
 
     Given options are validated first (in every gate state), then the enterprise
-    gate, then required options, then the provider is constructed.
+    gate, then required options, then the provider is constructed
+    (:func:`keyloader.build.instantiate_provider`).
     """
-    cls = pm.find_provider(name)
-    cls.validate({k: v for k, v in options.items() if k in given})
-    pm.check_enterprise(cls, enterprise=enterprise)
-    _check_required("provider", cls.name, cls.option_schema(), options)
-    return cls(options)
+    return instantiate_provider(pm, pm.find_provider(name), options, given, enterprise)
 
 
 def create_key_store(pm: KeyloaderPluginManager, settings: Settings) -> KeyStore:
-    """Instantiate the configured key store with its resolved options; required ones enforced."""
-    cls = pm.find_key_store(settings.keystore)
-    options = settings.store_options(cls.name, cls.options)
-    _check_required("key store", cls.name, cls.options, options)
-    return cls(options)
-
-
-def _check_required(
-    kind: str, name: str, schema: Iterable[Option], options: Mapping[str, Any]
-) -> None:
-    """A :class:`ConfigError` naming every required option left unset, and where to set it."""
-    missing = [o for o in schema if o.required and options.get(o.name) is None]
-    if missing:
-        hints = ", ".join(_option_hint(kind, name, option) for option in missing)
-        raise ConfigError(f"{kind} {name!r} needs {hints}")
-
-
-def _option_hint(kind: str, name: str, option: Option) -> str:
-    part = name.upper().replace("-", "_")
-    if kind == "provider":
-        flag, table, env = "-o", f"[providers.{name}]", f"KEYLOADER_{part}_{option.name.upper()}"
-    else:
-        flag, table, env = "-s", f"[stores.{name}]", f"KEYLOADER_STORE_{part}_{option.name.upper()}"
-    names = " or ".join((env, *option.env))
-    return (
-        f"option {option.name!r} (set {flag} {option.name}=..., {table} {option.name}, or {names})"
-    )
-
-
-def _provider_for(
-    pm: KeyloaderPluginManager, settings: Settings, *, previous: bool = False
-) -> MasterKeyProvider:
-    name = settings.previous_provider if previous else settings.provider
-    assert name is not None
-    cls = pm.find_provider(name)
-    schema = cls.option_schema()
-    if previous:
-        options = settings.previous_provider_options(cls.name, schema)
-        given = {o.name for o in schema if options.get(o.name) != o.default}
-    else:
-        options = settings.provider_options(cls.name, schema)
-        given = settings.given_provider_options(cls.name, schema)
-    return create_provider(pm, cls.name, options, given, enterprise=settings.enterprise)
+    """The configured key store (:func:`keyloader.build.build_key_store`)."""
+    return build_key_store(pm, settings)
 
 
 def load_master_key(
@@ -146,7 +104,7 @@ def load_master_key(
     """Load the configured master key (``settings`` or the keyword arguments of :func:`resolve`)."""
     settings = settings if settings is not None else resolve(**kwargs)
     pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
-    provider = _provider_for(pm, settings)
+    provider = build_provider(pm, settings)
     try:
         return provider.load()
     finally:
@@ -170,9 +128,9 @@ def open_keystore(
 
     settings = settings if settings is not None else resolve(**kwargs)
     pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
-    provider = _provider_for(pm, settings)
-    previous = _provider_for(pm, settings, previous=True) if settings.previous_provider else None
-    store = create_key_store(pm, settings)
+    provider = build_provider(pm, settings)
+    previous = build_provider(pm, settings, "previous") if settings.previous_provider else None
+    store = build_key_store(pm, settings)
     return KeyManager(
         store,
         provider,
@@ -200,7 +158,7 @@ def store_master_key(
     decrypts: rewrap them to the new key first. ``key`` is not closed.
     """
     pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
-    provider = _provider_for(pm, settings)
+    provider = build_provider(pm, settings)
     try:
         if not provider.can_store:
             raise ConfigError(
@@ -272,9 +230,6 @@ def _decrypts(key: MasterKey, blob: bytes, context: bytes) -> bool:
 
 # -- master-key rotation and backup (docs/security.md) ---------------------------------
 
-REWRAP_ENV_VARIABLE = "DST_ACRA_MASTER_KEY"
-"""The variable an ``env`` rewrap target reads when neither ``variable`` nor ``file`` is given."""
-
 
 def load_rewrap_target(
     settings: Settings,
@@ -289,25 +244,13 @@ def load_rewrap_target(
     ``variable`` nor ``file`` reads ``DST_ACRA_MASTER_KEY``. The enterprise gate
     applies. Errors keep their type, prefixed with "rewrap target provider".
     """
-    import dataclasses
-
     pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
-    cls = pm.find_provider(to_provider)
-    schema = cls.option_schema()
-    # Defaults set to None tell the options given somewhere from the ones left unset.
-    unset = tuple(dataclasses.replace(option, default=None) for option in schema)
-    raw = settings.rewrap_target_options(cls.name, unset)
-    given = {name for name, value in raw.items() if value is not None}
-    options: dict[str, Any] = {option.name: option.default for option in schema}
-    options.update((name, raw[name]) for name in given)
-    if cls.name == "env" and not given & {"variable", "file"}:
-        options["variable"] = REWRAP_ENV_VARIABLE
-        given.add("variable")
-    provider = create_provider(pm, cls.name, options, given, enterprise=settings.enterprise)
+    provider = build_provider(pm, settings, "rewrap", to_provider)
+    name = provider.name
     try:
         return provider.load()
     except KeyloaderError as exc:
-        raise _retold(exc, f"rewrap target provider {cls.name!r}") from None
+        raise _retold(exc, f"rewrap target provider {name!r}") from None
     finally:
         provider.close()
 

@@ -64,6 +64,11 @@ BUILTIN_COMMANDS: Mapping[str, BuiltinCommand] = {
         "app",
         "Intermediate keys: generate, list, read, rotate, destroy, verify, rewrap, export, import.",
     ),
+    "config": BuiltinCommand(
+        ".config_cmd",
+        "app",
+        "The configuration: show every resolved setting and option with its source.",
+    ),
 }
 """The built-in commands of the root group, in the order ``--help`` lists them."""
 
