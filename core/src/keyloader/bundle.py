@@ -34,8 +34,9 @@ from .errors import (
     KeyExistsError,
     KeyNotFoundError,
 )
+from .inventory import location_of
 from .keyids import KeyId, classify
-from .keystore import KeyManager, _key_id, _where
+from .keystore import KeyManager, key_id_of
 from .masterkey import MasterKey
 from .secret import SecretBytes
 from .stores.base import BlobWrite, KeyStore, StoredBlob
@@ -154,9 +155,9 @@ def export_keys(
     try:
         report = _export(manager, key_ids, bundle_path, secret_path, force, progress)
     except Exception as exc:
-        manager._audit("keys_exported", ok=False, error=exc)
+        manager.audit("keys_exported", ok=False, error=exc)
         raise
-    manager._audit("keys_exported")
+    manager.audit("keys_exported")
     return report
 
 
@@ -169,7 +170,7 @@ def _export(
     progress: Progress | None,
 ) -> ExportReport:
     _check_outputs(bundle_path, secret_path, force)
-    wanted = None if key_ids is None else _unique(_key_id(k) for k in key_ids)
+    wanted = None if key_ids is None else _unique(key_id_of(k) for k in key_ids)
     store = manager.store
     with store.lock():  # a consistent snapshot: no rotation half-way through
         names, unknown = _selected(store, store.list(), wanted)
@@ -211,7 +212,7 @@ def _selected(
         chosen: list[StoredBlob] = []
         for blob in listing:
             if classify(blob.name).key_id is None:
-                unknown.append(_where(store, blob.name, None))
+                unknown.append(location_of(store, blob.name, None))
             else:
                 chosen.append(blob)
     else:
@@ -279,7 +280,9 @@ def _seal_bundle(
                 else:
                     kid = classify(name).key_id
                     assert kid is not None
-                    with manager._unseal(blob, kid.context, _where(manager.store, name, ts)) as p:
+                    with manager.unseal(
+                        blob, kid.context, location_of(manager.store, name, ts)
+                    ) as p:
                         if len(p) != length:  # pragma: no cover - scell checks msg_len
                             raise IntegrityError(f"{name}: unexpected key length")
                         view[pos : pos + length] = p.buffer
@@ -380,9 +383,9 @@ def import_keys(
     try:
         report = _import(manager, bundle_path, secret_path, force, progress)
     except Exception as exc:
-        manager._audit("keys_imported", ok=False, error=exc)
+        manager.audit("keys_imported", ok=False, error=exc)
         raise
-    manager._audit("keys_imported")
+    manager.audit("keys_imported")
     return report
 
 
@@ -415,7 +418,7 @@ def _import(
             for done, entry in enumerate(entries, start=1):
                 with view[entry.start : entry.end] as data:
                     outcome, write = _planned(manager, master, listing, entry, data, force)
-                outcomes[outcome].append(_where(store, entry.name, entry.timestamp))
+                outcomes[outcome].append(location_of(store, entry.name, entry.timestamp))
                 if write is not None:
                     writes.append(write)
                 if progress is not None:
@@ -424,7 +427,7 @@ def _import(
                 store.put_many(writes)
             finally:
                 for write in writes:
-                    manager._drop(write.name)
+                    manager.forget(write.name)
             if progress is not None:
                 progress(total, total)
     return ImportReport(
@@ -450,7 +453,7 @@ def _planned(
     force: bool,
 ) -> tuple[str, BlobWrite | None]:
     """What to do with one entry: its outcome, and the write (sealed for this store) if any."""
-    where = _where(manager.store, entry.name, entry.timestamp)
+    where = location_of(manager.store, entry.name, entry.timestamp)
     state = _existing_state(manager, listing.get(entry.name), entry, data, where)
     if state == "identical":
         return "identical", None
@@ -480,7 +483,7 @@ def _existing_state(
     if entry.public:
         return "identical" if hmac.compare_digest(existing, data) else "different"
     try:
-        plain = manager._unseal(existing, entry.context, where)
+        plain = manager.unseal(existing, entry.context, where)
     except IntegrityError:
         return "different"
     with plain:

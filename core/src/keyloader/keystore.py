@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import builtins
 import logging
-import os
 import secrets
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
-
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import scell
 from .audit import AuditAction, AuditEvent
 from .errors import ConfigError, IntegrityError, KeyExistsError, KeyNotFoundError
-from .keyids import KeyId, KeyKind, classify
+from .inventory import KeyInfo, VerifyResult, list_keys, location_of, verify_keys
+from .keycache import V2_UNSUPPORTED, MasterKeySlot, MasterKeySource, SealedKeyCache
+from .keyids import KeyId, KeyKind
 from .masterkey import MasterKey
-from .providers import MasterKeyProvider
 from .secret import SecretBytes
 from .stores.base import KeyStore
 
@@ -35,147 +29,6 @@ GENERATABLE_KINDS = (
     KeyKind.AUDIT_LOG,
     KeyKind.POISON_RECORD_SYMMETRIC,
 )
-UNKNOWN_FILE = "unknown file: not an Acra keystore v1 key name (left untouched)"
-V2_UNSUPPORTED = (
-    "keystore v2 is not supported yet: keyloader manages Acra keystore v1 directories, "
-    "sealed with a v1 master key (one base64 key of at least 32 bytes; "
-    "generate one with `keyloader master-key generate`)"
-)
-
-MasterKeySource = MasterKeyProvider | MasterKey | Callable[[], MasterKey]
-"""Where the engine gets a master key: a provider, a loaded key, or a loader function."""
-
-KeyState = Literal["current", "rotated", "public", "unknown"]
-
-
-@dataclass(frozen=True)
-class KeyInfo:
-    """One row of a listing: a stored blob and what it is (never its content)."""
-
-    key_id: str | None
-    purpose: str
-    client_id: str | None
-    index: int | None
-    state: KeyState
-    created: float | None
-    path: str
-    decrypts: bool | None = None
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """The outcome of decrypting one blob (``error`` names the failure, never data).
-
-    ``ok`` is True when the blob decrypts, False when it does not, and None for
-    an unknown file, which is reported but is not a key.
-    """
-
-    key_id: str | None
-    index: int | None
-    path: str
-    ok: bool | None
-    error: str | None = None
-    error_type: str | None = None
-
-
-class _MasterKeySlot:
-    """A master key loaded on first use, from a provider, a key or a loader."""
-
-    def __init__(self, source: MasterKeySource, provider_name: str | None) -> None:
-        self._source = source
-        self._key: MasterKey | None = None
-        self.provider_name = provider_name or (
-            source.name if isinstance(source, MasterKeyProvider) else None
-        )
-
-    @property
-    def loaded(self) -> bool:
-        return self._key is not None
-
-    def get(self, on_load: Callable[[MasterKey], None]) -> MasterKey:
-        if self._key is None:
-            source = self._source
-            if isinstance(source, MasterKey):
-                key = source
-            elif isinstance(source, MasterKeyProvider):
-                key = source.load()
-            else:
-                key = source()
-            if key.version != "v1":
-                key.close()
-                raise ConfigError(V2_UNSUPPORTED)
-            self._key = key
-            on_load(key)
-        return self._key
-
-    def close(self) -> None:
-        if self._key is not None:
-            self._key.close()
-        if isinstance(self._source, MasterKeyProvider):
-            self._source.close()
-
-
-class _BlobCache:
-    """LRU of decrypted keys re-sealed under a random per-process key; never plaintext.
-
-    Entries are AES-256-GCM under a key made for this cache (so a hit costs one
-    AES-GCM open, no KDF), bound to their slot by the associated data, and
-    revalidated on every hit with the store's revision token (or ``ttl``).
-    """
-
-    def __init__(self, size: int, ttl: float) -> None:
-        self.size = size
-        self.ttl = ttl
-        key = bytearray(secrets.token_bytes(32))
-        self._aead: AESGCM | None = AESGCM(key)
-        key[:] = bytes(32)
-        # slot -> (revision, time stored, associated data, nonce || ciphertext)
-        self._entries: OrderedDict[tuple[str, str | None], tuple[object, float, bytes, bytes]] = (
-            OrderedDict()
-        )
-
-    def get(self, slot: tuple[str, str | None], revision: object) -> SecretBytes | None:
-        entry = self._entries.get(slot)
-        if entry is None or self._aead is None:
-            return None
-        cached_revision, stamp, aad, blob = entry
-        if revision is None:
-            if time.monotonic() - stamp > self.ttl:
-                del self._entries[slot]
-                return None
-        elif revision != cached_revision:
-            del self._entries[slot]
-            return None
-        self._entries.move_to_end(slot)
-        plain = SecretBytes.zeroed(len(blob) - _NONCE - _TAG)
-        self._aead.decrypt_into(blob[:_NONCE], blob[_NONCE:], aad, plain.buffer)
-        return plain
-
-    def put(self, slot: tuple[str, str | None], revision: object, plain: SecretBytes) -> None:
-        if self._aead is None:
-            return
-        aad = f"{slot[0]}\0{slot[1] or ''}".encode()
-        nonce = os.urandom(_NONCE)
-        blob = nonce + self._aead.encrypt(nonce, plain.buffer, aad)
-        self._entries[slot] = (revision, time.monotonic(), aad, blob)
-        self._entries.move_to_end(slot)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-
-    def drop(self, name: str | None = None) -> None:
-        if name is None:
-            self._entries.clear()
-        else:
-            for slot in [s for s in self._entries if s[0] == name]:
-                del self._entries[slot]
-
-    def close(self) -> None:
-        self._entries.clear()
-        self._aead = None
-
-
-_NONCE = 12
-_TAG = 16
 
 
 class KeyManager:
@@ -204,9 +57,9 @@ class KeyManager:
         version = store.version()
         if version is not None and "v2" in version.lower():
             raise ConfigError(f"{store.location}: {V2_UNSUPPORTED}")
-        self._master = _MasterKeySlot(master_key, provider_name)
-        self._previous = _MasterKeySlot(previous, None) if previous is not None else None
-        self._cache = _BlobCache(cache_size, cache_ttl) if cache_size > 0 else None
+        self._master = MasterKeySlot(master_key, provider_name)
+        self._previous = MasterKeySlot(previous, None) if previous is not None else None
+        self._cache = SealedKeyCache(cache_size, cache_ttl) if cache_size > 0 else None
         self._emit = emit
 
     # -- master key --------------------------------------------------------------------
@@ -221,24 +74,24 @@ class KeyManager:
         return self.master_key.fingerprint
 
     def _on_master_loaded(self, key: MasterKey) -> None:
-        self._audit("master_key_loaded", fingerprint=key.fingerprint)
+        self.audit("master_key_loaded", fingerprint=key.fingerprint)
 
     # -- reading -----------------------------------------------------------------------
 
     def read(self, key_id: KeyId | str, index: int = 1) -> SecretBytes:
         """Decrypt a key (``index`` 1 = current, 2 = oldest history ...). Caller wipes it."""
-        kid = _key_id(key_id)
+        kid = key_id_of(key_id)
         try:
             secret = self._decrypt(kid, index)
         except Exception as exc:
-            self._audit("key_read", kid, index, ok=False, error=exc)
+            self.audit("key_read", kid, index, ok=False, error=exc)
             raise
-        self._audit("key_read", kid, index)
+        self.audit("key_read", kid, index)
         return secret
 
     def read_public(self, key_id: KeyId | str) -> bytes:
         """The plaintext public half of a keypair (``client/<cid>/storage``, ``poison-record``)."""
-        kid = _key_id(key_id)
+        kid = key_id_of(key_id)
         if kid.public_name is None:
             raise ConfigError(f"{kid} is a symmetric key: it has no public part")
         return self.store.get(kid.public_name)
@@ -249,7 +102,7 @@ class KeyManager:
         with keys.use("client/client1/symmetric") as key:  # SecretBytes
             ...
         """
-        return _KeyUse(self, _key_id(key_id), index)
+        return _KeyUse(self, key_id_of(key_id), index)
 
     def _decrypt(self, kid: KeyId, index: int) -> SecretBytes:
         name = kid.store_name
@@ -264,12 +117,17 @@ class KeyManager:
         blob = (
             self.store.get(name) if timestamp is None else self.store.get_history(name, timestamp)
         )
-        secret = self._unseal(blob, kid.context, _where(self.store, name, timestamp))
+        secret = self.unseal(blob, kid.context, location_of(self.store, name, timestamp))
         if cache is not None:
             cache.put(slot, revision, secret)
         return secret
 
-    def _unseal(self, blob: bytes, context: bytes, where: str) -> SecretBytes:
+    def unseal(self, blob: bytes, context: bytes, where: str) -> SecretBytes:
+        """Open a sealed ``blob`` under the master key (the previous one as fallback).
+
+        ``where`` names the blob in an :class:`IntegrityError`. The caller wipes the
+        result. For engine code (rewrap, export/import) that reads blobs itself.
+        """
         key = self.master_key
         try:
             return scell.decrypt(key.encryption.buffer, blob, context)
@@ -310,52 +168,9 @@ class KeyManager:
 
     # -- listing -----------------------------------------------------------------------
 
-    def list(self, *, rotated: bool = False, check: bool = False) -> list[KeyInfo]:
+    def list(self, *, rotated: bool = False, check: bool = False) -> builtins.list[KeyInfo]:
         """Every stored blob with what it is; ``check`` also tries to decrypt each one."""
-        infos: list[KeyInfo] = []
-        for blob in self.store.list():
-            what = classify(blob.name)
-            kid = what.key_id
-            key_id = str(kid) if kid is not None else None
-            purpose = kid.kind.value if kid is not None else "unknown"
-            client = kid.client_id if kid is not None else None
-            if kid is None:
-                entries: list[tuple[int | None, KeyState, str | None]] = [(None, "unknown", None)]
-            elif what.public:
-                entries = [(None, "public", None)] if blob.current else []
-            else:
-                entries = [(1, "current", None)] if blob.current else []
-                if rotated:
-                    entries += [(i, "rotated", ts) for i, ts in enumerate(blob.history, start=2)]
-            for index, state, ts in entries:
-                decrypts = None
-                if check and kid is not None and state in ("current", "rotated"):
-                    decrypts = self._decrypts(kid, blob.name, ts)
-                infos.append(
-                    KeyInfo(
-                        key_id=key_id,
-                        purpose=purpose,
-                        client_id=client,
-                        index=index,
-                        state=state,
-                        created=blob.created if ts is None else _history_time(ts),
-                        path=_where(self.store, blob.name, ts),
-                        decrypts=decrypts,
-                    )
-                )
-        return infos
-
-    def _decrypts(self, kid: KeyId, name: str, timestamp: str | None) -> bool:
-        try:  # a stored value the store cannot even decode (Redis: not base64) is no key either
-            blob = (
-                self.store.get(name)
-                if timestamp is None
-                else self.store.get_history(name, timestamp)
-            )
-            self._unseal(blob, kid.context, name).wipe()
-        except IntegrityError:
-            return False
-        return True
+        return list_keys(self, rotated=rotated, check=check)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -385,82 +200,50 @@ class KeyManager:
                     raise KeyExistsError(f"{kid} already exists: use `keyloader keys rotate {kid}`")
             for kid in kids:
                 self.store.create(kid.store_name, _new_blob(key, kid))
-                self._drop(kid.store_name)
-                self._audit("key_generated", kid, 1)
+                self.forget(kid.store_name)
+                self.audit("key_generated", kid, 1)
         return kids
 
     def rotate(self, key_id: KeyId | str) -> KeyId:
         """Replace a key with a new random one; the old one becomes the newest history entry."""
-        given = _key_id(key_id)
+        given = key_id_of(key_id)
         kid = _generatable(given.kind, given.client_id, action="rotate")
         key = self.master_key
         with self.store.lock():
             self.store.rotate(kid.store_name, _new_blob(key, kid))
-            self._drop(kid.store_name)
-        self._audit("key_rotated", kid, 1)
+            self.forget(kid.store_name)
+        self.audit("key_rotated", kid, 1)
         return kid
 
     def destroy(self, key_id: KeyId | str, index: int | None = None) -> None:
         """Delete the current key (history kept), or one history entry with ``index``."""
-        kid = _key_id(key_id)
+        kid = key_id_of(key_id)
         with self.store.lock():
             if index is None or index == 1:
                 self.store.delete(kid.store_name)
             else:
                 self.store.delete_history(kid.store_name, self._history_timestamp(kid, index))
-            self._drop(kid.store_name)
-        self._audit("key_destroyed", kid, index or 1)
+            self.forget(kid.store_name)
+        self.audit("key_destroyed", kid, index or 1)
 
     # -- verification ------------------------------------------------------------------
 
     def verify(
         self, progress: Callable[[int, int], None] | None = None
     ) -> builtins.list[VerifyResult]:
-        """Decrypt every key, current and history; one result per blob.
-
-        Each key checked is reported to audit observers as ``key_verified``
-        (``ok`` its result, ``error_type`` why it failed). Unknown files (not
-        Acra keystore v1 key names) are reported with ``ok=None``: they are not
-        keys, so they are neither verified nor failures.
-        ``progress(done, total)`` is called after each key.
-        """
-        results: list[VerifyResult] = []
-        work: list[tuple[KeyId, str, int, str | None]] = []
-        for blob in self.store.list():
-            what = classify(blob.name)
-            kid = what.key_id
-            if kid is None:
-                where = _where(self.store, blob.name, None)
-                results.append(VerifyResult(None, None, where, None, UNKNOWN_FILE, "unknown"))
-            elif not what.public:
-                if blob.current:
-                    work.append((kid, blob.name, 1, None))
-                work += [(kid, blob.name, i, ts) for i, ts in enumerate(blob.history, start=2)]
-        for done, (kid, name, index, ts) in enumerate(work, start=1):
-            where = _where(self.store, name, ts)
-            try:
-                data = self.store.get(name) if ts is None else self.store.get_history(name, ts)
-                self._unseal(data, kid.context, where).wipe()
-            except (IntegrityError, KeyNotFoundError) as exc:
-                results.append(
-                    VerifyResult(str(kid), index, where, False, str(exc), type(exc).__name__)
-                )
-                self._audit("key_verified", kid, index, error=exc)
-            else:
-                results.append(VerifyResult(str(kid), index, where, True))
-                self._audit("key_verified", kid, index)
-            if progress is not None:
-                progress(done, len(work))
-        results.sort(key=lambda r: r.path)
-        return results
+        """Decrypt every key, current and history; one result per blob
+        (:func:`keyloader.inventory.verify_keys`). Each key checked is reported to audit
+        observers as ``key_verified``; unknown files are reported with ``ok=None``."""
+        return verify_keys(self, progress)
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _drop(self, name: str) -> None:
+    def forget(self, name: str) -> None:
+        """Drop what the cache holds for ``name`` (after the engine rewrote it)."""
         if self._cache is not None:
             self._cache.drop(name)
 
-    def _audit(
+    def audit(
         self,
         action: AuditAction,
         kid: KeyId | None = None,
@@ -527,9 +310,9 @@ class _KeyUse:
         try:
             self._secret = manager._decrypt(self._kid, self._index)
         except Exception as exc:
-            manager._audit("key_used", self._kid, self._index, ok=False, error=exc)
+            manager.audit("key_used", self._kid, self._index, ok=False, error=exc)
             raise
-        manager._audit("key_used", self._kid, self._index)
+        manager.audit("key_used", self._kid, self._index)
         return self._secret
 
     def __exit__(
@@ -546,7 +329,8 @@ class _KeyUse:
 _KEY_IDS: dict[str, KeyId] = {}
 
 
-def _key_id(key_id: KeyId | str) -> KeyId:
+def key_id_of(key_id: KeyId | str) -> KeyId:
+    """``key_id`` as a :class:`KeyId` (parsed ids are remembered: ``use()`` is hot)."""
     if isinstance(key_id, KeyId):
         return key_id
     kid = _KEY_IDS.get(key_id)
@@ -579,20 +363,6 @@ def _generatable(kind: KeyKind, client_id: str | None, action: str = "generate")
 def _new_blob(key: MasterKey, kid: KeyId) -> bytes:
     with SecretBytes(secrets.token_bytes(SYMMETRIC_KEY_LENGTH)) as fresh:
         return scell.encrypt(key.encryption.buffer, fresh.buffer, kid.context)
-
-
-def _where(store: KeyStore, name: str, timestamp: str | None) -> str:
-    path = f"{store.location.rstrip('/')}/{name}"
-    return path if timestamp is None else f"{path}.old/{timestamp}"
-
-
-def _history_time(timestamp: str) -> float | None:
-    from .stores.timestamps import parse_history_timestamp
-
-    try:
-        return parse_history_timestamp(timestamp) / 1e9
-    except ValueError:
-        return None
 
 
 def kinds_from_flags(flags: Sequence[tuple[bool, KeyKind]]) -> list[KeyKind]:

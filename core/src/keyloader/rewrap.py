@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 
 from . import scell
 from .errors import ConfigError, IntegrityError, KeyNotFoundError
+from .inventory import location_of
+from .keycache import V2_UNSUPPORTED
 from .keyids import KeyId, classify
-from .keystore import V2_UNSUPPORTED, KeyManager, _where
+from .keystore import KeyManager
 from .masterkey import MasterKey
 from .stores.base import KeyStore, StoredBlob
 
@@ -228,7 +230,7 @@ def _opener(
                 return NEW
             continue
         try:
-            manager._unseal(blob, context, where).wipe()
+            manager.unseal(blob, context, where).wipe()
         except IntegrityError:
             continue
         return OLD
@@ -242,7 +244,7 @@ def _survey(manager: KeyManager, new_key: MasterKey, step: _Steps) -> _Survey:
     survey = _Survey()
     first = NEW  # then whichever key opened the previous blob: one attempt per blob, mostly
     for kid, name, _, timestamp in _slots(listing, survey.unknown):
-        where = _where(store, name, timestamp)
+        where = location_of(store, name, timestamp)
         state = _opener(manager, new_key, _read(store, name, timestamp), kid.context, where, first)
         if state == NEW:
             survey.under_new += 1
@@ -253,7 +255,7 @@ def _survey(manager: KeyManager, new_key: MasterKey, step: _Steps) -> _Survey:
         survey.states.append(state)
         first = state if state != NEITHER else first
         step()
-    survey.unknown = [_where(store, name, None) for name in survey.unknown]
+    survey.unknown = [location_of(store, name, None) for name in survey.unknown]
     return survey
 
 
@@ -309,9 +311,9 @@ def _rewrap(
             continue
         blob = _read(store, name, timestamp)
         context = kid.context
-        where = _where(store, name, timestamp)
+        where = location_of(store, name, timestamp)
         try:
-            plain = manager._unseal(blob, context, where)
+            plain = manager.unseal(blob, context, where)
         except IntegrityError:
             if _opens(new_key, blob, context):  # changed since the survey: already done
                 skipped += 1
@@ -327,8 +329,8 @@ def _rewrap(
             store.put(name, sealed)
         else:
             store.put_history(name, timestamp, sealed)
-        manager._drop(name)
-        manager._audit("key_rewrapped", kid, index, fingerprint=new_key.fingerprint)
+        manager.forget(name)
+        manager.audit("key_rewrapped", kid, index, fingerprint=new_key.fingerprint)
         rewrapped += 1
         step()
     return rewrapped, skipped
@@ -340,7 +342,7 @@ def _verify(
     verified = 0
     failed: list[str] = []
     for kid, name, _, timestamp in _slots(store.list()):
-        where = _where(store, name, timestamp)
+        where = location_of(store, name, timestamp)
         try:
             blob = _read(store, name, timestamp)
         except KeyNotFoundError:  # removed meanwhile by a writer that ignores the lock
