@@ -40,7 +40,7 @@ from .keystore import KeyManager, key_id_of
 from .masterkey import MasterKey
 from .secret import SecretBytes
 from .stores.base import BlobWrite, KeyStore, StoredBlob
-from .stores.filesystem import fsync_dir, unlink_quietly
+from .stores.fs_files import fsync_dir, unlink_quietly
 from .stores.timestamps import parse_history_timestamp
 
 __all__ = [

@@ -1,0 +1,133 @@
+"""The writer lock of the ``filesystem`` store: ``flock``, re-entrant, with a deadline.
+
+Threads of one process wait on a re-entrant lock; processes on an exclusive
+``flock`` of the lock file (released by the kernel when its holder dies, even
+by SIGKILL). The first, outermost acquisition calls ``on_acquire`` (the store
+uses it to sweep what a dead writer left). Waiting past ``timeout`` raises
+:class:`KeyStoreError` naming the holder when ``/proc/locks`` tells.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import KeyStoreError
+from .fs_files import PRIVATE_MODE, ensure_dir, os_errors, quoted
+
+__all__ = ["DirectoryLock", "lock_holders"]
+
+_POLL_FIRST = 0.001
+_POLL_MAX = 0.05
+
+
+class DirectoryLock:
+    """The lock of the key directory ``keys_dir``, held on the file ``path``."""
+
+    def __init__(
+        self, keys_dir: Path, path: Path, timeout: float, on_acquire: Callable[[], None]
+    ) -> None:
+        self.keys_dir = keys_dir
+        self.path = path
+        self.timeout = timeout
+        self._on_acquire = on_acquire
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock (in some thread)."""
+        return self._depth > 0
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the lock for a ``with`` block; re-entrant within this object."""
+        deadline = time.monotonic() + self.timeout
+        if not self._thread_lock.acquire(timeout=self.timeout):
+            raise KeyStoreError(
+                f"timed out after {self.timeout:g} s waiting for the key store lock of "
+                f"{self.keys_dir}: another thread of this process holds it; raise lock_timeout "
+                "or let that thread finish"
+            )
+        try:
+            if self._depth == 0:
+                self._acquire(deadline)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.release_if_idle()
+        finally:
+            self._thread_lock.release()
+
+    def release_if_idle(self) -> None:
+        """Close the lock file unless the lock is held (``close()`` of the store)."""
+        if self._depth == 0:
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)
+
+    def _acquire(self, deadline: float) -> None:
+        with os_errors(f"open the lock file {self.path}"):
+            ensure_dir(self.keys_dir, top=True)
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(self.path, flags, PRIVATE_MODE)
+        try:
+            delay = _POLL_FIRST
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise KeyStoreError(self._timeout_message(fd)) from None
+                    time.sleep(min(delay, remaining))
+                    delay = min(delay * 2, _POLL_MAX)
+                except OSError as exc:
+                    raise KeyStoreError(f"cannot lock {self.path}: {exc.strerror}") from exc
+            self._on_acquire()
+        except BaseException:
+            os.close(fd)  # closing drops the flock, if it was taken
+            raise
+        self._fd = fd
+
+    def _timeout_message(self, fd: int) -> str:
+        holders = lock_holders(os.fstat(fd))
+        who = (
+            f"process {', '.join(holders)} holds it"
+            if holders
+            else f"another process holds it (see `fuser {quoted(self.path)}`)"
+        )
+        return (
+            f"timed out after {self.timeout:g} s waiting for the key store lock "
+            f"{self.path}: {who}. Wait for that keyloader command to finish (or stop it), "
+            "or raise the store option lock_timeout"
+        )
+
+
+def lock_holders(lock_stat: os.stat_result) -> list[str]:
+    """PIDs holding a flock on the lock file, from ``/proc/locks`` (Linux; best effort)."""
+    wanted = f"{os.major(lock_stat.st_dev):02x}:{os.minor(lock_stat.st_dev):02x}:"
+    wanted += str(lock_stat.st_ino)
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            lines = locks.read().splitlines()
+    except OSError:
+        return []
+    holders: list[str] = []
+    for line in lines:
+        fields = line.split()
+        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        if fields[5] == wanted and fields[4] not in holders:
+            holders.append(fields[4])
+    return holders
