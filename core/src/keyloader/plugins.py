@@ -15,28 +15,24 @@ when it registers (:mod:`keyloader.hook_guards`).
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import gate, hookspecs
 from .errors import (
-    KeyloaderError,
-    KeyStoreNotFoundError,
     PluginLoadError,
-    ProviderNotFoundError,
 )
 from .hook_guards import guard
+from .plugin_failures import FailureLog, describe_exception
+from .plugin_lookups import PluginLookups
 from .plugin_origin import UNKNOWN, Origin
-from .providers import MasterKeyProvider, ProviderStatus
+from .providers import MasterKeyProvider
 from .registry import (
     ALIASES,
     PLUGINS_VAR,
     check_classes,
-    choose_key_stores,
-    choose_providers,
-    provider_aliases,
 )
 
 if TYPE_CHECKING:
@@ -76,7 +72,7 @@ _LISTING_HOOKS = (PROVIDERS_HOOK, STORES_HOOK)
 _CLI_LISTS = ("registered_commands", "registered_groups")
 
 
-class KeyloaderPluginManager(pluggy.PluginManager):
+class KeyloaderPluginManager(PluginLookups, pluggy.PluginManager):
     """A pluggy manager that loads ``keyloader`` entry points one by one and records failures.
 
     Build it with :func:`make_plugin_manager`. Every query loads the entry
@@ -93,10 +89,8 @@ class KeyloaderPluginManager(pluggy.PluginManager):
         self._entrypoints_loaded = False
         self._missing_allowed: tuple[str, ...] = ()
         self._origins: dict[str, Origin] = {}
-        self._failures: list[PluginFailure] = []
-        self._load_failures: list[PluginFailure] = []  # plugins that never got registered
-        self._errors: dict[str, str] = {}  # registered plugin name -> its first error
-        self._provider_hook_failed: set[str] = set()
+        self.failure_log = FailureLog()
+        self.entry_point_group = ENTRY_POINT_GROUP
         self._owners: dict[str, dict[type, str]] = {hook: {} for hook in _LISTING_HOOKS}
         self._listings: dict[str, list[tuple[str, Any]]] = {}
 
@@ -117,8 +111,7 @@ class KeyloaderPluginManager(pluggy.PluginManager):
         removed = super().unregister(plugin, name)
         if name is not None:
             self._origins.pop(name, None)
-            self._errors.pop(name, None)
-            self._provider_hook_failed.discard(name)
+            self.failure_log.forget(name)
             for owners in self._owners.values():
                 for cls in [cls for cls, owner in owners.items() if owner == name]:
                     del owners[cls]
@@ -138,9 +131,9 @@ class KeyloaderPluginManager(pluggy.PluginManager):
         try:
             self._register_checked(plugin, name, None)
         except Exception as exc:
-            raise PluginLoadError(f"plugin {name!r} cannot be registered: {_describe(exc)}") from (
-                exc
-            )
+            raise PluginLoadError(
+                f"plugin {name!r} cannot be registered: {describe_exception(exc)}"
+            ) from exc
 
     def load_entrypoints(self) -> None:
         """Load the ``keyloader`` entry points, once; each failure is recorded, not raised."""
@@ -167,13 +160,9 @@ class KeyloaderPluginManager(pluggy.PluginManager):
                 return
             self._register_checked(plugin, entry_point.name, origin)
         except Exception as exc:
-            from ._plugin_records import PluginFailure
-
-            failure = PluginFailure(
-                entry_point.name, origin.distribution, origin.version, _describe(exc)
+            failure = self.failure_log.loading_failed(
+                entry_point.name, origin.distribution, origin.version, exc
             )
-            self._failures.append(failure)
-            self._load_failures.append(failure)
             _logger().debug("plugin %r failed to load: %s", entry_point.name, failure.error)
 
     def _register_checked(self, plugin: object, name: str, origin: Origin | None) -> None:
@@ -207,9 +196,10 @@ class KeyloaderPluginManager(pluggy.PluginManager):
 
     def _hook_failed(self, hook: str) -> Any:
         def on_error(plugin: str, exc: Exception, arguments: Mapping[str, Any]) -> None:
-            self._record(plugin, exc)
-            if hook == PROVIDERS_HOOK:
-                self._provider_hook_failed.add(plugin)
+            failure = self.failure_log.hook_failed(
+                plugin, self.origin(plugin), exc, providers_lost=hook == PROVIDERS_HOOK
+            )
+            _logger().debug("plugin %r failed: %s", plugin, failure.error)
 
         return on_error
 
@@ -275,12 +265,12 @@ class KeyloaderPluginManager(pluggy.PluginManager):
         """Every plugin failure so far (entry points load first, provider and store hooks run)."""
         for hook in _LISTING_HOOKS:
             self.listing(hook)
-        return list(self._failures)
+        return list(self.failure_log.all)
 
     @property
     def load_failures(self) -> list[PluginFailure]:
         """The plugins that failed before they were registered (import, registration, check)."""
-        return list(self._load_failures)
+        return list(self.failure_log.load)
 
     def origin(self, plugin: str) -> Origin:
         """Where the registered plugin ``plugin`` came from."""
@@ -288,28 +278,12 @@ class KeyloaderPluginManager(pluggy.PluginManager):
 
     def error(self, plugin: str) -> str | None:
         """The first error recorded against the registered plugin ``plugin``, if any."""
-        return self._errors.get(plugin)
+        return self.failure_log.error(plugin)
 
     def provider_failures(self) -> list[PluginFailure]:
         """Failures of plugins whose providers are missing: not loaded, or their hook raised."""
         self.listing(PROVIDERS_HOOK)
-        failed = list(self._load_failures)
-        failed += [f for f in self._failures if f.entry_point in self._provider_hook_failed]
-        unique: dict[str, PluginFailure] = {}
-        for failure in failed:
-            unique.setdefault(failure.entry_point, failure)
-        return list(unique.values())
-
-    def _record(self, plugin: str, exc: Exception) -> None:
-        from ._plugin_records import PluginFailure
-
-        origin = self.origin(plugin)
-        failure = PluginFailure(
-            origin.entry_point or plugin, origin.distribution, origin.version, _describe(exc)
-        )
-        self._failures.append(failure)
-        self._errors.setdefault(plugin, failure.error)
-        _logger().debug("plugin %r failed: %s", plugin, failure.error)
+        return self.failure_log.provider_failures()
 
     # -- listings (reports: keyloader._plugin_records) ----------------------------
 
@@ -332,94 +306,8 @@ class KeyloaderPluginManager(pluggy.PluginManager):
         cls = self.find_provider(name)
         return provider_info(self, self.chosen_providers()[cls.name][0], cls, enterprise=enterprise)
 
-    # -- lookups (rules: keyloader.registry) ------------------------------------------
-
-    def chosen_providers(self) -> dict[str, tuple[str, type[MasterKeyProvider]]]:
-        """Provider name -> (plugin, class) after placeholders yield; raises on duplicates."""
-        return choose_providers(self.provider_rows(), self.label)
-
-    def provider_aliases(self) -> dict[str, str]:
-        """Alias -> canonical provider name (Acra strategy names and class aliases)."""
-        return provider_aliases(self.chosen_providers(), self.label)
-
-    def provider_classes(self) -> dict[str, type[MasterKeyProvider]]:
-        """Canonical provider name -> class, sorted by name; placeholders yield.
-
-        Raises :class:`DuplicateProviderError` when two non-placeholder
-        providers (or two providers' aliases) claim one name.
-        """
-        self.provider_aliases()  # alias conflicts are duplicates too
-        return {name: cls for name, (_, cls) in self.chosen_providers().items()}
-
-    def find_provider(self, name: str) -> type[MasterKeyProvider]:
-        """The provider class registered as ``name`` or under that alias. No gate here.
-
-        Missing: :class:`PluginLoadError` if some plugin failed to load (it may
-        hold the provider), else :class:`ProviderNotFoundError`.
-        """
-        chosen = self.chosen_providers()
-        aliases = self.provider_aliases()  # an alias conflict is a duplicate, whatever is asked
-        canonical = name if name in chosen else aliases.get(name)
-        if canonical is not None:
-            return chosen[canonical][1]
-        raise self._missing("master-key provider", name, sorted(chosen))
-
-    def check_enterprise(self, cls: type[MasterKeyProvider], *, enterprise: bool) -> None:
-        """The enterprise gate (:func:`keyloader.gate.check_enterprise`) before a provider loads."""
-        owner = next((p for p, row in self.provider_rows() if row is cls), None)
-        gate.check_enterprise(cls, enterprise=enterprise, owner=owner, group=ENTRY_POINT_GROUP)
-
-    def status(self, cls: type[MasterKeyProvider], *, enterprise: bool) -> ProviderStatus:
-        """What the gate would do with ``cls``: available, locked or unavailable."""
-        return gate.status(cls, enterprise=enterprise)
-
-    def key_store_classes(self) -> dict[str, type[KeyStore]]:
-        """Store name -> class, sorted by name; two stores with one name raise.
-
-        Raises :class:`DuplicateKeyStoreError`.
-        """
-        chosen = choose_key_stores(self.store_rows(), self.label)
-        return {name: cls for name, (_, cls) in chosen.items()}
-
-    def find_key_store(self, name: str) -> type[KeyStore]:
-        """The store class registered as ``name``; missing is typed like :meth:`find_provider`
-        (:class:`KeyStoreNotFoundError` instead of :class:`ProviderNotFoundError`)."""
-        stores = self.key_store_classes()
-        if name in stores:
-            return stores[name]
-        raise self._missing("key store", name, sorted(stores))
-
-    # -- messages ------------------------------------------------------------------
-
-    def label(self, plugin: str, cls: type | None = None) -> str:
-        """``plugin 'name' (distribution d 1.0, class m.C)``: what a message names."""
-        origin = self._origins.get(plugin)
-        details = []
-        if origin is not None and origin.distribution is not None:
-            version = f" {origin.version}" if origin.version else ""
-            details.append(f"distribution {origin.distribution}{version}")
-        if cls is not None:
-            details.append(f"class {gate.qualname(cls)}")
-        return f"plugin {plugin!r}" + (f" ({', '.join(details)})" if details else "")
-
-    def _missing(self, kind: str, name: str, available: Sequence[str]) -> KeyloaderError:
-        """The error for a provider or store that is not registered."""
-        registered = ", ".join(available) or "none"
-        failures = self._failures
-        if failures:
-            listed = "; ".join(f.describe() for f in failures)
-            return PluginLoadError(
-                f"no {kind} named {name!r} is registered, and {len(failures)} plugin "
-                f"failure(s) may be the cause: {listed}. Fix or uninstall the failing plugin "
-                f"(`keyloader plugins` lists them); registered: {registered}"
-            )
-        error = KeyStoreNotFoundError if kind == "key store" else ProviderNotFoundError
-        return error(
-            f"no {kind} named {name!r} is registered (registered: {registered}); check the "
-            f"spelling or install the plugin that provides it{self._loading_hint()}"
-        )
-
-    def _loading_hint(self) -> str:
+    def loading_hint(self) -> str:
+        """Why fewer plugins than installed may be loaded (autoload off, an allow-list)."""
         if not self._autoload:
             return (
                 f"; plugin autoload is off ({NO_AUTOLOAD_VAR} or autoload=False), so only "
@@ -533,12 +421,6 @@ def __getattr__(name: str) -> Any:
 
 
 _RECORDS = frozenset({"PluginFailure", "PluginInfo", "ProviderInfo"})
-
-
-def _describe(exc: BaseException) -> str:
-    """``"ExcType: message"`` (just the type when the message is empty)."""
-    message = str(exc)
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _names(raw: str) -> frozenset[str]:
