@@ -164,11 +164,11 @@ def test_any_text_gives_a_key_or_a_typed_error(text: str) -> None:
 @given(data=st.binary(max_size=40) | st.text(alphabet="AQgw+/=\r\n!", max_size=40).map(str.encode))
 def test_fast_and_checked_decoders_agree(data: bytes) -> None:
     """The group-at-a-time decoder accepts what the checked one accepts, with equal bytes."""
-    from keyloader import masterkey
+    from keyloader import secret_base64
 
-    fast = masterkey._decode_base64_fast(data)
+    fast = secret_base64.decode_base64_fast(data)
     try:
-        checked: bytearray | None = masterkey._decode_base64_checked(data, SOURCE, "fix")
+        checked: bytearray | None = secret_base64.decode_base64_checked(data, SOURCE, "fix")
     except InvalidMasterKeyError:
         checked = None
     if checked is None:

@@ -27,6 +27,16 @@ from .errors import (
     MasterKeyNotFoundError,
 )
 from .secret import SecretBytes
+from .secret_base64 import (
+    LINE_BREAKS,
+    PAD,
+    SEXTETS,
+    bad_character_message,
+    decode_base64,
+    encode_base64,
+    encode_base64_raw,
+    wipe,
+)
 
 __all__ = [
     "MIN_KEY_LENGTH",
@@ -51,19 +61,6 @@ _FIX_V2 = "generate a pair with `keyloader master-key generate --keystore-versio
 _FIX_FILE = "write one with `keyloader master-key generate --output FILE`"
 _V2_FIELDS = ("encryption", "signature")
 
-_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_SEXTETS = [-1] * 256
-for _index, _char in enumerate(_ALPHABET):
-    _SEXTETS[_char] = _index
-del _index, _char
-_PAD = ord("=")
-_LINE_BREAKS = (ord("\r"), ord("\n"))
-_BAD, _PAD_SEXTET = 0xFF, 0x40
-# bytes.translate table of the fast decoder: a character's sextet, 0x40 for '=', 0xFF if bad
-_SEXTET_TABLE = bytes(
-    _PAD_SEXTET if code == _PAD else (_SEXTETS[code] if _SEXTETS[code] >= 0 else _BAD)
-    for code in range(256)
-)
 _WHITESPACE = b" \t\r\n\x0b\x0c"
 _WHITESPACE_TEXT = _WHITESPACE.decode()
 _Text = str | bytes | bytearray | memoryview | SecretBytes
@@ -133,19 +130,19 @@ class MasterKey:
         """The base64 text form, without a newline (v2: base64 of the JSON pair)."""
         self._check_open()
         if self._signature is None:
-            return SecretBytes.adopt(_encode_base64(self._encryption.buffer))
-        encryption = _encode_base64(self._encryption.buffer)
-        signature = _encode_base64(self._signature.buffer)
+            return SecretBytes.adopt(encode_base64_raw(self._encryption.buffer))
+        encryption = encode_base64_raw(self._encryption.buffer)
+        signature = encode_base64_raw(self._signature.buffer)
         document = bytearray(b'{"encryption":"')
         try:
             document += encryption
             document += b'","signature":"'
             document += signature
             document += b'"}'
-            return SecretBytes.adopt(_encode_base64(document))
+            return SecretBytes.adopt(encode_base64_raw(document))
         finally:
             for buffer in (encryption, signature, document):
-                _wipe(buffer)
+                wipe(buffer)
 
     def close(self) -> None:
         """Wipe the key material. Idempotent."""
@@ -219,9 +216,9 @@ def parse_master_key(
     version = _check_keystore_version(keystore_version)
     data = _text_buffer(text, source)
     try:
-        decoded = _decode_base64(data, source, _FIX_V2 if version == "v2" else _FIX)
+        decoded = decode_base64(data, source, _FIX_V2 if version == "v2" else _FIX)
     finally:
-        _wipe(data)
+        wipe(data)
     try:
         if version != "v1":
             pairs = _json_object(decoded)
@@ -229,7 +226,7 @@ def parse_master_key(
                 return _v2_key(pairs, source)
         return _v1_key(decoded, source)
     finally:
-        _wipe(decoded)
+        wipe(decoded)
 
 
 def master_key_from_raw(raw: bytes | bytearray | memoryview, *, source: str) -> MasterKey:
@@ -289,7 +286,7 @@ def _text_buffer(text: _Text, source: str) -> bytearray:
             raise MasterKeyNotFoundError(_empty_message(source))
         position = next((i for i, char in enumerate(text) if not char.isascii()), None)
         if position is not None:
-            raise InvalidMasterKeyError(_bad_character_message(source, position + 1, _FIX))
+            raise InvalidMasterKeyError(bad_character_message(source, position + 1, _FIX))
         return bytearray(text, "ascii")
     if isinstance(text, SecretBytes):
         text = text.view
@@ -303,166 +300,6 @@ def _text_buffer(text: _Text, source: str) -> bytearray:
 
 def _empty_message(source: str) -> str:
     return f"{source} is empty: set it to a base64 master key; {_FIX}"
-
-
-def _bad_character_message(subject: str, position: int, fix: str) -> str:
-    return (
-        f"{subject} is not valid base64: unexpected character at position {position} "
-        f"(allowed: A-Z, a-z, 0-9, '+', '/', '=' padding at the end; line breaks are "
-        f"ignored); {fix}"
-    )
-
-
-def _decode_base64(data: bytes | bytearray | memoryview, subject: str, fix: str) -> bytearray:
-    """Decode standard padded base64 into a new buffer, skipping CR and LF.
-
-    Like Go's ``base64.StdEncoding`` and ``binascii``'s strict mode: the alphabet,
-    the padding and the length are checked; non-zero trailing bits are accepted.
-    Valid text takes the group-at-a-time path; anything else is decoded again
-    character by character, which says where the text goes wrong.
-    """
-    decoded = _decode_base64_fast(data)
-    if decoded is not None:
-        return decoded
-    return _decode_base64_checked(data, subject, fix)
-
-
-def _decode_base64_fast(data: bytes | bytearray | memoryview) -> bytearray | None:
-    """Valid base64 decoded four characters at a time, or None if it is not valid.
-
-    Every intermediate buffer is a ``bytearray`` wiped before returning.
-    """
-    source = data if isinstance(data, bytearray) else bytearray(data)
-    try:
-        sextets = source.translate(_SEXTET_TABLE, b"\r\n")  # CR and LF are deleted first
-    finally:
-        if source is not data:
-            _wipe(source)
-    try:
-        size = len(sextets)
-        if size % 4 or _BAD in sextets:
-            return None
-        if not size:
-            return bytearray()
-        padding = 0
-        if sextets[-1] == _PAD_SEXTET:
-            padding = 2 if sextets[-2] == _PAD_SEXTET else 1
-        if sextets.find(_PAD_SEXTET, 0, size - padding) != -1:
-            return None  # '=' before the end
-        full = size - 4 if padding else size
-        decoded = bytearray(size // 4 * 3 - padding)  # the exact size: never resized
-        at = 0
-        for i in range(0, full, 4):
-            quantum = sextets[i] << 18 | sextets[i + 1] << 12 | sextets[i + 2] << 6 | sextets[i + 3]
-            decoded[at] = quantum >> 16
-            decoded[at + 1] = quantum >> 8 & 0xFF
-            decoded[at + 2] = quantum & 0xFF
-            at += 3
-        if padding:
-            quantum = sextets[full] << 18 | sextets[full + 1] << 12
-            if padding == 1:
-                quantum |= sextets[full + 2] << 6
-                decoded[at + 1] = quantum >> 8 & 0xFF
-            decoded[at] = quantum >> 16
-        quantum = 0
-        return decoded
-    finally:
-        _wipe(sextets)
-
-
-def _decode_base64_checked(
-    data: bytes | bytearray | memoryview, subject: str, fix: str
-) -> bytearray:
-    """The character-by-character decoder: the same result, and errors that give a position."""
-    out = bytearray()
-    quantum = 0  # the sextets of the current 4-character group
-    count = 0  # characters in the current group, padding included
-    padding = 0
-    finished = False  # a padded group ended the data
-    try:
-        for index, char in enumerate(data):
-            if char in _LINE_BREAKS:
-                continue
-            position = index + 1
-            if finished:
-                raise InvalidMasterKeyError(
-                    f"{subject} is not valid base64: data after the '=' padding at position "
-                    f"{position}; {fix}"
-                )
-            if char == _PAD:
-                if count < 2:
-                    raise InvalidMasterKeyError(
-                        f"{subject} is not valid base64: misplaced '=' padding at position "
-                        f"{position}; {fix}"
-                    )
-                padding += 1
-                count += 1
-            else:
-                sextet = _SEXTETS[char]
-                if sextet < 0:
-                    raise InvalidMasterKeyError(_bad_character_message(subject, position, fix))
-                if padding:
-                    raise InvalidMasterKeyError(
-                        f"{subject} is not valid base64: data after the '=' padding at "
-                        f"position {position}; {fix}"
-                    )
-                quantum = (quantum << 6) | sextet
-                count += 1
-            if count == 4:
-                if padding == 0:
-                    out += bytes(((quantum >> 16) & 0xFF, (quantum >> 8) & 0xFF, quantum & 0xFF))
-                elif padding == 1:
-                    out += bytes(((quantum >> 10) & 0xFF, (quantum >> 2) & 0xFF))
-                else:
-                    out.append((quantum >> 4) & 0xFF)
-                finished = padding > 0
-                quantum = count = padding = 0
-        if count:
-            raise InvalidMasterKeyError(
-                f"{subject} is not valid base64: it ends in an incomplete group of {count} "
-                f"character(s) (missing '=' padding, or truncated); {fix}"
-            )
-    except BaseException:
-        _wipe(out)
-        raise
-    return out
-
-
-def encode_base64(data: bytes | bytearray | memoryview | SecretBytes) -> SecretBytes:
-    """Standard padded base64 of key material (no newline), in a buffer the caller wipes."""
-    return SecretBytes.adopt(_encode_base64(data.view if isinstance(data, SecretBytes) else data))
-
-
-def _encode_base64(data: bytes | bytearray | memoryview) -> bytearray:
-    """Standard padded base64 of ``data`` into a new buffer (no newline)."""
-    view = memoryview(data)
-    out = bytearray()
-    whole = len(view) - len(view) % 3
-    for start in range(0, whole, 3):
-        group = (view[start] << 16) | (view[start + 1] << 8) | view[start + 2]
-        out += bytes(
-            (
-                _ALPHABET[group >> 18],
-                _ALPHABET[(group >> 12) & 0x3F],
-                _ALPHABET[(group >> 6) & 0x3F],
-                _ALPHABET[group & 0x3F],
-            )
-        )
-    rest = len(view) - whole
-    if rest == 1:
-        group = view[whole] << 16
-        out += bytes((_ALPHABET[group >> 18], _ALPHABET[(group >> 12) & 0x3F], _PAD, _PAD))
-    elif rest == 2:
-        group = (view[whole] << 16) | (view[whole + 1] << 8)
-        out += bytes(
-            (
-                _ALPHABET[group >> 18],
-                _ALPHABET[(group >> 12) & 0x3F],
-                _ALPHABET[(group >> 6) & 0x3F],
-                _PAD,
-            )
-        )
-    return out
 
 
 class _Pairs(list[tuple[str, Any]]):
@@ -516,12 +353,12 @@ def _v2_key(pairs: _Pairs | None, source: str) -> MasterKey:
             text = texts[field]
             position = next((i for i, char in enumerate(text) if not char.isascii()), None)
             if position is not None:
-                raise InvalidMasterKeyError(_bad_character_message(subject, position + 1, _FIX_V2))
+                raise InvalidMasterKeyError(bad_character_message(subject, position + 1, _FIX_V2))
             raw = bytearray(text, "ascii")
             try:
-                keys.append(_decode_base64(raw, subject, _FIX_V2))
+                keys.append(decode_base64(raw, subject, _FIX_V2))
             finally:
-                _wipe(raw)
+                wipe(raw)
         encryption, signature = keys
         if hmac.compare_digest(encryption, signature):
             raise InvalidMasterKeyError(_equal_keys_message(source))
@@ -534,7 +371,7 @@ def _v2_key(pairs: _Pairs | None, source: str) -> MasterKey:
         return MasterKey(SecretBytes(encryption), SecretBytes(signature))
     finally:
         for key in keys:
-            _wipe(key)
+            wipe(key)
 
 
 def _v1_key(decoded: bytearray, source: str) -> MasterKey:
@@ -565,22 +402,18 @@ def _equal_keys_message(source: str) -> str:
 
 def _is_v2_text(data: bytes | bytearray | memoryview) -> bool:
     """True if ``data`` is base64 (CR/LF aside) of a JSON object with both v2 fields."""
-    if any(_SEXTETS[char] < 0 and char != _PAD and char not in _LINE_BREAKS for char in data):
+    if any(SEXTETS[char] < 0 and char != PAD and char not in LINE_BREAKS for char in data):
         return False
     decoded = bytearray()
     try:
-        decoded = _decode_base64(data, "", "")
+        decoded = decode_base64(data, "", "")
     except InvalidMasterKeyError:
         return False
     try:
         pairs = _json_object(decoded)
         return pairs is not None and _has_both_fields(pairs)
     finally:
-        _wipe(decoded)
-
-
-def _wipe(buffer: bytearray) -> None:
-    SecretBytes.adopt(buffer).wipe()
+        wipe(decoded)
 
 
 # -- generation and key files -------------------------------------------------------------
