@@ -14,13 +14,8 @@ import pytest
 
 from keyloader import api, scell
 from keyloader.audit import AuditEvent
-from keyloader.bundle import (
-    BUNDLE_CONTEXT,
-    ExportReport,
-    ImportReport,
-    export_keys,
-    import_keys,
-)
+from keyloader.bundle import ExportReport, ImportReport, export_keys, import_keys
+from keyloader.bundle_format import BUNDLE_CONTEXT
 from keyloader.errors import (
     ConfigError,
     InsecurePermissionsError,

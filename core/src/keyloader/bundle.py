@@ -1,17 +1,10 @@
-"""Export bundles: keys sealed under a fresh bundle key, and their import (docs/format.md).
+"""Export and import of keys through bundles (the format: :mod:`keyloader.bundle_format`).
 
-A bundle is a Secure Cell Seal blob (context ``b"keyloader export bundle"``)
-under a fresh random 32-byte bundle key, which is written raw to a separate
-secret file. The sealed payload (docs/format.md, "Export bundle")::
-
-    magic "KLBUNDLE" | u16le version = 1 | u32le count | count entries
-    entry: u8 flags (1 public, 2 history) | u16le name length | name (UTF-8)
-           | [u8 timestamp length | timestamp (ASCII)] if history
-           | u32le data length | data (the plaintext key, or the public key file)
-
-Not compatible with ``acra-keys export``. Plaintext lives only in one
-``bytearray`` (wiped when done); export fills it in place, import re-seals from
-views of it.
+Export seals every chosen key (with its history and public part) into a bundle
+under a fresh key written to a separate secret file. Import decrypts and
+checks the whole bundle first, then writes it all-or-nothing with the store's
+``put_many``. Plaintext lives only in one ``bytearray`` (wiped when done);
+export fills it in place, import re-seals from views of it.
 """
 
 from __future__ import annotations
@@ -19,17 +12,21 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-import shlex
-import stat
-import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import scell
+from .bundle_format import (
+    BUNDLE_CONTEXT,
+    BundleEntry,
+    parse_payload,
+    read_bundle_file,
+    read_secret_file,
+    seal_payload,
+)
 from .errors import (
     ConfigError,
-    InsecurePermissionsError,
     IntegrityError,
     KeyExistsError,
     KeyNotFoundError,
@@ -40,35 +37,9 @@ from .keystore import KeyManager, key_id_of
 from .masterkey import MasterKey
 from .secret import SecretBytes
 from .stores.base import BlobWrite, KeyStore, StoredBlob
-from .stores.fs_files import fsync_dir, unlink_quietly
-from .stores.timestamps import parse_history_timestamp
+from .stores.fs_files import TEMP_PREFIX, fsync_dir, unlink_quietly
 
-__all__ = [
-    "BUNDLE_CONTEXT",
-    "BUNDLE_MAGIC",
-    "BUNDLE_VERSION",
-    "ExportReport",
-    "ImportReport",
-    "SECRET_SIZE",
-    "export_keys",
-    "import_keys",
-]
-
-BUNDLE_MAGIC = b"KLBUNDLE"
-BUNDLE_VERSION = 1
-BUNDLE_CONTEXT = b"keyloader export bundle"
-SECRET_SIZE = 32
-MAX_BUNDLE_SIZE = 1 << 30
-"""A bundle file larger than this (1 GiB) is refused before it is read."""
-
-FLAG_PUBLIC = 0x01
-FLAG_HISTORY = 0x02
-
-_HEADER = struct.Struct("<8sHI")  # magic, version, count
-_U8 = struct.Struct("<B")
-_U16 = struct.Struct("<H")
-_U32 = struct.Struct("<I")
-_TEMP_PREFIX = ".keyloader-tmp-"
+__all__ = ["ExportReport", "ImportReport", "export_keys", "import_keys"]
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``, called after each key (and, on import, after the write)."""
@@ -112,23 +83,6 @@ class ImportReport:
     replaced: tuple[str, ...]
     kept: tuple[str, ...]
     identical: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """One bundle entry: where it goes, and where its data sits in the payload."""
-
-    name: str
-    timestamp: str | None
-    public: bool
-    start: int
-    end: int
-
-    @property
-    def context(self) -> bytes:
-        kid = classify(self.name).key_id
-        assert kid is not None  # parsing checked it
-        return kid.context
 
 
 # -- export -----------------------------------------------------------------------------------
@@ -181,7 +135,7 @@ def _export(
         ]
     if not blobs:
         raise KeyNotFoundError(f"no keys to export in {store.location}")
-    sealed, bundle_key = _seal_bundle(manager, blobs, progress)
+    sealed, bundle_key = _seal(manager, blobs, progress)
     with bundle_key:
         _write_outputs(bundle_path, sealed, secret_path, bundle_key.view, force)
     exported = _unique(kid for name, _, _ in names if (kid := classify(name).key_id) is not None)
@@ -242,63 +196,30 @@ def _read(store: KeyStore, name: str, timestamp: str | None) -> bytes:
     return store.get(name) if timestamp is None else store.get_history(name, timestamp)
 
 
-def _seal_bundle(
+def _seal(
     manager: KeyManager,
     blobs: Sequence[tuple[str, str | None, bool, bytes]],
     progress: Progress | None,
 ) -> tuple[bytes, SecretBytes]:
-    """The sealed bundle and its fresh key; the payload is built in place and wiped."""
-    layout: list[tuple[bytes, bytes | None, int]] = []
-    size = _HEADER.size
-    for name, ts, public, blob in blobs:
-        encoded = name.encode()
-        stamp = ts.encode("ascii") if ts is not None else None
-        length = len(blob) if public else max(len(blob) - scell.HEADER_SIZE, 0)
-        layout.append((encoded, stamp, length))
-        size += 1 + 2 + len(encoded) + (1 + len(stamp) if stamp else 0) + 4 + length
-    payload = SecretBytes.zeroed(size)
-    try:
-        with memoryview(payload.buffer) as view:
-            _HEADER.pack_into(view, 0, BUNDLE_MAGIC, BUNDLE_VERSION, len(blobs))
-            pos = _HEADER.size
-            pairs = zip(blobs, layout, strict=True)
-            for done, ((name, ts, public, blob), (encoded, stamp, length)) in enumerate(
-                pairs, start=1
-            ):
-                flags = (FLAG_PUBLIC if public else 0) | (FLAG_HISTORY if stamp else 0)
-                pos = _put(view, pos, _U8, flags)
-                pos = _put(view, pos, _U16, len(encoded))
-                view[pos : pos + len(encoded)] = encoded
-                pos += len(encoded)
-                if stamp is not None:
-                    pos = _put(view, pos, _U8, len(stamp))
-                    view[pos : pos + len(stamp)] = stamp
-                    pos += len(stamp)
-                pos = _put(view, pos, _U32, length)
-                if public:
-                    view[pos : pos + length] = blob
-                else:
-                    kid = classify(name).key_id
-                    assert kid is not None
-                    with manager.unseal(
-                        blob, kid.context, location_of(manager.store, name, ts)
-                    ) as p:
-                        if len(p) != length:  # pragma: no cover - scell checks msg_len
-                            raise IntegrityError(f"{name}: unexpected key length")
-                        view[pos : pos + length] = p.buffer
-                pos += length
-                if progress is not None:
-                    progress(done, len(blobs))
-        bundle_key = SecretBytes(secrets.token_bytes(SECRET_SIZE))
-        sealed = scell.encrypt(bundle_key.buffer, payload.buffer, BUNDLE_CONTEXT)
-    finally:
-        payload.wipe()
-    return sealed, bundle_key
+    """The bundle of ``blobs``: public files as they are, keys unsealed into the payload."""
 
+    def fill(index: int, target: memoryview) -> None:
+        name, ts, public, blob = blobs[index]
+        if public:
+            target[:] = blob
+            return
+        kid = classify(name).key_id
+        assert kid is not None
+        with manager.unseal(blob, kid.context, location_of(manager.store, name, ts)) as plain:
+            if len(plain) != len(target):  # pragma: no cover - scell checks msg_len
+                raise IntegrityError(f"{name}: unexpected key length")
+            target[:] = plain.buffer
 
-def _put(view: memoryview, pos: int, field: struct.Struct, value: int) -> int:
-    field.pack_into(view, pos, value)
-    return pos + field.size
+    items = [
+        (name, ts, public, len(blob) if public else max(len(blob) - scell.HEADER_SIZE, 0))
+        for name, ts, public, blob in blobs
+    ]
+    return seal_payload(items, fill, progress)
 
 
 def _check_outputs(bundle: Path, secret: Path, force: bool) -> None:
@@ -331,7 +252,7 @@ def _write_outputs(bundle: Path, sealed: bytes, secret: Path, key: memoryview, f
 
 
 def _write_private(path: Path, data: bytes | memoryview, force: bool) -> None:
-    target = path.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}" if force else path
+    target = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}" if force else path
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(target, flags, 0o600)
@@ -396,9 +317,9 @@ def _import(
     force: bool,
     progress: Progress | None,
 ) -> ImportReport:
-    key = _read_secret(secret_path)
+    key = read_secret_file(secret_path)
     with key:
-        sealed = _read_bundle(bundle_path)
+        sealed = read_bundle_file(bundle_path)
         try:
             payload = scell.decrypt(key.buffer, sealed, BUNDLE_CONTEXT)
         except IntegrityError:
@@ -407,7 +328,7 @@ def _import(
                 "file, or the bundle was modified or truncated; nothing was imported"
             ) from None
     with payload, memoryview(payload.buffer) as view:
-        entries = _parse(view, bundle_path)
+        entries = parse_payload(view, bundle_path)
         master = manager.master_key
         store = manager.store
         outcomes: dict[str, list[str]] = {state: [] for state in _OUTCOMES}
@@ -448,7 +369,7 @@ def _planned(
     manager: KeyManager,
     master: MasterKey,
     listing: dict[str, StoredBlob],
-    entry: _Entry,
+    entry: BundleEntry,
     data: memoryview,
     force: bool,
 ) -> tuple[str, BlobWrite | None]:
@@ -469,7 +390,7 @@ def _planned(
 
 
 def _existing_state(
-    manager: KeyManager, blob: StoredBlob | None, entry: _Entry, data: memoryview, where: str
+    manager: KeyManager, blob: StoredBlob | None, entry: BundleEntry, data: memoryview, where: str
 ) -> str:
     """``absent``, ``identical`` (holds this key already) or ``different``."""
     if blob is None:
@@ -488,144 +409,3 @@ def _existing_state(
         return "different"
     with plain:
         return "identical" if hmac.compare_digest(plain.buffer, data) else "different"
-
-
-def _read_secret(path: Path) -> SecretBytes:
-    """The 32 raw bytes of a bundle secret file (mode must keep group and others out)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"bundle secret file {path} does not exist: give the file `keyloader keys export "
-            "--secret-output` wrote"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot open bundle secret file {path}: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"bundle secret file {path} is not a regular file")
-        if stat.S_IMODE(info.st_mode) & 0o077:
-            raise InsecurePermissionsError(
-                f"bundle secret file {path} has mode {stat.S_IMODE(info.st_mode):04o}: group "
-                f"or others can access it; fix it with `chmod 600 {shlex.quote(str(path))}`"
-            )
-        key = SecretBytes.zeroed(SECRET_SIZE + 1)
-        try:
-            with memoryview(key.buffer) as view:
-                size = 0
-                while size < len(view) and (count := os.readv(fd, [view[size:]])):
-                    size += count
-        except BaseException:
-            key.wipe()
-            raise
-    except OSError as exc:
-        raise ConfigError(f"cannot read bundle secret file {path}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    if size != SECRET_SIZE:
-        key.wipe()
-        shown = f"{size} bytes" if size <= SECRET_SIZE else "too large"
-        raise ConfigError(
-            f"bundle secret file {path} is {shown}, not a bundle secret ({SECRET_SIZE} raw "
-            "bytes written by `keyloader keys export --secret-output`)"
-        )
-    del key.buffer[SECRET_SIZE:]
-    return key
-
-
-def _read_bundle(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            if size > MAX_BUNDLE_SIZE:
-                raise ConfigError(f"bundle {path} is {size} bytes: too large for a bundle")
-            return file.read()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"bundle {path} does not exist: give the file `keyloader keys export --output` wrote"
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError(f"bundle {path} is a directory, not a bundle file") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read bundle {path}: {exc.strerror}") from None
-
-
-class _Reader:
-    """Bounds-checked reads from the payload; any overrun is a malformed bundle."""
-
-    def __init__(self, view: memoryview, source: Path) -> None:
-        self.view = view
-        self.source = source
-        self.pos = 0
-
-    def malformed(self, why: str) -> IntegrityError:
-        return IntegrityError(f"bundle {self.source} is malformed: {why}; nothing was imported")
-
-    def take(self, size: int, what: str) -> tuple[int, int]:
-        start, end = self.pos, self.pos + size
-        if end > len(self.view):
-            raise self.malformed(f"it ends inside {what}")
-        self.pos = end
-        return start, end
-
-    def number(self, field: struct.Struct, what: str) -> int:
-        start, _ = self.take(field.size, what)
-        value: int = field.unpack_from(self.view, start)[0]
-        return value
-
-    def text(self, size: int, what: str, encoding: str) -> str:
-        start, end = self.take(size, what)
-        try:
-            return bytes(self.view[start:end]).decode(encoding)
-        except UnicodeDecodeError:
-            raise self.malformed(f"{what} is not {encoding} text") from None
-
-
-def _parse(view: memoryview, source: Path) -> list[_Entry]:
-    """Every entry of a decrypted payload, fully validated (names, flags, sizes, duplicates)."""
-    reader = _Reader(view, source)
-    if len(view) < _HEADER.size:
-        raise reader.malformed("it is shorter than its header")
-    magic, version, count = _HEADER.unpack_from(view)
-    if magic != BUNDLE_MAGIC:
-        raise reader.malformed("it is not a keyloader export bundle (bad magic)")
-    if version != BUNDLE_VERSION:
-        raise ConfigError(
-            f"bundle {source} has format version {version}; this keyloader reads version "
-            f"{BUNDLE_VERSION}: import it with the keyloader release that wrote it, or a newer one"
-        )
-    reader.pos = _HEADER.size
-    entries: list[_Entry] = []
-    seen: set[tuple[str, str | None]] = set()
-    for number in range(1, count + 1):
-        what = f"entry {number}"
-        flags = reader.number(_U8, what)
-        if flags & ~(FLAG_PUBLIC | FLAG_HISTORY):
-            raise reader.malformed(f"{what} has unknown flags {flags:#04x}")
-        name = reader.text(reader.number(_U16, what), f"the name of {what}", "utf-8")
-        timestamp = None
-        if flags & FLAG_HISTORY:
-            timestamp = reader.text(reader.number(_U8, what), f"the timestamp of {what}", "ascii")
-            try:
-                parse_history_timestamp(timestamp)
-            except ValueError:
-                raise reader.malformed(f"{what} has a bad history timestamp") from None
-        start, end = reader.take(reader.number(_U32, what), f"the data of {what}")
-        public = bool(flags & FLAG_PUBLIC)
-        kind = classify(name)
-        if kind.key_id is None:
-            raise reader.malformed(f"{what} names {name[:80]!r}, not an Acra keystore v1 key")
-        if kind.public != public:
-            raise reader.malformed(f"{what} ({name}) has a wrong public flag")
-        if public and timestamp is not None:
-            raise reader.malformed(f"{what} ({name}) is a public key with a history timestamp")
-        if start == end and not public:  # a key is never empty (a public file may be)
-            raise reader.malformed(f"{what} ({name}) is empty")
-        if (name, timestamp) in seen:
-            raise reader.malformed(f"{what} ({name}) appears twice")
-        seen.add((name, timestamp))
-        entries.append(_Entry(name, timestamp, public, start, end))
-    if reader.pos != len(view):
-        raise reader.malformed(f"{len(view) - reader.pos} bytes follow the last entry")
-    return entries
