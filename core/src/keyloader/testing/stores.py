@@ -27,37 +27,19 @@ A store that lives in one process sets ``spans_processes = False`` instead.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 
 import pytest
 
 from ..errors import ConfigError, KeyExistsError, KeyNotFoundError
-from ..stores.base import BlobWrite, KeyStore, StoredBlob
-from ..stores.timestamps import parse_history_timestamp
+from ..stores.base import BlobWrite, KeyStore
+from .store_history import EVERY_BYTE, NAMES, StoreHistoryChecks, creates_history, listed
 from .store_processes import StoreProcessChecks
 
 __all__ = ["KeyStoreContract"]
 
-EVERY_BYTE = bytes(range(256))
-NAMES = (
-    "client1_storage_sym",
-    "client1_hmac",
-    "secure_log_key",
-    ".poison_key/poison_key_sym",
-    ".poison_key/poison_key",
-    "client1_storage",
-)
 
-
-def _listed(store: KeyStore, name: str) -> StoredBlob | None:
-    return next((blob for blob in store.list() if blob.name == name), None)
-
-
-def _creates_history(store: KeyStore) -> bool:
-    return type(store).create_history is not KeyStore.create_history
-
-
-class KeyStoreContract(StoreProcessChecks):
+class KeyStoreContract(StoreHistoryChecks, StoreProcessChecks):
     """What every key store does: names, blobs, history, atomic writes, a re-entrant lock.
 
     Needs a ``store`` fixture (a fresh, empty store instance) and a
@@ -90,7 +72,7 @@ class KeyStoreContract(StoreProcessChecks):
             with pytest.raises(KeyExistsError, match="client1_hmac"):
                 store.create("client1_hmac", b"second")
         assert store.get("client1_hmac") == b"first"
-        blob = _listed(store, "client1_hmac")
+        blob = listed(store, "client1_hmac")
         assert blob is not None
         assert blob.history == ()
 
@@ -150,157 +132,18 @@ class KeyStoreContract(StoreProcessChecks):
             store.create("client1_storage.pub", b"pub", public=True)
             store.rotate("client1_hmac", b"next")
         after = time.time()
-        listed = store.list()
-        names = [blob.name for blob in listed]
+        listing = store.list()
+        names = [blob.name for blob in listing]
         assert names == sorted([*NAMES, "client1_storage.pub"])
-        for blob in listed:
+        for blob in listing:
             assert blob.current
             if blob.name != "client1_hmac":
                 assert blob.history == ()
             if blob.created is not None:
                 assert before - 2 <= blob.created <= after + 2
-        hmac = _listed(store, "client1_hmac")
+        hmac = listed(store, "client1_hmac")
         assert hmac is not None
         assert len(hmac.history) == 1
-
-    # -- history ---------------------------------------------------------------------------
-
-    def test_rotate_keeps_old_blobs_oldest_first(self, store: KeyStore) -> None:
-        with store.lock():
-            store.create("client1_storage_sym", b"v0")
-        stamps: list[str] = []
-        for i in range(1, 6):
-            with store.lock():
-                stamps.append(store.rotate("client1_storage_sym", f"v{i}".encode()))
-            blob = _listed(store, "client1_storage_sym")
-            assert blob is not None
-            # numbering is stable: earlier entries keep their places, the new one is last
-            assert blob.history == tuple(stamps)
-            assert blob.current
-        assert len(set(stamps)) == 5
-        times = [parse_history_timestamp(ts) for ts in stamps]
-        assert times == sorted(times)
-        assert len(set(times)) == 5
-        assert store.get("client1_storage_sym") == b"v5"
-        for i, ts in enumerate(stamps):
-            assert store.get_history("client1_storage_sym", ts) == f"v{i}".encode()
-
-    def test_rotate_timestamp_is_now(self, store: KeyStore) -> None:
-        with store.lock():
-            store.create("client1_hmac", b"a")
-            before = time.time_ns()
-            timestamp = store.rotate("client1_hmac", b"b")
-            after = time.time_ns()
-        assert before - 2_000_000_000 <= parse_history_timestamp(timestamp) <= after + 2_000_000_000
-
-    def test_rotate_missing_name(self, store: KeyStore) -> None:
-        with store.lock(), pytest.raises(KeyNotFoundError, match="client9_hmac"):
-            store.rotate("client9_hmac", b"new")
-        assert store.list() == []
-
-    def test_history_survives_delete_of_current(self, store: KeyStore) -> None:
-        with store.lock():
-            store.create("client1_storage_sym", b"old")
-            timestamp = store.rotate("client1_storage_sym", b"current")
-            store.delete("client1_storage_sym")
-        with pytest.raises(KeyNotFoundError):
-            store.get("client1_storage_sym")
-        assert store.get_history("client1_storage_sym", timestamp) == b"old"
-        blob = _listed(store, "client1_storage_sym")
-        assert blob is not None
-        assert (blob.current, blob.history) == (False, (timestamp,))
-        with store.lock():
-            with pytest.raises(KeyNotFoundError):
-                store.rotate("client1_storage_sym", b"no current to rotate")
-            store.create("client1_storage_sym", b"fresh")
-        blob = _listed(store, "client1_storage_sym")
-        assert blob is not None
-        assert (blob.current, blob.history) == (True, (timestamp,))
-        assert store.get("client1_storage_sym") == b"fresh"
-
-    def test_put_history_replaces_one_entry(self, store: KeyStore) -> None:
-        with store.lock():
-            store.create("client1_hmac", b"a")
-            first = store.rotate("client1_hmac", b"b")
-            second = store.rotate("client1_hmac", b"c")
-            store.put_history("client1_hmac", first, b"a rewrapped")
-        assert store.get_history("client1_hmac", first) == b"a rewrapped"
-        assert store.get_history("client1_hmac", second) == b"b"
-        assert store.get("client1_hmac") == b"c"
-        blob = _listed(store, "client1_hmac")
-        assert blob is not None
-        assert blob.history == (first, second)
-
-    def test_put_history_needs_an_existing_entry(self, store: KeyStore) -> None:
-        with store.lock():
-            store.create("client1_hmac", b"a")
-            timestamp = store.rotate("client1_hmac", b"b")
-            unused = "2001-02-03T04:05:06.789"
-            with pytest.raises(KeyNotFoundError):
-                store.put_history("client1_hmac", unused, b"x")
-            with pytest.raises(KeyNotFoundError):
-                store.put_history("client2_hmac", timestamp, b"x")
-        blob = _listed(store, "client1_hmac")
-        assert blob is not None
-        assert blob.history == (timestamp,)
-
-    def test_delete_history(self, store: KeyStore) -> None:
-        with store.lock():
-            store.create("client1_hmac", b"a")
-            first = store.rotate("client1_hmac", b"b")
-            second = store.rotate("client1_hmac", b"c")
-            third = store.rotate("client1_hmac", b"d")
-            store.delete_history("client1_hmac", second)
-            with pytest.raises(KeyNotFoundError):
-                store.delete_history("client1_hmac", second)
-        with pytest.raises(KeyNotFoundError):
-            store.get_history("client1_hmac", second)
-        blob = _listed(store, "client1_hmac")
-        assert blob is not None
-        assert blob.history == (first, third)
-        assert store.get_history("client1_hmac", third) == b"c"
-
-    def test_name_disappears_when_nothing_is_left(self, store: KeyStore) -> None:
-        with store.lock():
-            store.create("client1_hmac", b"a")
-            timestamp = store.rotate("client1_hmac", b"b")
-            store.delete("client1_hmac")
-            store.delete_history("client1_hmac", timestamp)
-        assert store.list() == []
-        with store.lock():
-            store.create("client1_hmac", b"again")
-        blob = _listed(store, "client1_hmac")
-        assert blob is not None
-        assert blob.history == ()
-
-    # -- missing names ---------------------------------------------------------------------
-
-    @pytest.mark.parametrize(
-        "operation",
-        ["get", "delete", "get_history", "put_history", "delete_history", "rotate"],
-    )
-    def test_missing_names_raise_key_not_found(self, store: KeyStore, operation: str) -> None:
-        with store.lock():
-            store.create("client1_hmac", b"present")
-            present_ts = store.rotate("client1_hmac", b"present too")
-        timestamp = "2020-01-01T00:00:00.5"
-        calls: dict[str, Callable[[], object]] = {
-            "get": lambda: store.get("client2_hmac"),
-            "delete": lambda: store.delete("client2_hmac"),
-            "get_history": lambda: store.get_history("client1_hmac", timestamp),
-            "put_history": lambda: store.put_history("client2_hmac", present_ts, b"x"),
-            "delete_history": lambda: store.delete_history("client2_hmac", present_ts),
-            "rotate": lambda: store.rotate("client2_hmac", b"x"),
-        }
-        with store.lock(), pytest.raises(KeyNotFoundError):
-            calls[operation]()
-        assert [b.name for b in store.list()] == ["client1_hmac"]
-
-    def test_missing_history_of_missing_name(self, store: KeyStore) -> None:
-        with pytest.raises(KeyNotFoundError):
-            store.get_history("client1_hmac", "2020-01-01T00:00:00")
-        with store.lock(), pytest.raises(KeyNotFoundError):
-            store.delete_history(".poison_key/poison_key", "2020-01-01T00:00:00")
 
     # -- lock and revisions ----------------------------------------------------------------
 
@@ -351,7 +194,7 @@ class KeyStoreContract(StoreProcessChecks):
     # -- batches and restored history (import) ---------------------------------------------
 
     def test_create_history_restores_an_entry(self, store: KeyStore) -> None:
-        if not _creates_history(store):
+        if not creates_history(store):
             pytest.skip("this store does not implement create_history (import of history)")
         older, newer = "2020-01-02T03:04:05.5", "2021-01-02T03:04:05"
         with store.lock():
@@ -359,7 +202,7 @@ class KeyStoreContract(StoreProcessChecks):
             store.create_history("client1_hmac", older, b"older")
             with pytest.raises(KeyExistsError, match="client1_hmac"):
                 store.create_history("client1_hmac", older, b"again")
-        blob = _listed(store, "client1_hmac")
+        blob = listed(store, "client1_hmac")
         assert blob is not None
         assert (blob.current, blob.history) == (False, (older, newer))
         assert store.get_history("client1_hmac", older) == b"older"
@@ -371,7 +214,7 @@ class KeyStoreContract(StoreProcessChecks):
         assert store.get(".poison_key/poison_key") == b"current"
 
     def test_put_many_writes_current_and_history(self, store: KeyStore) -> None:
-        history = _creates_history(store)
+        history = creates_history(store)
         with store.lock():
             store.create("client1_storage_sym", b"old current")
             stamp = store.rotate("client1_storage_sym", b"current")
@@ -401,7 +244,7 @@ class KeyStoreContract(StoreProcessChecks):
             assert store.get_history("client2_hmac", restored) == b"restored"
             expected = sorted([*expected, "client2_hmac"])
         assert sorted(b.name for b in store.list()) == expected
-        blob = _listed(store, "client1_storage_sym")
+        blob = listed(store, "client1_storage_sym")
         assert blob is not None
         assert blob.history == (stamp,)
         store.put_many([])  # an empty batch is fine
