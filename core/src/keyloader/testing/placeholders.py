@@ -56,15 +56,11 @@ Example::
 
 from __future__ import annotations
 
-import importlib.abc
 import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, cast
@@ -83,6 +79,7 @@ from ..errors import (
 )
 from ..plugins import ALIASES, KeyloaderPluginManager, make_plugin_manager
 from ..providers import MasterKeyProvider, PlaceholderProvider, ProviderStatus
+from .isolation import PROBE, watch
 from .providers import MasterKeyProviderContract, _exception_chain
 
 if TYPE_CHECKING:
@@ -111,7 +108,6 @@ LISTED_STATUS: dict[str, ProviderStatus] = {
 
 InvalidCase = tuple[Mapping[str, object], str]
 
-_NETWORK_EVENTS = ("socket.", "http.client.", "urllib.")
 _SCHEMA = MasterKeyProviderContract()  # its class checks take the class as an argument
 _PARAMETER_SET = type(pytest.param())
 
@@ -168,6 +164,10 @@ class PlaceholderProviderContract:
             monkeypatch.delenv(name, raising=False)
 
     # -- helpers for the subclass's own tests -------------------------------------------------
+
+    def _secrets(self, options: Mapping[str, object]) -> list[str]:
+        """The secret values that must not appear in an error about ``options``."""
+        return [*self.secret_values, *_secret_option_values(self.placeholder_class(), [options])]
 
     def placeholder_class(self) -> type[MasterKeyProvider]:
         """The class the plugin registers as ``provider_name``."""
@@ -321,19 +321,19 @@ class PlaceholderProviderContract:
         if schema[name].type == "path":
             path = Path(str(options[name])).expanduser()
             assert str(path) in message, f"the error does not name the file {path}"
-        self._assert_hides_secrets(caught.value, options)
+        _assert_hides_secrets(caught.value, self._secrets(options))
 
     def test_error_messages_hide_secret_values(
         self, state: str, valid_options: Mapping[str, object], tmp_path: Path
     ) -> None:
-        attempts = self._attempts(valid_options, tmp_path)
-        secrets = [*self.secret_values, *self._secret_option_values(attempts)]
+        attempts = _attempts(self.invalid_options, valid_options, tmp_path)
+        secrets = [*self.secret_values, *_secret_option_values(self.placeholder_class(), attempts)]
         if not secrets:
             pytest.skip("no secret_values and no secret option values to look for")
         for options in attempts:
             with pytest.raises(KeyloaderError) as caught:
                 self.load_in_state(state, options)
-            self._assert_hides_secrets(caught.value, options)
+            _assert_hides_secrets(caught.value, self._secrets(options))
 
     # -- no SDK, no network --------------------------------------------------------------------
 
@@ -344,9 +344,9 @@ class PlaceholderProviderContract:
         tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        attempts = self._attempts(valid_options, tmp_path)
+        attempts = _attempts(self.invalid_options, valid_options, tmp_path)
         failures: list[Exception] = []
-        with _watch(self.forbidden_modules, monkeypatch) as seen:
+        with watch(self.forbidden_modules, monkeypatch) as seen:
             pm = self.manager(state)
             for flag in (False, True):
                 pm.provider_infos(enterprise=flag)
@@ -366,7 +366,7 @@ class PlaceholderProviderContract:
         spec: ModuleSpec | None = getattr(self.plugin, "__spec__", None)
         if not isinstance(self.plugin, ModuleType) or spec is None:
             pytest.skip("the plugin is not an importable module")
-        command = [sys.executable, "-c", _PROBE, self.plugin.__name__, self.provider_name]
+        command = [sys.executable, "-c", PROBE, self.plugin.__name__, self.provider_name]
         command.append(",".join(self.forbidden_modules))
         process = subprocess.run(
             command, capture_output=True, text=True, check=False, timeout=120, env=dict(os.environ)
@@ -378,28 +378,32 @@ class PlaceholderProviderContract:
         )
         assert seen["network"] == [], f"importing {self.plugin.__name__} used {seen['network']}"
 
-    # -- internals -------------------------------------------------------------------------
 
-    def _attempts(
-        self, valid_options: Mapping[str, object], tmp_path: Path
-    ) -> list[Mapping[str, object]]:
-        """The valid options, no options, and the options of every invalid case."""
-        attempts: list[Mapping[str, object]] = [valid_options, {}]
-        for index, case in enumerate(self.invalid_options):
-            bad, _ = _as_param(case, index).values[0]
-            attempts.append({**valid_options, **_resolve(bad, tmp_path / f"case-{index}")})
-        return attempts
+def _attempts(
+    invalid_options: Sequence[InvalidCase | Any],
+    valid_options: Mapping[str, object],
+    tmp_path: Path,
+) -> list[Mapping[str, object]]:
+    """The valid options, no options, and the options of every invalid case."""
+    attempts: list[Mapping[str, object]] = [valid_options, {}]
+    for index, case in enumerate(invalid_options):
+        bad, _ = _as_param(case, index).values[0]
+        attempts.append({**valid_options, **_resolve(bad, tmp_path / f"case-{index}")})
+    return attempts
 
-    def _secret_option_values(self, attempts: Sequence[Mapping[str, object]]) -> list[str]:
-        secret = {o.name for o in self.placeholder_class().option_schema() if o.secret}
-        return [str(o[name]) for o in attempts for name in secret if o.get(name) not in (None, "")]
 
-    def _assert_hides_secrets(self, error: BaseException, options: Mapping[str, object]) -> None:
-        secrets = [*self.secret_values, *self._secret_option_values([options])]
-        for exc in _exception_chain(error, displayed=True):
-            for text in (str(exc), repr(exc.args)):
-                leaked = [secret for secret in secrets if secret and secret in text]
-                assert not leaked, f"{type(exc).__name__} shows a secret value"
+def _secret_option_values(
+    cls: type[MasterKeyProvider], attempts: Sequence[Mapping[str, object]]
+) -> list[str]:
+    secret = {o.name for o in cls.option_schema() if o.secret}
+    return [str(o[name]) for o in attempts for name in secret if o.get(name) not in (None, "")]
+
+
+def _assert_hides_secrets(error: BaseException, secrets: Sequence[str]) -> None:
+    for exc in _exception_chain(error, displayed=True):
+        for text in (str(exc), repr(exc.args)):
+            leaked = [secret for secret in secrets if secret and secret in text]
+            assert not leaked, f"{type(exc).__name__} shows a secret value"
 
 
 def _gate_words(state: str, name: str) -> list[str]:
@@ -474,85 +478,3 @@ def _resolve(options: Mapping[str, object], directory: Path) -> dict[str, object
     """Call the callable option values with ``directory`` (created first)."""
     directory.mkdir(parents=True, exist_ok=True)
     return {name: value(directory) if callable(value) else value for name, value in options.items()}
-
-
-# -- watching imports and the network -------------------------------------------------------
-
-
-@dataclass
-class _Seen:
-    thread: int
-    forbidden: frozenset[str]
-    imports: list[str] = field(default_factory=list)
-    network: list[str] = field(default_factory=list)
-
-
-class _Blocker(importlib.abc.MetaPathFinder):
-    """Records and refuses imports of forbidden top-level modules."""
-
-    def __init__(self, seen: _Seen) -> None:
-        self.seen = seen
-
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
-        if fullname.split(".")[0] in self.seen.forbidden:
-            self.seen.imports.append(fullname)
-            raise ModuleNotFoundError(f"{fullname} is forbidden here", name=fullname)
-
-
-_watchers: list[_Seen] = []
-_hook_installed = False
-
-
-def _audit(event: str, args: tuple[object, ...]) -> None:
-    if _watchers and event.startswith(_NETWORK_EVENTS):
-        thread = threading.get_ident()
-        for seen in _watchers:
-            if seen.thread == thread:
-                seen.network.append(event)
-
-
-@contextmanager
-def _watch(forbidden: Sequence[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[_Seen]:
-    """Record forbidden imports (hidden from ``sys.modules`` meanwhile) and network events.
-
-    The audit hook is added once per process (hooks cannot be removed) and only
-    records events of this thread while a watch is open.
-    """
-    global _hook_installed
-    if not _hook_installed:
-        sys.addaudithook(_audit)
-        _hook_installed = True
-    seen = _Seen(threading.get_ident(), frozenset(forbidden))
-    with monkeypatch.context() as patch:
-        for name in [m for m in sys.modules if m.split(".")[0] in seen.forbidden]:
-            patch.delitem(sys.modules, name)
-        patch.setattr(sys, "meta_path", [_Blocker(seen), *sys.meta_path])
-        _watchers.append(seen)
-        try:
-            yield seen
-        finally:
-            _watchers.remove(seen)
-            seen.imports += [m for m in sys.modules if m.split(".")[0] in seen.forbidden]
-
-
-_PROBE = f"""
-import importlib, json, sys
-network = []
-sys.addaudithook(
-    lambda event, args: network.append(event) if event.startswith({_NETWORK_EVENTS!r}) else None
-)
-plugin = importlib.import_module(sys.argv[1])
-from keyloader.api import load_master_key
-from keyloader.errors import KeyloaderError
-from keyloader.plugins import make_plugin_manager
-pm = make_plugin_manager(autoload=False, env={{}}, plugins=[plugin])
-for enterprise in (False, True):
-    pm.provider_infos(enterprise=enterprise)
-    try:
-        load_master_key(plugin_manager=pm, provider=sys.argv[2], enterprise=enterprise)
-    except KeyloaderError:
-        pass
-forbidden = set(sys.argv[3].split(","))
-imported = sorted(m for m in sys.modules if m.split(".")[0] in forbidden)
-print(json.dumps({{"imported": imported, "network": network}}))
-"""
