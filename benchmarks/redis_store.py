@@ -33,8 +33,8 @@ from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
 from keyloader_redis import RedisKeyStore
+from keyloader_redis.listing import SCAN_COUNT
 from keyloader_redis.scripts import SCAN_NAMES
-from keyloader_redis.store import SCAN_COUNT
 
 KEY_ID = "client/bench-client/symmetric"
 PREFIX = ".acrakeys"

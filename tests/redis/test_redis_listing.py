@@ -11,7 +11,7 @@ import redis
 from keyloader.errors import KeyStoreError
 from keyloader.stores.base import StoredBlob
 from keyloader_redis import RedisKeyStore
-from keyloader_redis.store import SCAN_COUNT
+from keyloader_redis.listing import SCAN_COUNT
 
 from .conftest import LOOPBACK, RedisServer
 
@@ -36,11 +36,11 @@ RAW_ODD_KEYS = (b"nul\x00inside_storage_sym", b"latin1\xe9_storage_sym")
 
 def plain(store: RedisKeyStore) -> list[StoredBlob]:
     """The same store's listing with the server-side script switched off."""
-    store._server_scan = False
+    store.lister.server_scan = False
     try:
         return store.list()
     finally:
-        store._server_scan = True
+        store.lister.server_scan = True
 
 
 def fill(server: RedisServer, prefix: str, names: list[str], raw: tuple[bytes, ...] = ()) -> None:
@@ -65,7 +65,7 @@ def test_odd_keys_list_the_same_both_ways(
     listed = store.list()
 
     assert listed == plain(store)
-    assert store._server_scan  # the script was used, not refused
+    assert store.lister.server_scan  # the script was used, not refused
     by_name = {blob.name: blob for blob in listed}
     assert by_name["client1_storage_sym"].history == (
         "2024-01-02T03:04:05.5",
@@ -86,7 +86,7 @@ def test_a_nul_byte_or_non_utf8_key_falls_back_for_its_step(
     listed = store.list()
 
     assert listed == plain(store)
-    assert store._server_scan  # one step re-scanned, the script stays in use
+    assert store.lister.server_scan  # one step re-scanned, the script stays in use
     names = [blob.name for blob in listed]
     assert names == ["client1_storage_sym", "nul\x00inside_storage_sym", "клиент_hmac"]
 
@@ -151,7 +151,7 @@ def test_a_user_without_scripts_still_lists(
             reader.eval("return 1", 0)  # the ACL really refuses scripts
         reader.close()
         listed = store.list()
-        assert not store._server_scan  # refused once, plain SCAN from now on
+        assert not store.lister.server_scan  # refused once, plain SCAN from now on
         assert listed == [StoredBlob("client1_storage_sym", True, ("2024-01-02T03:04:05",), None)]
         assert store.get("client1_storage_sym") == b"\x00" * 48
         with pytest.raises(KeyStoreError, match="no permissions"):

@@ -1,0 +1,230 @@
+"""The Redis connection of the ``redis`` store: one client, bounded retries, typed errors.
+
+redis-py is imported when the store first connects. Its own retries are off:
+:meth:`RedisConnection.run` retries connection errors and timeouts a bounded
+number of times (write scripts are told it is a retry, so they stay
+idempotent) and turns every failure into a keyloader error that names the
+server, never the password.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, TypeVar
+
+from keyloader.errors import AuthenticationError, ConfigError, KeyloaderError, KeyStoreError
+
+from . import scripts
+from .options import RedisSettings
+
+__all__ = ["RETRIES", "RETRY_BACKOFF", "RedisConnection"]
+
+log = logging.getLogger("keyloader.stores.redis")
+
+T = TypeVar("T")
+
+RETRIES = 2
+"""Retries of one command after a connection error or timeout (so 3 attempts)."""
+RETRY_BACKOFF = 0.05
+"""Seconds before the first retry; doubled for each next one."""
+
+_SCRIPTS = (
+    scripts.CREATE,
+    scripts.PUT,
+    scripts.ROTATE,
+    scripts.DELETE,
+    scripts.PUT_HISTORY,
+    scripts.PUT_MANY,
+    scripts.RENEW,
+    scripts.RELEASE,
+    scripts.REVISION,
+    scripts.SCAN_NAMES,
+)
+
+
+class RedisConnection:
+    """A redis-py client (a connection pool) for one store, created on first use."""
+
+    def __init__(self, settings: RedisSettings, store: str) -> None:
+        self.settings = settings
+        self.store = store
+        self._redis: ModuleType | None = None
+        self._client: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def errors(self) -> Any:
+        """``redis.exceptions`` (after the first connection)."""
+        assert self._redis is not None
+        return self._redis.exceptions
+
+    def client(self) -> Any:
+        """The client, connecting on first use."""
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client is None:
+                import redis
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry
+
+                settings = self.settings
+                kwargs: dict[str, Any] = {
+                    "host": settings.host,
+                    "port": settings.port,
+                    "db": settings.db,
+                    "username": settings.username,
+                    "password": settings.password,
+                    "socket_timeout": settings.timeout,
+                    "socket_connect_timeout": settings.timeout,
+                    "retry": Retry(NoBackoff(), 0),  # retries are ours: bounded, write-aware
+                    "decode_responses": False,
+                }
+                if settings.tls:
+                    kwargs.update(
+                        ssl=True,
+                        ssl_cert_reqs="required",
+                        ssl_ca_certs=settings.ca_cert,
+                        ssl_certfile=settings.client_cert,
+                        ssl_keyfile=settings.client_key,
+                    )
+                client = redis.Redis(**kwargs)
+                self._scripts = {source: client.register_script(source) for source in _SCRIPTS}
+                self._redis = redis
+                self._client = client
+        return self._client
+
+    def script(self, source: str) -> Any:
+        """The registered script of ``source`` (connect first)."""
+        return self._scripts[source]
+
+    def run(self, action: str, call: Callable[[Any, int], T]) -> T:
+        """``call(client, attempt)`` with bounded retries on connection errors; typed errors."""
+        attempt = 0
+        while True:
+            client = self.client()
+            try:
+                return call(client, attempt)
+            except KeyloaderError:
+                raise
+            except Exception as exc:
+                errors = self.errors
+                if isinstance(exc, errors.AuthenticationError) or (
+                    isinstance(exc, errors.ResponseError)
+                    and str(exc).startswith(("NOAUTH", "WRONGPASS", "wrong number of arguments"))
+                ):
+                    raise self._auth_error(action) from exc
+                transient = isinstance(exc, errors.ConnectionError | errors.TimeoutError)
+                tls_error: KeyloaderError | None = None
+                if self.settings.tls and isinstance(exc, errors.ConnectionError):
+                    tls_error = self._tls_error(action, exc)
+                    if tls_error is not None and _final_tls_failure(tls_error, exc):
+                        raise tls_error from exc  # retrying cannot change the certificate
+                if transient and attempt < RETRIES:
+                    time.sleep(RETRY_BACKOFF * 2**attempt)
+                    attempt += 1
+                    continue
+                if tls_error is not None:
+                    raise tls_error from exc
+                if isinstance(exc, errors.TimeoutError):
+                    raise KeyStoreError(
+                        f"cannot {action}: Redis at {self.settings.display_url} did not answer "
+                        f"within {self.settings.timeout:g} s ({attempt + 1} attempts); check that "
+                        "the server is up and reachable, or raise the 'timeout' option"
+                    ) from exc
+                if transient:
+                    raise KeyStoreError(
+                        f"cannot {action}: Redis at {self.settings.display_url} is unreachable "
+                        f"({self.scrub(exc)}; {attempt + 1} attempts); check the 'url' option "
+                        "and that the server runs"
+                    ) from exc
+                if isinstance(exc, errors.RedisError):
+                    raise KeyStoreError(
+                        f"cannot {action}: Redis at {self.settings.display_url} answered "
+                        f"{self.scrub(exc)}"
+                    ) from exc
+                raise
+
+    def scrub(self, exc: BaseException) -> str:
+        """The error's text with the password (if any) masked."""
+        text = f"{type(exc).__name__}: {exc}"
+        password = self.settings.password
+        return text.replace(password, "***") if password else text
+
+    def close(self) -> None:
+        """Close the connection pool. Idempotent; a later call reconnects."""
+        with self._lock:
+            client, self._client = self._client, None
+            self._scripts = {}
+        if client is not None:
+            client.close()
+            client.connection_pool.disconnect()
+
+    def _tls_error(self, action: str, exc: BaseException) -> KeyloaderError | None:
+        """The typed error when connection error ``exc`` comes from TLS, else None."""
+        settings = self.settings
+        for option in ("ca_cert", "client_cert", "client_key"):
+            path = getattr(settings, option)
+            if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+                return ConfigError(
+                    f"option {option!r} of key store {self.store!r}: {path} is not a readable "
+                    f"file, so keyloader cannot {action} on {settings.display_url}; point "
+                    f"{option} at the PEM file"
+                )
+        cause: BaseException | None = exc
+        for _ in range(5):  # redis-py raises its ConnectionError while handling the SSLError
+            if cause is None or isinstance(cause, ssl.SSLError):
+                break
+            cause = cause.__cause__ or cause.__context__
+        if not isinstance(cause, ssl.SSLError):
+            return None
+        where = f"cannot {action}: TLS with Redis at {settings.display_url} failed"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return KeyStoreError(
+                f"{where}: the server certificate was refused ({cause.verify_message}); set "
+                "'ca_cert' to the CA that signed it (default: the system CAs) and use a host in "
+                "'url' that the certificate names"
+            )
+        return KeyStoreError(
+            f"{where} ({cause.reason or cause}); if the server requires client certificates, "
+            "set 'client_cert' and 'client_key' to ones its CA signed; check that it speaks TLS "
+            "on this port and that 'ca_cert' is a PEM CA bundle"
+        )
+
+    def _auth_error(self, action: str) -> AuthenticationError:
+        user = self.settings.username or "default"
+        if self.settings.password is None:
+            hint = (
+                "the server requires a password: set KEYLOADER_STORE_REDIS_PASSWORD or the "
+                "'password_file' option"
+            )
+        else:
+            hint = (
+                "check the password (KEYLOADER_STORE_REDIS_PASSWORD, 'password' or "
+                "'password_file') and the 'username' option"
+            )
+        return AuthenticationError(
+            f"cannot {action}: Redis at {self.settings.display_url} refused authentication "
+            f"as user {user!r}; {hint}"
+        )
+
+
+def _final_tls_failure(error: KeyloaderError, exc: BaseException) -> bool:
+    """True when a TLS failure cannot go away by retrying: a missing TLS file or a refused
+    certificate (a handshake cut short, e.g. by a restarting server, is retried)."""
+    if isinstance(error, ConfigError):
+        return True
+    cause: BaseException | None = exc
+    for _ in range(5):
+        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
+            break
+        cause = cause.__cause__ or cause.__context__
+    return isinstance(cause, ssl.SSLCertVerificationError)
