@@ -24,6 +24,7 @@ TREE = {
     "KeyNotFoundError": ("KeyloaderError",),
     "KeyExistsError": ("KeyloaderError",),
     "IntegrityError": ("KeyloaderError",),
+    "KeyFormatError": ("IntegrityError",),
     "KeyStoreError": ("KeyloaderError",),
     "InsecurePermissionsError": ("KeyStoreError",),
 }

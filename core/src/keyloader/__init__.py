@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         IntegrityError,
         InvalidMasterKeyError,
         KeyExistsError,
+        KeyFormatError,
         KeyloaderError,
         KeyNotFoundError,
         KeyStoreError,
@@ -75,6 +76,7 @@ _LAZY: dict[str, str] = {
     "IntegrityError": ".errors",
     "InvalidMasterKeyError": ".errors",
     "KeyExistsError": ".errors",
+    "KeyFormatError": ".errors",
     "KeyloaderError": ".errors",
     "KeyNotFoundError": ".errors",
     "KeyStoreError": ".errors",
@@ -150,6 +152,7 @@ __all__ = [
     "KeyNotFoundError",
     "KeyExistsError",
     "IntegrityError",
+    "KeyFormatError",
     "KeyStoreError",
     "InsecurePermissionsError",
 ]

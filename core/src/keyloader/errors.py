@@ -17,6 +17,7 @@ __all__ = [
     "IntegrityError",
     "InvalidMasterKeyError",
     "KeyExistsError",
+    "KeyFormatError",
     "KeyNotFoundError",
     "KeyStoreError",
     "KeyStoreNotFoundError",
@@ -101,6 +102,10 @@ class KeyExistsError(KeyloaderError):
 
 class IntegrityError(KeyloaderError):
     """A blob failed authentication: wrong master key, tampered or moved file."""
+
+
+class KeyFormatError(IntegrityError):
+    """A key container is malformed: Themis tag, length, checksum, scalar or curve point."""
 
 
 class KeyStoreError(KeyloaderError):
