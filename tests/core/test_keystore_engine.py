@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from keyloader import scell
+from keyloader import scell, themis_keys
 from keyloader.audit import AuditEvent
 from keyloader.errors import (
     ConfigError,
@@ -95,7 +95,8 @@ def test_generate_existing_key_fails_and_writes_nothing(manager: KeyManager) -> 
         (["symmetric"], None),
         (["audit-log"], "client1"),
         (["audit-log", "poison-record-symmetric"], "client1"),
-        (["storage"], "client1"),
+        (["storage"], None),
+        (["poison-record"], "client1"),
         ([], None),
         (["nonsense"], None),
         (["symmetric"], "bad!"),
@@ -144,11 +145,12 @@ def test_destroy_current_keeps_history(manager: KeyManager) -> None:
         manager.destroy("client/nobody/symmetric")
 
 
-def test_rotate_missing_key_and_keypairs(manager: KeyManager) -> None:
+def test_rotate_missing_keys_and_keypairs(manager: KeyManager) -> None:
     with pytest.raises(KeyNotFoundError):
         manager.rotate(SYM)
-    with pytest.raises(ConfigError, match="keypair"):
+    with pytest.raises(KeyNotFoundError, match="nothing to rotate"):
         manager.rotate("client/client1/storage")
+    assert manager.store.list() == []
 
 
 def test_wrong_master_key_is_integrity_error(manager: KeyManager) -> None:
@@ -269,7 +271,10 @@ def test_acra_written_directory_is_read(tmp_path: Path, master: MasterKey) -> No
     keys = tmp_path / ".acrakeys"
     (keys / ".poison_key").mkdir(parents=True, mode=0o700)
     keys.chmod(0o700)
-    raw = {name: os.urandom(32) for name in ("sym", "old", "hmac", "log", "poison", "storage")}
+    raw = {name: os.urandom(32) for name in ("sym", "old", "hmac", "log", "poison")}
+    private, public = themis_keys.generate_keypair()  # what Acra's keymaker writes: Themis EC
+    with private:
+        raw["storage"] = private.bytes()
     mk = master.encryption.bytes()
 
     def write(rel: str, data: bytes, mode: int = 0o600) -> None:
@@ -290,7 +295,7 @@ def test_acra_written_directory_is_read(tmp_path: Path, master: MasterKey) -> No
         scell.encrypt(mk, raw["poison"], b".poison_key/poison_key_sym"),
     )
     write("client1_storage", scell.encrypt(mk, raw["storage"], b"client1"))
-    write("client1_storage.pub", b"public key bytes", 0o644)
+    write("client1_storage.pub", public, 0o644)
     write("client1_server", b"pre-0.85 acra transport key")
 
     with KeyManager(fs_store(keys), _copy(master)) as km:
@@ -300,7 +305,7 @@ def test_acra_written_directory_is_read(tmp_path: Path, master: MasterKey) -> No
         assert km.read("audit-log").bytes() == raw["log"]
         assert km.read("poison-record-symmetric").bytes() == raw["poison"]
         assert km.read("client/client1/storage").bytes() == raw["storage"]
-        assert km.read_public("client/client1/storage") == b"public key bytes"
+        assert km.read_public("client/client1/storage") == public
         rows = {(Path(i.path).name, i.state, i.index) for i in km.list(rotated=True)}
         assert ("client1_server", "unknown", None) in rows
         assert ("client1_storage.pub", "public", None) in rows

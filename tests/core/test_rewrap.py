@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -62,15 +61,8 @@ def populate(manager: KeyManager, clients: int = 4) -> None:
     manager.rotate("client/client1/searchable")
     manager.generate(["audit-log", "poison-record-symmetric"])
     manager.rotate("poison-record-symmetric")
-    key = manager.master_key.encryption.buffer
-    store = manager.store
-    with store.lock():  # keypairs are opaque blobs keyloader never generates: made by hand
-        store.put("client0_storage", scell.encrypt(key, os.urandom(64), b"client0"))
-        store.put("client0_storage.pub", b"client0 public key", public=True)
-        store.put(
-            ".poison_key/poison_key", scell.encrypt(key, os.urandom(48), b".poison_key/poison_key")
-        )
-        store.put(".poison_key/poison_key.pub", b"poison public key", public=True)
+    manager.generate(["storage"], client_id="client0")
+    manager.generate(["poison-record"])
 
 
 def snapshot(store: KeyStore, key: MasterKey) -> dict[Slot, bytes]:

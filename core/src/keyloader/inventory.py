@@ -11,9 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from .errors import IntegrityError, KeyNotFoundError
+from . import themis_keys
+from .errors import IntegrityError, KeyFormatError, KeyNotFoundError
 from .keyids import KeyId, classify
-from .stores.base import KeyStore
+from .keypairs import public_history_match
+from .secret import SecretBytes
+from .stores.base import KeyStore, StoredBlob
 from .stores.timestamps import parse_history_timestamp
 
 if TYPE_CHECKING:
@@ -77,6 +80,8 @@ def list_keys(manager: KeyManager, *, rotated: bool = False, check: bool = False
             entries: list[tuple[int | None, KeyState, str | None]] = [(None, "unknown", None)]
         elif what.public:
             entries = [(None, "public", None)] if blob.current else []
+            if rotated:  # the public halves of rotated keypairs, numbered like the private ones
+                entries += [(i, "public", ts) for i, ts in enumerate(blob.history, start=2)]
         else:
             entries = [(1, "current", None)] if blob.current else []
             if rotated:
@@ -126,7 +131,9 @@ def verify_keys(
     """
     results: list[VerifyResult] = []
     work: list[tuple[KeyId, str, int, str | None]] = []
-    for blob in manager.store.list():
+    listing = manager.store.list()
+    by_name = {blob.name: blob for blob in listing}
+    for blob in listing:
         what = classify(blob.name)
         kid = what.key_id
         if kid is None:
@@ -140,7 +147,9 @@ def verify_keys(
         where = location_of(manager.store, name, ts)
         try:
             data = manager.store.get(name) if ts is None else manager.store.get_history(name, ts)
-            manager.unseal(data, kid.context, where).wipe()
+            with manager.unseal(data, kid.context, where) as plain:
+                if kid.public_name is not None:
+                    _check_pair(manager.store, by_name, kid, plain, ts, where)
         except (IntegrityError, KeyNotFoundError) as exc:
             results.append(
                 VerifyResult(str(kid), index, where, False, str(exc), type(exc).__name__)
@@ -153,6 +162,32 @@ def verify_keys(
             progress(done, len(work))
     results.sort(key=lambda r: r.path)
     return results
+
+
+def _check_pair(
+    store: KeyStore,
+    listing: dict[str, StoredBlob],
+    kid: KeyId,
+    private: SecretBytes,
+    timestamp: str | None,
+    where: str,
+) -> None:
+    """``KeyFormatError`` unless the private half (a Themis container) matches its public half."""
+    assert kid.public_name is not None
+    public = listing.get(kid.public_name)
+    if timestamp is None:
+        match = None if public is None or not public.current else ""
+    else:
+        match = public_history_match(listing[kid.store_name], public, timestamp)
+    if match is None:
+        which = "its public half" if timestamp is None else "the public half of that rotation"
+        raise KeyFormatError(f"{where}: {which} ({kid.public_name}) is missing")
+    stored = store.get(kid.public_name) if not match else store.get_history(kid.public_name, match)
+    if themis_keys.public_of(private, where) != stored:
+        raise KeyFormatError(
+            f"{where}: the private half does not match its public half "
+            f"{location_of(store, kid.public_name, match or None)}"
+        )
 
 
 def location_of(store: KeyStore, name: str, timestamp: str | None) -> str:

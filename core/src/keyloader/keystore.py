@@ -14,6 +14,7 @@ from .errors import ConfigError, IntegrityError, KeyExistsError, KeyNotFoundErro
 from .inventory import KeyInfo, VerifyResult, list_keys, location_of, verify_keys
 from .keycache import V2_UNSUPPORTED, MasterKeySlot, MasterKeySource, SealedKeyCache
 from .keyids import KeyId, KeyKind
+from .keypairs import destroy_keypair, new_keypair_blobs, rotate_keypair
 from .masterkey import MasterKey
 from .secret import SecretBytes
 from .stores.base import KeyStore
@@ -26,8 +27,10 @@ SYMMETRIC_KEY_LENGTH = 32
 GENERATABLE_KINDS = (
     KeyKind.SYMMETRIC,
     KeyKind.SEARCHABLE,
+    KeyKind.STORAGE,
     KeyKind.AUDIT_LOG,
     KeyKind.POISON_RECORD_SYMMETRIC,
+    KeyKind.POISON_RECORD,
 )
 
 
@@ -177,52 +180,77 @@ class KeyManager:
     def generate(
         self, kinds: Iterable[KeyKind | str], client_id: str | None = None
     ) -> builtins.list[KeyId]:
-        """Generate new keys (32 random bytes each); ``KeyExistsError`` if any exists.
+        """Generate new keys; ``KeyExistsError`` if any exists (either half of a keypair).
 
-        ``client_id`` applies to the per-client kinds among ``kinds`` (symmetric,
-        searchable); it is an error when none of them is asked for. Nothing is
-        written unless every key can be generated.
+        Symmetric kinds get 32 random bytes; keypairs (``storage``,
+        ``poison-record``) a new P-256 Themis keypair, the private half sealed and
+        the public half plain (:mod:`keyloader.keypairs`). ``client_id`` applies to
+        the per-client kinds among ``kinds`` (symmetric, searchable, storage); it
+        is an error when none of them is asked for. Nothing is written unless
+        every key can be generated.
         """
         wanted = [_kind(kind) for kind in kinds]
         if not wanted:
             raise ConfigError("nothing to generate: name at least one key kind")
         if client_id is not None and not any(kind.per_client for kind in wanted):
             raise ConfigError(
-                "a client id applies only to client keys (symmetric, searchable), "
+                "a client id applies only to client keys (symmetric, searchable, storage), "
                 f"not to {', '.join(kind.value for kind in wanted)}"
             )
-        kids = [_generatable(kind, client_id if kind.per_client else None) for kind in wanted]
+        kids = list(
+            dict.fromkeys(
+                _generatable(kind, client_id if kind.per_client else None) for kind in wanted
+            )
+        )
         key = self.master_key
         with self.store.lock():
             existing = {b.name for b in self.store.list() if b.current}
             for kid in kids:
-                if kid.store_name in existing:
+                names = [kid.store_name, *([kid.public_name] if kid.public_name else [])]
+                if any(name in existing for name in names):
                     raise KeyExistsError(f"{kid} already exists: use `keyloader keys rotate {kid}`")
             for kid in kids:
-                self.store.create(kid.store_name, _new_blob(key, kid))
+                if kid.public_name is None:
+                    self.store.create(kid.store_name, _new_blob(key, kid))
+                else:
+                    sealed, public = new_keypair_blobs(key, kid)
+                    self.store.create(kid.store_name, sealed)
+                    self.store.create(kid.public_name, public, public=True)
                 self.forget(kid.store_name)
                 self.audit("key_generated", kid, 1)
         return kids
 
     def rotate(self, key_id: KeyId | str) -> KeyId:
-        """Replace a key with a new random one; the old one becomes the newest history entry."""
+        """Replace a key with a new random one; the old one becomes the newest history entry.
+
+        A keypair gets a new keypair; both old halves go to history under one timestamp.
+        """
         given = key_id_of(key_id)
         kid = _generatable(given.kind, given.client_id, action="rotate")
         key = self.master_key
         with self.store.lock():
-            self.store.rotate(kid.store_name, _new_blob(key, kid))
+            if kid.public_name is None:
+                self.store.rotate(kid.store_name, _new_blob(key, kid))
+            else:
+                rotate_keypair(self.store, key, kid)
             self.forget(kid.store_name)
         self.audit("key_rotated", kid, 1)
         return kid
 
     def destroy(self, key_id: KeyId | str, index: int | None = None) -> None:
-        """Delete the current key (history kept), or one history entry with ``index``."""
+        """Delete the current key (history kept), or one history entry with ``index``.
+
+        For a keypair both halves go: the current ones, or the history entry of each.
+        """
         kid = key_id_of(key_id)
         with self.store.lock():
-            if index is None or index == 1:
+            timestamp = None if index is None or index == 1 else self._history_timestamp(kid, index)
+            if kid.public_name is not None:
+                destroy_keypair(self.store, kid, timestamp)
+            elif timestamp is None:
                 self.store.delete(kid.store_name)
             else:
-                self.store.delete_history(kid.store_name, self._history_timestamp(kid, index))
+                self.store.delete_history(kid.store_name, timestamp)
             self.forget(kid.store_name)
         self.audit("key_destroyed", kid, index or 1)
 
@@ -350,11 +378,8 @@ def _kind(kind: KeyKind | str) -> KeyKind:
 
 
 def _generatable(kind: KeyKind, client_id: str | None, action: str = "generate") -> KeyId:
-    if kind not in GENERATABLE_KINDS:
-        raise ConfigError(
-            f"keyloader does not {action} {kind.value} keypairs; they are kept, listed, read "
-            "and rewrapped as opaque blobs (create them with Acra's acra-keys)"
-        )
+    if kind not in GENERATABLE_KINDS:  # pragma: no cover - every kind is generatable
+        raise ConfigError(f"keyloader does not {action} {kind.value} keys")
     if client_id is not None and not kind.per_client:
         raise ConfigError(f"a client id applies only to client keys, not to {kind.value}")
     return KeyId(kind, client_id)

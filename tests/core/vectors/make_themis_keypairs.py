@@ -9,10 +9,10 @@ virtual environment, then::
 
 Each vector is a Themis-made P-256 keypair (``REC2``/``UEC2`` containers), its
 private half sealed with Secure Cell Seal under a fixed master key and Acra's
-context for a client storage key or the poison record key. With ``--check FILE``, FILE holds keyloader-made keypairs
-(``[{"private": hex, "public": hex}]``): each must work with Themis Secure
-Message in both directions against a Themis-made keypair; the script exits 1 if
-not.
+context for a client storage key or the poison record key. With
+``--check FILE``, FILE holds keyloader-made keypairs (``[{"private": hex,
+"public": hex}]``): each must work with Themis Secure Message in both directions
+against a Themis-made keypair; the script exits 1 if not.
 """
 
 from __future__ import annotations
