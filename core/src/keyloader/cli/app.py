@@ -387,7 +387,10 @@ StoreOptions = Annotated[
 KeysDirOption = Annotated[
     Path | None,
     typer.Option(
-        "--keys-dir", metavar="DIR", help="The key store's keys_dir (default: ./.acrakeys)."
+        "--keys-dir",
+        "--keys_dir",
+        metavar="DIR",
+        help="The key store's keys_dir (default: ./.acrakeys); --keys_dir is Acra's spelling.",
     ),
 ]
 JsonFlag = Annotated[

@@ -38,19 +38,47 @@ KeyIdArgument = Annotated[
 @app.command("generate")
 def generate(
     client_id: Annotated[
-        str | None, typer.Option("--client-id", metavar="ID", help="Client id of client keys.")
+        str | None,
+        typer.Option("--client-id", "--client_id", metavar="ID", help="Client id of client keys."),
     ] = None,
     symmetric: Annotated[
-        bool, typer.Option("--symmetric", help="The client's symmetric storage key (default).")
+        bool,
+        typer.Option(
+            "--symmetric",
+            "--client_storage_symmetric_key",
+            help="The client's symmetric storage key (default).",
+        ),
     ] = False,
     searchable: Annotated[
-        bool, typer.Option("--searchable", help="The client's HMAC key for searchable encryption.")
+        bool,
+        typer.Option(
+            "--searchable",
+            "--search_hmac_symmetric_key",
+            help="The client's HMAC key for searchable encryption.",
+        ),
+    ] = False,
+    storage: Annotated[
+        bool,
+        typer.Option(
+            "--storage",
+            "--client_storage_key",
+            help="The client's storage keypair (AcraStruct): <id>_storage and <id>_storage.pub.",
+        ),
     ] = False,
     audit_log: Annotated[
-        bool, typer.Option("--audit-log", help="The secure log signing key.")
+        bool,
+        typer.Option("--audit-log", "--audit_log_symmetric_key", help="The secure log key."),
     ] = False,
     poison_record_symmetric: Annotated[
         bool, typer.Option("--poison-record-symmetric", help="The symmetric poison record key.")
+    ] = False,
+    poison_record: Annotated[
+        bool,
+        typer.Option(
+            "--poison-record",
+            "--poison_record_keys",
+            help="The poison record keys: the keypair and the symmetric key.",
+        ),
     ] = False,
 ) -> None:
     """Generate new keys; prints one key id per line. An existing key is an error (rotate it)."""
@@ -61,8 +89,10 @@ def generate(
         [
             (symmetric, KeyKind.SYMMETRIC),
             (searchable, KeyKind.SEARCHABLE),
+            (storage, KeyKind.STORAGE),
             (audit_log, KeyKind.AUDIT_LOG),
-            (poison_record_symmetric, KeyKind.POISON_RECORD_SYMMETRIC),
+            (poison_record, KeyKind.POISON_RECORD),
+            (poison_record or poison_record_symmetric, KeyKind.POISON_RECORD_SYMMETRIC),
         ]
     )
     with session.open_keystore() as keys:
