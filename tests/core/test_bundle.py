@@ -552,9 +552,9 @@ MALFORMED: dict[str, tuple[bytes, str]] = {
     "unknown name": (_payload(_entry("auth_key")), "not an Acra keystore v1 key"),
     "escaping name": (_payload(_entry("../client1_hmac")), "not an Acra keystore v1 key"),
     "public flag": (_payload(_entry("client1_storage.pub")), "wrong public flag"),
-    "public history": (
-        _payload(_entry("client1_storage.pub", flags=3, ts="2020-01-01T00:00:00")),
-        "public key with a history timestamp",
+    "public history of a symmetric key": (
+        _payload(_entry("secure_log_key.pub", flags=3, ts="2020-01-01T00:00:00")),
+        "not an Acra keystore v1 key",
     ),
     "bad timestamp": (
         _payload(_entry("secure_log_key", flags=2, ts="yesterday")),
@@ -642,3 +642,32 @@ def test_reports_and_errors_carry_no_key_material(
     texts += [repr(e) for e in events]
     for text in texts:
         assert leaks(text, secrets) == [], text
+
+
+def test_a_rotated_keypair_travels_with_both_histories(tmp_path: Path) -> None:
+    with generate_master_key() as source_key, generate_master_key() as target_key:
+        source = KeyManager(
+            FilesystemKeyStore({"keys_dir": tmp_path / "a"}),
+            MasterKey(SecretBytes(source_key.encryption.buffer)),
+        )
+        with source:
+            source.generate(["storage"], client_id="client1")
+            source.rotate("client/client1/storage")
+            report = export_keys(source, None, tmp_path / "b.bundle", tmp_path / "b.secret")
+            listing = {b.name: b for b in source.store.list()}
+            publics = {
+                ts: source.store.get_history("client1_storage.pub", ts)
+                for ts in listing["client1_storage.pub"].history
+            }
+        assert (report.entries, report.history, report.public) == (4, 2, 2)
+        target = KeyManager(
+            FilesystemKeyStore({"keys_dir": tmp_path / "c"}),
+            MasterKey(SecretBytes(target_key.encryption.buffer)),
+        )
+        with target:
+            import_keys(target, tmp_path / "b.bundle", tmp_path / "b.secret")
+            copied = {b.name: b for b in target.store.list()}
+            assert copied["client1_storage.pub"].history == listing["client1_storage.pub"].history
+            for ts, public in publics.items():
+                assert target.store.get_history("client1_storage.pub", ts) == public
+            assert all(r.ok for r in target.verify())

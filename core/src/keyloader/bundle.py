@@ -185,8 +185,7 @@ def _selected(
     for blob in chosen:
         public = classify(blob.name).public
         stamps: list[str | None] = [None] if blob.current else []
-        if not public:  # history of a .pub file is not a key: left out
-            stamps += list(blob.history)
+        stamps += list(blob.history)  # a keypair's public history goes with its private one
         if stamps:
             names.append((blob.name, public, stamps))
     return names, unknown

@@ -254,8 +254,6 @@ def parse_payload(view: memoryview, source: Path) -> list[BundleEntry]:
             raise reader.malformed(f"{what} names {name[:80]!r}, not an Acra keystore v1 key")
         if kind.public != public:
             raise reader.malformed(f"{what} ({name}) has a wrong public flag")
-        if public and timestamp is not None:
-            raise reader.malformed(f"{what} ({name}) is a public key with a history timestamp")
         if start == end and not public:  # a key is never empty (a public file may be)
             raise reader.malformed(f"{what} ({name}) is empty")
         if (name, timestamp) in seen:
