@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from . import themis_keys
-from .errors import IntegrityError, KeyFormatError, KeyNotFoundError
+from .errors import IntegrityError, KeyFormatError, KeyNotFoundError, KeyStoreError
 from .keyids import KeyId, classify
 from .keypairs import public_history_match
 from .secret import SecretBytes
@@ -113,7 +113,7 @@ def _decrypts(manager: KeyManager, kid: KeyId, name: str, timestamp: str | None)
             else manager.store.get_history(name, timestamp)
         )
         manager.unseal(blob, kid.context, name).wipe()
-    except IntegrityError:
+    except (IntegrityError, KeyStoreError):
         return False
     return True
 
@@ -150,7 +150,7 @@ def verify_keys(
             with manager.unseal(data, kid.context, where) as plain:
                 if kid.public_name is not None:
                     _check_pair(manager.store, by_name, kid, plain, ts, where)
-        except (IntegrityError, KeyNotFoundError) as exc:
+        except (IntegrityError, KeyNotFoundError, KeyStoreError) as exc:
             results.append(
                 VerifyResult(str(kid), index, where, False, str(exc), type(exc).__name__)
             )

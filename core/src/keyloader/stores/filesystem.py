@@ -198,12 +198,13 @@ class FilesystemKeyStore(KeyStore):
                     found = blobs.get(name) or StoredBlob(name, current=False)
                     history = fs_history.entries(path)
                     blobs[name] = StoredBlob(name, found.current, history, found.created)
-                elif stat.S_ISREG(st.st_mode):
+                else:
+                    # A symlink, FIFO or directory in place of a key is listed too: reading
+                    # it fails with the reason, so verify reports it instead of skipping it.
                     name = prefix + base
                     found = blobs.get(name) or StoredBlob(name, current=False)
-                    blobs[name] = StoredBlob(name, True, found.history, st.st_mtime)
-                else:
-                    log.debug("ignoring %s: not a regular file", entry.path)
+                    created = st.st_mtime if stat.S_ISREG(st.st_mode) else None
+                    blobs[name] = StoredBlob(name, True, found.history, created)
 
     def get(self, name: str) -> bytes:
         # The hot path of every uncached use(): plain strings, no pathlib, no context managers.

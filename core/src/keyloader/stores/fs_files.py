@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..errors import InsecurePermissionsError, KeyloaderError, KeyNotFoundError, KeyStoreError
-from .names import PUBLIC_SUFFIX, check_name
+from .names import MAX_BLOB_SIZE, PUBLIC_SUFFIX, check_blob_size, check_name
 
 __all__ = [
     "DIR_MODE",
@@ -161,12 +161,14 @@ def read_file(path: str | Path, public: bool, what: str) -> bytes:
     try:
         st = os.fstat(fd)
         check_file_stat(path, st, public)
+        check_blob_size(st.st_size, what, str(Path(path).parent))
         data = os.read(fd, st.st_size + 1)
-        if len(data) != st.st_size:  # the file changed under us: read to the end
+        if len(data) != st.st_size:  # the file changed under us: read to the end, bounded
             chunks = [data]
-            while chunk := os.read(fd, 1 << 16):
+            while (chunk := os.read(fd, 1 << 12)) and sum(map(len, chunks)) <= MAX_BLOB_SIZE:
                 chunks.append(chunk)
             data = b"".join(chunks)
+            check_blob_size(len(data), what, str(Path(path).parent))
         return data
     finally:
         os.close(fd)

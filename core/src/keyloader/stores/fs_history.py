@@ -56,10 +56,7 @@ def entries(history_dir: Path) -> tuple[str, ...]:
         for entry in found:
             if entry.name.startswith(HELPER_PREFIX):
                 continue
-            if not entry.is_file(follow_symlinks=False):
-                log.warning("ignoring %s: not a regular file", entry.path)
-                continue
-            try:
+            try:  # a symlink or FIFO named like an entry is listed: reading it says why not
                 stamps.append((parse_history_timestamp(entry.name), entry.name))
             except ValueError:
                 log.warning("ignoring %s: not a history timestamp", entry.path)

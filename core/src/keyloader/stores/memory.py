@@ -14,6 +14,7 @@ from ..errors import KeyExistsError, KeyNotFoundError, KeyStoreError
 from ..providers import Option
 from .base import BlobWrite, KeyStore, StoredBlob
 from .names import (
+    check_blob_size,
     check_history_timestamp,
     check_name,
     check_public_flag,
@@ -99,6 +100,7 @@ class MemoryKeyStore(KeyStore):
             entry = self._entries.get(name)
             if entry is None or entry.current is None:
                 raise KeyNotFoundError(f"{name} does not exist in {self.location}")
+            check_blob_size(len(entry.current), name, self.location)
             return entry.current
 
     def get_history(self, name: str, timestamp: str) -> bytes:
@@ -110,7 +112,9 @@ class MemoryKeyStore(KeyStore):
                 raise KeyNotFoundError(
                     f"history entry {timestamp} of {name} does not exist in {self.location}"
                 )
-            return entry.history[timestamp]
+            data = entry.history[timestamp]
+            check_blob_size(len(data), f"history entry {timestamp} of {name}", self.location)
+            return data
 
     def revision(self, name: str, timestamp: str | None = None) -> Hashable | None:
         check_name(name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, KeyStoreError
 from .timestamps import parse_history_timestamp
 
 __all__ = [
@@ -21,7 +21,9 @@ __all__ = [
     "HISTORY_SUFFIX",
     "POISON_DIR",
     "PUBLIC_SUFFIX",
+    "MAX_BLOB_SIZE",
     "VERSION_FILE",
+    "check_blob_size",
     "check_history_timestamp",
     "check_name",
     "check_public_flag",
@@ -39,6 +41,8 @@ VERSION_FILE = "version"
 """Acra's keystore version marker (``Acra Keystore v2`` directories are refused)."""
 HELPER_PREFIX = ".keyloader"
 """Names keyloader reserves for its own helpers; never a key."""
+MAX_BLOB_SIZE = 4096
+"""The largest stored blob a store reads: Acra v1 key files are under 100 bytes."""
 
 
 def non_negative_seconds(value: float) -> None:
@@ -117,4 +121,13 @@ def check_public_flag(name: str, public: bool) -> None:
         raise ConfigError(
             f"key store name {name!r} is marked public but does not end in .pub: only public "
             "keys (<name>.pub) are stored world-readable"
+        )
+
+
+def check_blob_size(size: int, what: str, location: str) -> None:
+    """Refuse to read a stored value larger than any key could be (:data:`MAX_BLOB_SIZE`)."""
+    if size > MAX_BLOB_SIZE:
+        raise KeyStoreError(
+            f"{what} in {location} is {size} bytes, larger than any key could be "
+            f"({MAX_BLOB_SIZE} bytes at most): it is not a key; move it out of the key store"
         )

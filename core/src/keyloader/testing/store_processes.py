@@ -52,7 +52,7 @@ def _hold_lock(reopen: Callable[..., KeyStore], held: Any, release: Any) -> None
 
 def _value(round_: int) -> bytes:
     """The blob a writer puts in round ``round_``: one repeated byte, a length of its own."""
-    return bytes([round_ % 251 + 1]) * (600 + (round_ % 7) * 900)
+    return bytes([round_ % 251 + 1]) * (100 + (round_ % 7) * 550)
 
 
 def _write_rounds(reopen: Callable[..., KeyStore], rounds: int) -> None:

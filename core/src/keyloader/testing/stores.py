@@ -31,8 +31,9 @@ from collections.abc import Hashable
 
 import pytest
 
-from ..errors import ConfigError, KeyExistsError, KeyNotFoundError
+from ..errors import ConfigError, KeyExistsError, KeyNotFoundError, KeyStoreError
 from ..stores.base import BlobWrite, KeyStore
+from ..stores.names import MAX_BLOB_SIZE
 from .store_history import EVERY_BYTE, NAMES, StoreHistoryChecks, creates_history, listed
 from .store_processes import StoreProcessChecks
 
@@ -88,7 +89,7 @@ class KeyStoreContract(StoreHistoryChecks, StoreProcessChecks):
         ]
 
     @pytest.mark.parametrize(
-        "data", [EVERY_BYTE, EVERY_BYTE[::-1] * 64, b"\0", b"\n\r\n", b"\xff" * 1000]
+        "data", [EVERY_BYTE, EVERY_BYTE[::-1] * 16, b"\0", b"\n\r\n", b"\xff" * 1000]
     )
     def test_binary_data_round_trips(self, store: KeyStore, data: bytes) -> None:
         with store.lock():
@@ -121,6 +122,14 @@ class KeyStoreContract(StoreHistoryChecks, StoreProcessChecks):
         with pytest.raises(KeyNotFoundError):
             store.get("poison_key_sym")
         assert [b.name for b in store.list()] == [".poison_key/poison_key_sym"]
+
+    def test_a_value_larger_than_any_key_is_refused_on_read(self, store: KeyStore) -> None:
+        """A stored value past ``MAX_BLOB_SIZE`` is not a key: reading it is a ``KeyStoreError``."""
+        store.put("client1_hmac", bytes(MAX_BLOB_SIZE))
+        assert store.get("client1_hmac") == bytes(MAX_BLOB_SIZE)
+        store.put("client1_hmac", bytes(MAX_BLOB_SIZE + 1024))
+        with pytest.raises(KeyStoreError, match="larger than any key"):
+            store.get("client1_hmac")
 
     # -- listing ---------------------------------------------------------------------------
 

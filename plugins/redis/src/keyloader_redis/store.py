@@ -46,7 +46,9 @@ from keyloader.providers import Option
 from keyloader.stores.base import BlobWrite, KeyStore, StoredBlob
 from keyloader.stores.names import (
     HISTORY_SUFFIX,
+    MAX_BLOB_SIZE,
     VERSION_FILE,
+    check_blob_size,
     check_history_timestamp,
     check_name,
     check_public_flag,
@@ -128,14 +130,19 @@ class RedisKeyStore(KeyStore):
     # -- reading ---------------------------------------------------------------------------
 
     def _decode(self, value: bytes, key: str) -> bytes:
+        what, where = f"Redis key {key}", self.settings.display_url
+        if len(value) > 2 * MAX_BLOB_SIZE:  # far past any key's base64: not decoded at all
+            check_blob_size(len(value) * 3 // 4, what, where)
         try:
-            return base64.b64decode(value.translate(None, b"\r\n"), validate=True)
+            data = base64.b64decode(value.translate(None, b"\r\n"), validate=True)
         except (binascii.Error, ValueError):
             raise IntegrityError(
                 f"Redis key {key} on {self.settings.display_url} is not base64: the value is "
                 "corrupt or was not written by keyloader or Acra; restore it from a backup, or "
                 "destroy and regenerate that key"
             ) from None
+        check_blob_size(len(data), what, where)
+        return data
 
     def version(self) -> str | None:
         key = self._base + VERSION_FILE
