@@ -73,7 +73,7 @@ class NoWait(FilesystemKeyStore):
     def lock(self) -> Iterator[None]:
         import fcntl
 
-        fd = os.open(Path(self.location) / ".keyloader.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.location, os.O_RDONLY | os.O_DIRECTORY)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -93,6 +93,6 @@ def test_a_replica_serves_reads_and_refuses_writes(
             keys.rotate("client/client1/searchable")
     replica = redis.Redis(host=LOOPBACK, port=replica_port)
     try:
-        assert not replica.exists(f"{PREFIX}/.keyloader.lock")  # the refused writer left nothing
+        assert not replica.exists(f"{PREFIX}.keyloader-lock")  # the refused writer left nothing
     finally:
         replica.close()

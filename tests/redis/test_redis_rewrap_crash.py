@@ -44,7 +44,7 @@ BLOBS = 2 * CLIENTS + ROTATED + 1
 TRIALS = 10
 SEED = 4321
 LEASE = 0.5  # the children's writer-lock lease: a killed writer's lock expires this fast
-LOCK_NAME = ".keyloader.lock"  # the writer lock below the prefix (docs/redis.md)
+LOCK_SUFFIX = ".keyloader-lock"  # the writer lock beside the prefix (docs/redis.md)
 LOCK_TIMEOUT = 5.0  # how long a child waits for the lock (well above LEASE)
 
 REWRAP_CHILD = f"""
@@ -149,13 +149,14 @@ def check_raw(
     """Every blob opens under one of ``keys`` with its plaintext, and nothing is missing or
     extra: returns how many blobs the last of ``keys`` opens, and whether a lock is left."""
     values = raw_values(server, prefix)
-    lock = values.pop(LOCK_NAME, None)
+    assert not any("keyloader" in name for name in values), "a helper key under the prefix"
+    client = server.client()
+    try:
+        lock = client.get(f"{prefix}{LOCK_SUFFIX}")
+        ttl = client.pttl(f"{prefix}{LOCK_SUFFIX}")
+    finally:
+        client.close()
     if lock is not None:  # a dead writer's lock must be leased, never persistent
-        client = server.client()
-        try:
-            ttl = client.pttl(f"{prefix}/{LOCK_NAME}")
-        finally:
-            client.close()
         assert ttl != -1, "the lock has no lease: it would never expire"
         assert ttl <= LEASE * 1000, ttl  # -2: it expired since
     assert set(values) == set(pristine.by_redis_key)

@@ -33,7 +33,7 @@ def stored_blobs(server: RedisServer, prefix: str) -> dict[str, bytes]:
     client = server.client()
     try:
         keys = sorted(k.decode() for k in client.scan_iter(match=f"{prefix}/*"))
-        values = {key: client.get(key) for key in keys if not key.endswith("/.keyloader.lock")}
+        values = {key: client.get(key) for key in keys}
     finally:
         client.close()
     blobs = {}

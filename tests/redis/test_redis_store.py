@@ -258,7 +258,7 @@ def test_wrong_or_missing_password_is_authentication_error(
 def test_lock_excludes_other_writers(make_store: StoreFactory, redis_server: RedisServer) -> None:
     holder, other = make_store(), make_store(lock_timeout=0.2)
     with holder.lock():
-        with pytest.raises(KeyStoreError, match=r"timed out after 0.2 s.*\.keyloader\.lock"):
+        with pytest.raises(KeyStoreError, match=r"timed out after 0.2 s.*\.keyloader-lock"):
             other.put("client1_hmac", b"blocked")
         raw = redis_server.client()
         assert raw.pttl(holder.lock_key) > 0  # a lease, so a crashed writer's lock expires

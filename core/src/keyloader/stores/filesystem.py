@@ -7,6 +7,8 @@ checks and atomic writes are in :mod:`.fs_files`, the writer lock in
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import logging
 import os
 import stat
@@ -24,6 +26,7 @@ from .fs_batch import (
     batch_targets,
     check_target,
     finish_stage,
+    is_helper,
     list_stages,
     recover_stages,
     stage_batch,
@@ -78,6 +81,8 @@ __all__ = [
 log = logging.getLogger("keyloader.stores.filesystem")
 
 LOCK_NAME = ".keyloader.lock"
+"""The lock file of keyloader before 0.2; the lock is now the directory's own ``flock``, and an
+empty one left behind is removed by the sweep."""
 
 
 class FilesystemKeyStore(KeyStore):
@@ -118,9 +123,8 @@ class FilesystemKeyStore(KeyStore):
         # name -> (file path, sub-directory or None, public): the read path avoids pathlib.
         self._paths: dict[str, tuple[str, str | None, bool]] = {}
         self.lock_timeout = lock_timeout_option(self.config, self.name)
-        self._lock = DirectoryLock(
-            self.path, self.path / LOCK_NAME, self.lock_timeout, self._after_crash
-        )
+        self._lock = DirectoryLock(self.path, self.lock_timeout, self._after_crash)
+        self._helpers_seen = False
 
     # -- where things are ----------------------------------------------------------------
 
@@ -130,7 +134,8 @@ class FilesystemKeyStore(KeyStore):
 
     @property
     def lock_path(self) -> Path:
-        return self.path / LOCK_NAME
+        """What the writer lock is held on: the key directory itself (``flock``)."""
+        return self.path
 
     def _current_path(self, name: str) -> tuple[str, str | None, bool]:
         """The file of ``name``, its sub-directory (``.poison_key``) or None, and publicness."""
@@ -163,7 +168,19 @@ class FilesystemKeyStore(KeyStore):
             raise KeyStoreError(f"cannot read {self.path / VERSION_FILE}: {exc.strerror}") from exc
         return data.decode("utf-8", errors="replace").strip()
 
-    def list(self) -> list[StoredBlob]:
+    def list(self) -> builtins.list[StoredBlob]:
+        self._helpers_seen = False
+        blobs = self._list()
+        if self._helpers_seen and os.access(self.path, os.W_OK):
+            # A dead writer's leftovers: swept now if no writer runs, so the directory
+            # holds only Acra's files after any command (Acra's backup reads every file).
+            with self._lock.hold_if_free() as held:
+                if held:
+                    self._after_crash()
+                    blobs = self._list()
+        return blobs
+
+    def _list(self) -> builtins.list[StoredBlob]:
         with os_errors(f"list {self.path}"):
             try:
                 check_dir_stat(self.path, os.stat(self.path))
@@ -186,7 +203,10 @@ class FilesystemKeyStore(KeyStore):
         with os.scandir(directory) as entries:
             for entry in entries:
                 base = entry.name
-                if base.startswith(HELPER_PREFIX) or (not prefix and base == VERSION_FILE):
+                if base.startswith(HELPER_PREFIX) and is_helper(base, top=not prefix):
+                    self._helpers_seen = True
+                    continue
+                if not prefix and base == VERSION_FILE:
                     continue
                 if not prefix and base == POISON_DIR:
                     continue
@@ -336,11 +356,17 @@ class FilesystemKeyStore(KeyStore):
             yield
 
     def _after_crash(self) -> None:
-        """What the first lock holder sweeps: stale temp files, committed stages."""
+        """What a lock holder sweeps: stale temp files, an empty lock file of keyloader < 0.2,
+        and imports a dead writer staged (finished if committed, else removed)."""
         with os_errors(f"remove stale temp files in {self.path}"):
             stages = sweep(self.path)
+            legacy = self.path / LOCK_NAME
+            with contextlib.suppress(FileNotFoundError):
+                st = os.lstat(legacy)
+                if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                    os.unlink(legacy)
         with os_errors(f"recover interrupted imports in {self.path}"):
-            recover_stages(self.path, stages)
+            recover_stages(self.path, stages, incomplete=True)
 
     def close(self) -> None:
         self._lock.release_if_idle()

@@ -47,6 +47,7 @@ from .names import (
 __all__ = [
     "IMPORT_PREFIX",
     "batch_targets",
+    "is_helper",
     "check_target",
     "finish_stage",
     "list_stages",
@@ -58,6 +59,7 @@ __all__ = [
 log = logging.getLogger("keyloader.stores.filesystem")
 
 IMPORT_PREFIX = ".keyloader-import-"
+LEGACY_LOCK_NAME = ".keyloader.lock"
 STAGE_MANIFEST = "manifest"
 STAGE_COMPLETE = "complete"
 
@@ -177,6 +179,14 @@ def recover_stages(keys_dir: Path, stages: list[Path], *, incomplete: bool = Fal
             log.info("removing the incomplete import staged in %s", stage)
             shutil.rmtree(stage)
             fsync_dir(keys_dir)
+
+
+def is_helper(base: str, *, top: bool) -> bool:
+    """Whether ``base`` is a file keyloader itself leaves while it writes (swept after a crash):
+    a temp file anywhere, a staged import or the lock file of keyloader < 0.2 at the top."""
+    if base.startswith(TEMP_PREFIX):
+        return True
+    return top and (base.startswith(IMPORT_PREFIX) or base == LEGACY_LOCK_NAME)
 
 
 def list_stages(keys_dir: Path) -> list[Path]:

@@ -1,10 +1,12 @@
 """The writer lock of the ``filesystem`` store: ``flock``, re-entrant, with a deadline.
 
 Threads of one process wait on a re-entrant lock; processes on an exclusive
-``flock`` of the lock file (released by the kernel when its holder dies, even
-by SIGKILL). The first, outermost acquisition calls ``on_acquire`` (the store
-uses it to sweep what a dead writer left). Waiting past ``timeout`` raises
-:class:`KeyStoreError` naming the holder when ``/proc/locks`` tells.
+``flock`` of the key directory's own descriptor, so the lock leaves no file in
+the directory (Acra's backup reads every file there) and the kernel releases
+it when its holder dies, even by SIGKILL. The first, outermost acquisition
+calls ``on_acquire`` (the store uses it to sweep what a dead writer left).
+Waiting past ``timeout`` raises :class:`KeyStoreError` naming the holder when
+``/proc/locks`` tells.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import KeyStoreError
-from .fs_files import PRIVATE_MODE, ensure_dir, os_errors, quoted
+from .fs_files import ensure_dir, os_errors, quoted
 
 __all__ = ["DirectoryLock", "lock_holders"]
 
@@ -27,13 +29,11 @@ _POLL_MAX = 0.05
 
 
 class DirectoryLock:
-    """The lock of the key directory ``keys_dir``, held on the file ``path``."""
+    """The lock of the key directory ``keys_dir``, held on the directory itself."""
 
-    def __init__(
-        self, keys_dir: Path, path: Path, timeout: float, on_acquire: Callable[[], None]
-    ) -> None:
+    def __init__(self, keys_dir: Path, timeout: float, on_acquire: Callable[[], None]) -> None:
         self.keys_dir = keys_dir
-        self.path = path
+        self.path = keys_dir
         self.timeout = timeout
         self._on_acquire = on_acquire
         self._thread_lock = threading.RLock()
@@ -75,11 +75,45 @@ class DirectoryLock:
             if fd is not None:
                 os.close(fd)
 
+    @contextmanager
+    def hold_if_free(self) -> Iterator[bool]:
+        """Hold the lock for a ``with`` block if no one holds it now (yields whether it does).
+
+        Never waits and never creates the directory: for the sweep a read-only
+        command does on the way.
+        """
+        if not self._thread_lock.acquire(blocking=False):
+            yield False
+            return
+        try:
+            if self._depth:
+                yield True
+                return
+            try:
+                fd = os.open(self.keys_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                yield False
+                return
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    yield False
+                    return
+                self._depth += 1
+                try:
+                    yield True
+                finally:
+                    self._depth -= 1
+            finally:
+                os.close(fd)
+        finally:
+            self._thread_lock.release()
+
     def _acquire(self, deadline: float) -> None:
-        with os_errors(f"open the lock file {self.path}"):
+        with os_errors(f"open the key directory {self.path} to lock it"):
             ensure_dir(self.keys_dir, top=True)
-            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(self.path, flags, PRIVATE_MODE)
+            fd = os.open(self.keys_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             delay = _POLL_FIRST
             while True:

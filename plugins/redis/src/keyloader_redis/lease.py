@@ -1,6 +1,6 @@
 """The writer lock of the ``redis`` store: a leased Redis key, renewed while it is held.
 
-``SET <keys_dir>/.keyloader.lock <token> NX PX <lease>`` takes it; a daemon
+``SET <keys_dir>.keyloader-lock <token> NX PX <lease>`` takes it; a daemon
 thread renews the lease every third of it; release deletes it only if the
 token is still ours. A writer that crashes loses the lock when the lease runs
 out. Write scripts check the token, so a writer that lost its lock writes

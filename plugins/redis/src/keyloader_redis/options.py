@@ -81,7 +81,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "lock_timeout",
-        "Seconds a writer waits for the writer lock (<keys_dir>/.keyloader.lock) before giving up.",
+        "Seconds a writer waits for the writer lock (<keys_dir>.keyloader-lock) before giving up.",
         type="float",
         default=30.0,
         validator=_non_negative,

@@ -17,9 +17,10 @@ Acra's own writes go through a temp key (``<path><random digits>``) renamed
 over the key; they take no lock, so run Acra's key tools only when no
 keyloader writer runs.
 
-keyloader adds one helper key, the writer lock ``<keys_dir>/.keyloader.lock``
-(no ``_``, does not end in ``old``: Acra's listing ignores it, as it does the
-filesystem store's lock file). Each write is one Lua script that checks the
+keyloader adds one helper key, the writer lock ``<keys_dir>.keyloader-lock``,
+beside the prefix rather than under it: Acra lists and backs up a keys dir with
+``SCAN <keys_dir>/*`` and reads every key it finds, so nothing of keyloader's
+lives there. Each write is one Lua script that checks the
 lock token, so writes are atomic and a writer that lost its lock writes
 nothing. The connection (:mod:`.connection`), the writer lock (:mod:`.lease`)
 and listing (:mod:`.listing`) live in their own modules; redis-py is imported
@@ -62,9 +63,10 @@ from .lease import WriterLease
 from .listing import SCAN_COUNT, Lister, blobs_from_names
 from .options import OPTIONS, RedisSettings
 
-__all__ = ["LOCK_NAME", "SCAN_COUNT", "RedisKeyStore"]
+__all__ = ["LOCK_SUFFIX", "SCAN_COUNT", "RedisKeyStore", "lock_key_for"]
 
-LOCK_NAME = ".keyloader.lock"
+LOCK_SUFFIX = ".keyloader-lock"
+"""The writer lock is ``<keys_dir>.keyloader-lock``: outside ``<keys_dir>/``, which Acra scans."""
 _OK, _EXISTS, _NOTFOUND, _LOCKLOST = b"OK", b"EXISTS", b"NOTFOUND", b"LOCKLOST"
 
 
@@ -94,7 +96,7 @@ class RedisKeyStore(KeyStore):
         self.lock_timeout = lock_timeout_option(self.config, self.name)
         prefix = self.settings.prefix
         self._base = prefix if prefix.endswith("/") else prefix + "/"
-        self._lock_key = self._base + LOCK_NAME
+        self._lock_key = lock_key_for(prefix)
         self._keys: dict[str, str] = {}
         self.connection = RedisConnection(self.settings, self.name)
         self.lister = Lister(self.connection)
@@ -290,3 +292,8 @@ class RedisKeyStore(KeyStore):
     def close(self) -> None:
         """Close the connection pool. Idempotent; a later call reconnects."""
         self.connection.close()
+
+
+def lock_key_for(prefix: str) -> str:
+    """The Redis key of the writer lock of keys dir ``prefix``."""
+    return prefix.rstrip("/") + LOCK_SUFFIX
