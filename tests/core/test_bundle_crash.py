@@ -31,6 +31,8 @@ from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
 
+from ..acrabackup import acra_export_problems
+
 CLIENTS = 80
 ROTATED = 40
 TRIALS = 30
@@ -118,10 +120,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
             source.generate(["symmetric", "searchable"], client_id=f"client{i:03d}")
         for i in range(ROTATED):
             source.rotate(f"client/client{i:03d}/symmetric")
-        with source.store.lock():
-            blob = scell.encrypt(source_key.encryption.buffer, os.urandom(64), b"client000")
-            source.store.put("client000_storage", blob)
-            source.store.put("client000_storage.pub", b"public half", public=True)
+        source.generate(["storage"], client_id="client000")
         bundle_digests = digests(root / "src", source_key)
         export_keys(source, None, root / "keys.bundle", root / "keys.secret")
     assert len(bundle_digests) == 2 * CLIENTS + ROTATED + 2
@@ -169,9 +168,10 @@ def check_after_kill(setup: Setup, keys_dir: Path) -> str:
     state = digests(keys_dir, setup.dest_key)
     assert {slot: state.get(slot) for slot in setup.own} == setup.own
     assert all(setup.imported[slot] == d for slot, d in state.items() if slot not in setup.own)
-    # the next writer finishes a committed import: then all of it is there, or none
-    with FilesystemKeyStore({"keys_dir": keys_dir}).lock():
-        pass
+    # the next command of any kind (a read here) finishes a committed import or removes an
+    # uncommitted one: then all of it is there, or none, and only Acra's files are left
+    FilesystemKeyStore({"keys_dir": keys_dir}).list()
+    assert not list(keys_dir.rglob(".keyloader*"))
     recovered = digests(keys_dir, setup.dest_key)
     outcome = "all" if recovered == setup.final else "none"
     if outcome == "none":
@@ -185,6 +185,7 @@ def check_after_kill(setup: Setup, keys_dir: Path) -> str:
     assert digests(keys_dir, setup.dest_key) == setup.final
     assert not list(keys_dir.glob(".keyloader-import-*"))
     assert not list(keys_dir.rglob(".keyloader-tmp-*"))
+    assert acra_export_problems(keys_dir, setup.dest_key.encryption.bytes()).problems == []
     return outcome
 
 

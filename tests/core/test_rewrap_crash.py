@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from keyloader import scell
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.rewrap import rewrap_keys
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
 
+from ..acrabackup import acra_export_problems
 from ..rewrapcheck import Slot
 from ..rewrapcheck import plaintexts as store_plaintexts
 
@@ -118,11 +118,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, MasterKey
             manager.generate(["symmetric", "searchable"], client_id=f"client{i:03d}")
         for i in range(ROTATED):
             manager.rotate(f"client/client{i:03d}/symmetric")
-        store = manager.store
-        with store.lock():
-            blob = scell.encrypt(keys["old"].encryption.buffer, os.urandom(64), b"client000")
-            store.put("client000_storage", blob)
-            store.put("client000_storage.pub", b"public half", public=True)
+        manager.generate(["storage"], client_id="client000")
     write_key(root / "old.key", keys["old"])
     write_key(root / "new.key", keys["new"])
     return keys_dir
@@ -186,6 +182,9 @@ def test_sigkill_at_random_points_leaves_every_key_readable(
         assert child.stderr is not None
         child.stdout.close()
         child.stderr.close()
+        # the next command of any kind (a read) leaves only Acra's files in the directory
+        FilesystemKeyStore({"keys_dir": keys_dir}).list()
+        assert not list(keys_dir.rglob(".keyloader*")), trial
         # every key decrypts under the old key or the new one, with its plaintext
         state = plaintexts(keys_dir, old, new)
         assert {slot: digest for slot, (digest, _) in state.items()} == expected, trial
@@ -200,6 +199,7 @@ def test_sigkill_at_random_points_leaves_every_key_readable(
         final = plaintexts(keys_dir, new)
         assert {slot: digest for slot, (digest, _) in final.items()} == expected, trial
         assert not list(keys_dir.rglob(".keyloader-tmp-*")), trial
+        assert acra_export_problems(keys_dir, new.encryption.bytes()).problems == [], trial
         shutil.rmtree(keys_dir)
     # the kills really landed inside the writes, not only before or after them
     assert mixed >= TRIALS // 6, f"only {mixed} of {TRIALS} kills interrupted the writes"

@@ -216,7 +216,7 @@ class FilesystemKeyStore(KeyStore):
                     check_dir_stat(path, st)
                     name = prefix + base[: -len(HISTORY_SUFFIX)]
                     found = blobs.get(name) or StoredBlob(name, current=False)
-                    history = fs_history.entries(path)
+                    history = fs_history.entries(path, self._saw_helper)
                     blobs[name] = StoredBlob(name, found.current, history, found.created)
                 else:
                     # A symlink, FIFO or directory in place of a key is listed too: reading
@@ -354,6 +354,9 @@ class FilesystemKeyStore(KeyStore):
         """
         with self._lock.hold():
             yield
+
+    def _saw_helper(self) -> None:
+        self._helpers_seen = True
 
     def _after_crash(self) -> None:
         """What a lock holder sweeps: stale temp files, an empty lock file of keyloader < 0.2,

@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import KeyExistsError, KeyNotFoundError
@@ -49,12 +50,17 @@ __all__ = [
 log = logging.getLogger("keyloader.stores.filesystem")
 
 
-def entries(history_dir: Path) -> tuple[str, ...]:
-    """The history timestamps in a ``.old`` directory, oldest first by parsed time."""
+def entries(history_dir: Path, on_helper: Callable[[], None] | None = None) -> tuple[str, ...]:
+    """The history timestamps in a ``.old`` directory, oldest first by parsed time.
+
+    Temp files a writer left there are skipped; ``on_helper`` is called if there is one.
+    """
     stamps: list[tuple[int, str]] = []
     with os.scandir(history_dir) as found:
         for entry in found:
             if entry.name.startswith(HELPER_PREFIX):
+                if on_helper is not None:
+                    on_helper()
                 continue
             try:  # a symlink or FIFO named like an entry is listed: reading it says why not
                 stamps.append((parse_history_timestamp(entry.name), entry.name))
