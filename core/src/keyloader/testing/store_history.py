@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from ..errors import KeyNotFoundError
-from ..stores.base import KeyStore, StoredBlob
+from ..stores.base import BlobWrite, KeyStore, StoredBlob
 from ..stores.timestamps import parse_history_timestamp
 
 __all__ = ["EVERY_BYTE", "NAMES", "StoreHistoryChecks", "creates_history", "listed"]
@@ -179,3 +179,26 @@ class StoreHistoryChecks:
             store.get_history("client1_hmac", "2020-01-01T00:00:00")
         with store.lock(), pytest.raises(KeyNotFoundError):
             store.delete_history(".poison_key/poison_key", "2020-01-01T00:00:00")
+
+    def test_a_keypairs_public_history_round_trips(self, store: KeyStore) -> None:
+        """Keypairs keep ``<name>.pub.old/<ts>`` beside ``<name>.old/<ts>`` (one timestamp)."""
+        stamp = "2024-01-02T03:04:05.5"
+        store.put_many(
+            [
+                BlobWrite("client1_storage", b"old private", timestamp=stamp),
+                BlobWrite("client1_storage", b"new private"),
+                BlobWrite("client1_storage.pub", b"old public", timestamp=stamp, public=True),
+                BlobWrite("client1_storage.pub", b"new public", public=True),
+            ]
+        )
+        private, public = listed(store, "client1_storage"), listed(store, "client1_storage.pub")
+        assert private is not None
+        assert public is not None
+        assert private.history == public.history == (stamp,)
+        assert store.get_history("client1_storage.pub", stamp) == b"old public"
+        assert store.get("client1_storage.pub") == b"new public"
+        store.delete_history("client1_storage.pub", stamp)
+        public = listed(store, "client1_storage.pub")
+        assert public is not None
+        assert public.history == ()
+        assert store.get_history("client1_storage", stamp) == b"old private"
