@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,18 @@ from keyloader import themis_keys
 from keyloader.cli.app import app
 from keyloader.masterkey import generate_master_key
 
+from ..acrabackup import acra_export_problems
+
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     with generate_master_key() as key, key.to_text() as text:
-        return {"ACRA_MASTER_KEY": text.bytes().decode(), "KEYLOADER_KEYS_DIR": str(tmp_path / "k")}
+        master = key.encryption.bytes()
+        env = {"ACRA_MASTER_KEY": text.bytes().decode(), "KEYLOADER_KEYS_DIR": str(tmp_path / "k")}
+    yield env
+    keys = tmp_path / "k"
+    if keys.exists():  # after every command of the test, Acra's backup rules hold
+        assert acra_export_problems(keys, master).problems == []
 
 
 def run(env: dict[str, str], *args: str) -> Result:
