@@ -161,14 +161,15 @@ def read_file(path: str | Path, public: bool, what: str) -> bytes:
     try:
         st = os.fstat(fd)
         check_file_stat(path, st, public)
-        check_blob_size(st.st_size, what, str(Path(path).parent))
+        if st.st_size > MAX_BLOB_SIZE:  # the hot path of every use(): no message built
+            check_blob_size(st.st_size, what, os.path.dirname(path))
         data = os.read(fd, st.st_size + 1)
         if len(data) != st.st_size:  # the file changed under us: read to the end, bounded
             chunks = [data]
             while (chunk := os.read(fd, 1 << 12)) and sum(map(len, chunks)) <= MAX_BLOB_SIZE:
                 chunks.append(chunk)
             data = b"".join(chunks)
-            check_blob_size(len(data), what, str(Path(path).parent))
+            check_blob_size(len(data), what, os.path.dirname(path))
         return data
     finally:
         os.close(fd)
