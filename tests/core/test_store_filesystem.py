@@ -507,6 +507,12 @@ def test_stale_temp_files_are_removed_under_the_lock(keys: Path, store: Filesyst
     ]
     assert not any(p.exists() for p in [*stale, other, legacy])
     assert unknown.read_bytes() == b"not ours to delete"
+    legacy.write_bytes(b"something")  # a non-empty file by that name is not an old lock
+    legacy.chmod(0o600)
+    assert ".keyloader.lock" in [b.name for b in make_store(keys).list()]
+    with store.lock():
+        pass
+    assert legacy.read_bytes() == b"something"
     blob = next(b for b in store.list() if b.name == "client1_storage_sym")
     assert len(blob.history) == 1
 

@@ -204,8 +204,10 @@ class FilesystemKeyStore(KeyStore):
             for entry in entries:
                 base = entry.name
                 if base.startswith(HELPER_PREFIX) and is_helper(base, top=not prefix):
-                    self._helpers_seen = True
-                    continue
+                    legacy_lock = base == LOCK_NAME
+                    if not legacy_lock or _empty_file(entry):  # else: not ours, reported
+                        self._helpers_seen = True
+                        continue
                 if not prefix and base == VERSION_FILE:
                     continue
                 if not prefix and base == POISON_DIR:
@@ -376,3 +378,9 @@ class FilesystemKeyStore(KeyStore):
 
     def __repr__(self) -> str:
         return f"<FilesystemKeyStore {self.path}>"
+
+
+def _empty_file(entry: os.DirEntry[str]) -> bool:
+    """Whether a directory entry is an empty regular file (an old lock file, nothing else)."""
+    st = entry.stat(follow_symlinks=False)
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0
