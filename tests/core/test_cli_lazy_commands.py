@@ -128,8 +128,15 @@ def test_root_help_is_the_same_before_and_after_building_the_commands(
 def test_builtin_commands_are_listed_in_order_without_building_them() -> None:
     group = build_command()
     assert isinstance(group, KeyloaderGroup)
-    assert list(group.commands) == ["plugins", "providers", "master-key", "keys", "config"]
-    assert len(group.commands) == 5
+    assert list(group.commands) == [
+        "plugins",
+        "providers",
+        "master-key",
+        "keys",
+        "config",
+        "exec",
+    ]
+    assert len(group.commands) == 6
     assert "keys" in group.commands
     assert "nope" not in group.commands
     assert not any(group.commands.is_built(name) for name in BUILTIN_COMMANDS)  # type: ignore[attr-defined]

@@ -172,6 +172,22 @@ class MasterKeyProvider(ABC):
         """Write ``key`` to this provider's backend (only if ``can_store``)."""
         raise ConfigError(f"provider {self.name!r} cannot store master keys")
 
+    def consumed_environment(self) -> tuple[str, ...]:
+        """Environment variables holding what this provider used to get the key.
+
+        ``keyloader exec`` removes them from the child's environment (the service
+        gets the master key, not the means to fetch it). The default: the
+        variables of every ``secret`` option (``KEYLOADER_<P>_<X>`` and the
+        option's native names). Override to add others, e.g. the variable the
+        key itself was read from.
+        """
+        prefix = f"KEYLOADER_{self.name.upper().replace('-', '_')}_"
+        names: list[str] = []
+        for option in self.option_schema():
+            if option.secret:
+                names += [prefix + option.name.upper().replace("-", "_"), *option.env]
+        return tuple(dict.fromkeys(names))
+
     def close(self) -> None:
         """Release connections. Called once when the provider is done."""
 

@@ -69,6 +69,11 @@ BUILTIN_COMMANDS: Mapping[str, BuiltinCommand] = {
         "app",
         "The configuration: show every resolved setting and option with its source.",
     ),
+    "exec": BuiltinCommand(
+        ".exec_cmd",
+        "exec_",
+        "Run CMD with the master key in its environment; keyloader's process becomes CMD.",
+    ),
 }
 """The built-in commands of the root group, in the order ``--help`` lists them."""
 

@@ -60,7 +60,8 @@ def run_guarded(invoke: Callable[[], object]) -> int:
         exc.show()
         return exc.exit_code
     except (KeyloaderError, CommandFailed) as exc:
-        return _fail(str(exc) or type(exc).__name__, exc)
+        code = getattr(exc, "exit_code", EXIT_FAILURE)  # `exec`: 126/127, as env(1)
+        return _fail(str(exc) or type(exc).__name__, exc, code if isinstance(code, int) else 1)
     except OSError as exc:
         return _fail(_os_error_message(exc), exc)
     except Exception as exc:  # a bug: its message could hold anything, so show only its type
@@ -71,14 +72,14 @@ def run_guarded(invoke: Callable[[], object]) -> int:
     return result if isinstance(result, int) else EXIT_OK
 
 
-def _fail(message: str, exc: BaseException) -> int:
+def _fail(message: str, exc: BaseException, code: int = EXIT_FAILURE) -> int:
     if debug_enabled():
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
     sys.stderr.write(f"error: {_one_line(message)}\n")
     sys.stderr.flush()
-    return EXIT_FAILURE
+    return code
 
 
 def _interrupted() -> int:

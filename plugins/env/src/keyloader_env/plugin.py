@@ -74,6 +74,11 @@ class EnvProvider(MasterKeyProvider):
         value = self.config.get("file")
         return None if value is None or value == "" else Path(value)
 
+    def consumed_environment(self) -> tuple[str, ...]:
+        """The variable the key is read from (unless a key file is given)."""
+        extra = () if self.config.get("file") else (self.variable,)
+        return (*super().consumed_environment(), *extra)
+
     def load(self) -> MasterKey:
         """Read the key file if one is given, else the variable (at call time)."""
         path = self.file
