@@ -20,6 +20,8 @@ from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
 
+from ..acrabackup import acra_export_problems
+
 SYM = "client/client1/symmetric"
 KEYLOADER = Path(sys.executable).with_name("keyloader")
 LIST_COLUMNS = ["key_id", "purpose", "client_id", "index", "state", "created", "path"]
@@ -43,11 +45,18 @@ def tsv(result: Result) -> list[dict[str, str]]:
 
 
 @pytest.fixture
-def master(monkeypatch: pytest.MonkeyPatch) -> Iterator[MasterKey]:
-    """A fresh v1 master key in ACRA_MASTER_KEY (the env provider's default)."""
+def master(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[MasterKey]:
+    """A fresh v1 master key in ACRA_MASTER_KEY (the env provider's default).
+
+    After the test, the keys directory must pass Acra's backup rules (tests/acrabackup.py)
+    unless the test corrupts it on purpose (``@pytest.mark.tampers``).
+    """
     with generate_master_key() as key, key.to_text() as text:
         monkeypatch.setenv("ACRA_MASTER_KEY", text.bytes().decode())
         yield key
+        keys = Path(".acrakeys")
+        if keys.is_dir() and "tampers" not in request.keywords:
+            assert acra_export_problems(keys, key.encryption.bytes()).problems == []
 
 
 def library(master: MasterKey, keys_dir: Path = Path(".acrakeys")) -> KeyManager:
@@ -244,6 +253,7 @@ def test_rotate_and_destroy(master: MasterKey) -> None:
 # -- verify ------------------------------------------------------------------------------
 
 
+@pytest.mark.tampers
 def test_verify_ok_and_failure(master: MasterKey) -> None:
     ok("keys", "generate", "--client-id", "client1", "--symmetric", "--searchable")
     rows = tsv(ok("keys", "verify"))
@@ -443,6 +453,7 @@ def test_previous_master_key_fallback(master: MasterKey, monkeypatch: pytest.Mon
     assert result.stdout_bytes == expected
 
 
+@pytest.mark.tampers  # a legacy Acra file Acra's own backup cannot read either
 def test_verify_reports_unknown_files_without_failing(master: MasterKey) -> None:
     ok("keys", "generate", "--client-id", "client1")
     legacy = Path(".acrakeys/client1_server")
