@@ -6,18 +6,19 @@ secret/bench, then measures, alternated every round:
 In process (one provider / one hvac client each, reused like a service would):
 - hvac `read_secret_version`                  the floor: one HTTP GET, JSON decoded
 - provider load, kv_version=2 (pinned)        one HTTP GET + parse + validate
-- provider load, kv_version=auto              mount detection + the GET + parse + validate
+- provider load, kv_version=auto              one GET on KV v2 (no detection) + parse + validate
 
 Whole processes (wall time):
 - `bao kv get -field=acra_master_key secret/bench`     the Go CLI (also detects the mount)
 - `keyloader master-key check --provider vault`        Python start-up + the load (auto)
 
 Also shown, for reading the ratios (no target): raw hvac read + `parse_master_key` (the part
-of a load that is not the provider), and raw hvac mount detection + read (what auto does).
+of a load that is not the provider), and raw hvac mount detection + read (what auto does
+on KV v1 and nested mounts).
 
 Ratios (lower is better):
 - load_pinned_vs_hvac    provider pinned / raw hvac          target <= 1.1
-- load_auto_vs_hvac      provider auto / raw hvac            target <= 2.1
+- load_auto_vs_hvac      provider auto / raw hvac            target <= 1.2
 - check_vs_bao_kv_get    keyloader process / bao process     target <= 2.5
 
 Usage: python benchmarks/vault_load.py [ROUNDS]   (default 15)
@@ -231,7 +232,7 @@ def main() -> None:
         for name, seconds in processes.items():
             print(f"{name:<28} {seconds * 1e3:10.1f} ms  (process, median of {rounds})")
     ratio("load_pinned_vs_hvac", medians["provider load (pinned)"] / floor, 1.1)
-    ratio("load_auto_vs_hvac", medians["provider load (auto)"] / floor, 2.1)
+    ratio("load_auto_vs_hvac", medians["provider load (auto)"] / floor, 1.2)
     if isinstance(processes, str):
         print(f"error: `keyloader master-key check --provider vault` failed ({processes})")
         sys.exit(1)

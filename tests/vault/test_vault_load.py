@@ -74,7 +74,8 @@ def stored(bao: Any, key: MasterKey) -> str:
 # -- KV versions and mounts ---------------------------------------------------------------
 
 
-def test_kv2_auto_detection(bao: Any, key: MasterKey, stored: str) -> None:
+def test_kv2_auto_is_one_request(bao: Any, key: MasterKey, stored: str) -> None:
+    """The common case, a KV v2 mount at the first segment: read at once, no detection."""
     provider = make(bao, secrets_path=stored)
     log = RequestLog(provider)
     try:
@@ -82,10 +83,33 @@ def test_kv2_auto_detection(bao: Any, key: MasterKey, stored: str) -> None:
             assert loaded == key
     finally:
         provider.close()
+    assert log.urls == [f"{bao.address}/v1/secret/data/{stored.split('/', 1)[1]}"]
+
+
+def test_kv1_auto_falls_back_to_detection(bao: Any, key: MasterKey) -> None:
+    name = unique()
+    put_v1(bao, name, {"acra_master_key": text_of(key)})
+    provider = make(bao, secrets_path=f"kv1/{name}")
+    log = RequestLog(provider)
+    try:
+        with provider.load() as loaded:
+            assert loaded == key
+    finally:
+        provider.close()
     assert log.urls == [
-        f"{bao.address}/v1/sys/internal/ui/mounts/{stored}",
-        f"{bao.address}/v1/secret/data/{stored.split('/', 1)[1]}",
+        f"{bao.address}/v1/kv1/data/{name}",  # the KV v2 guess: not found there
+        f"{bao.address}/v1/sys/internal/ui/mounts/kv1/{name}",
+        f"{bao.address}/v1/kv1/{name}",
     ]
+
+
+def test_a_kv1_secret_named_data_is_not_mistaken_for_kv2(bao: Any, key: MasterKey) -> None:
+    """On KV v1, ``kv1/data/<name>`` is a plain path: its answer has no metadata."""
+    name = unique()
+    put_v1(bao, f"data/{name}", {"acra_master_key": "decoy"})
+    put_v1(bao, name, {"acra_master_key": text_of(key)})
+    with load(bao, secrets_path=f"kv1/{name}") as loaded:
+        assert loaded == key
 
 
 def test_kv1_auto_detection(bao: Any, key: MasterKey) -> None:

@@ -18,7 +18,14 @@ from keyloader.errors import ConfigError, KeyExistsError, MasterKeyNotFoundError
 from .config import VaultConfig
 from .options import split_path
 
-__all__ = ["SecretLocation", "field_text", "locate", "read_fields", "write_field"]
+__all__ = [
+    "SecretLocation",
+    "field_text",
+    "locate",
+    "read_as_kv2",
+    "read_fields",
+    "write_field",
+]
 
 _UI_MOUNTS = "/v1/sys/internal/ui/mounts/"
 
@@ -63,6 +70,47 @@ def locate(client: hvac.Client, config: VaultConfig) -> SecretLocation:
     options = data.get("options")
     version = options.get("version") if isinstance(options, dict) else None
     return _location(config, mount, 2 if str(version) == "2" else 1)
+
+
+# What a guessed KV v2 read can answer when the guess is wrong (another mount, KV v1, no
+# mount there): the precise answer then comes from the detection and the real read.
+_WRONG_GUESS = (
+    hvac.exceptions.InvalidPath,
+    hvac.exceptions.Forbidden,
+    hvac.exceptions.InvalidRequest,
+    hvac.exceptions.UnsupportedOperation,
+)
+
+
+def read_as_kv2(
+    client: hvac.Client, config: VaultConfig
+) -> tuple[SecretLocation, dict[str, Any]] | None:
+    """With ``kv_version`` auto, one request for the common case: read the secret as if its
+    first segment (or ``mount``) were a KV v2 mount. None when that is not what Vault
+    answers (nested mount, KV v1, missing, denied): the caller then locates the secret and
+    reads it, and reports exactly what is wrong."""
+    segments = split_path(config.secrets_path)
+    mount = "/".join(split_path(config.mount)) if config.mount else segments[0] if segments else ""
+    try:
+        location = _location(config, mount, 2)
+    except ConfigError:
+        return None
+    try:
+        answer = client.secrets.kv.v2.read_secret_version(
+            path=location.path,
+            version=config.secret_version,
+            mount_point=location.mount,
+            raise_on_deleted_version=True,
+        )
+    except _WRONG_GUESS:
+        return None
+    outer = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(outer, dict):
+        return None
+    fields, metadata = outer.get("data"), outer.get("metadata")
+    if not (isinstance(fields, dict) and isinstance(metadata, dict)):  # a KV v1 "data/..." secret
+        return None
+    return location, fields
 
 
 def _location(config: VaultConfig, mount: str, kv_version: int) -> SecretLocation:

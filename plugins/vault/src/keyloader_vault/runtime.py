@@ -14,7 +14,7 @@ import requests
 from .auth import Credentials, resolve_credentials
 from .config import VaultConfig
 from .failures import Context, scrub, translate
-from .kv import SecretLocation, field_text, locate, read_fields, write_field
+from .kv import SecretLocation, field_text, locate, read_as_kv2, read_fields, write_field
 from .transport import GaveUp, VaultTransport
 
 __all__ = ["read_key_text", "write_key_text"]
@@ -32,13 +32,18 @@ class _Operation:
 
 
 def read_key_text(transport: VaultTransport, config: VaultConfig) -> str:
-    """The text of the master-key field (exactly one request with a token and pinned kv_version)."""
+    """The text of the master-key field: one request with a token on a KV v2 mount (auto) or
+    with kv_version pinned; with auto and anything else, the mount is detected first."""
 
     def action(client: Any, operation: _Operation) -> str:
         operation.step = "locate"
-        location = _locate(transport, client, config)
-        operation.step = "read"
-        fields = read_fields(client, location, config.secret_version)
+        guessed = read_as_kv2(client, config) if config.kv_version == "auto" else None
+        if guessed is not None:
+            location, fields = guessed
+        else:
+            location = _locate(transport, client, config)
+            operation.step = "read"
+            fields = read_fields(client, location, config.secret_version)
         try:
             return field_text(fields, config.field, location, config.where)
         finally:
