@@ -25,6 +25,7 @@ import hvac.exceptions
 import requests
 import requests.adapters
 import requests.utils
+import urllib3.exceptions
 from urllib3.exceptions import InsecureRequestWarning
 
 from keyloader.errors import ConfigError
@@ -191,12 +192,17 @@ class VaultTransport:
             quiet.__enter__()
             self._quiet = quiet
             warnings.simplefilter("ignore", InsecureRequestWarning)  # warned once above
-        self.adapter.deadline = time.monotonic() + self.config.timeout
+        deadline = time.monotonic() + self.config.timeout
+        self.adapter.deadline = deadline
+        if isinstance(self.session, _DeadlineSession):
+            self.session.deadline = deadline
         return self.client
 
     def end(self) -> None:
         """End the operation started by :meth:`begin`: forget the token and the deadline."""
         self.adapter.deadline = float("inf")
+        if isinstance(self.session, _DeadlineSession):
+            self.session.deadline = float("inf")
         self.adapter.token = ""
         quiet, self._quiet = self._quiet, None
         if quiet is not None:
@@ -223,8 +229,59 @@ def tls_failure(exc: BaseException) -> bool:
     return False
 
 
+class _DeadlineSession(requests.Session):
+    """A session that reads each answer's body under the operation's overall deadline.
+
+    requests' timeout applies to each socket read, so a server that answers its
+    headers and then one byte a second would hold a load for ever. Here the body
+    is read in pieces, and before each read the socket's timeout is set to the
+    time left: past the deadline the read fails as a timeout.
+    """
+
+    deadline: float = float("inf")
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if kwargs.pop("stream", False) or self.deadline == float("inf"):
+            return super().send(request, **kwargs)
+        response = super().send(request, stream=True, **kwargs)
+        connection = getattr(response.raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        length = response.headers.get("Content-Length")
+        left = int(length) if length is not None and length.isdigit() else -1
+        decode = "Content-Encoding" in response.headers
+        chunks: list[bytes] = []
+        try:
+            while left:
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise requests.exceptions.ReadTimeout(
+                        "the overall deadline passed while the server was still answering",
+                        request=request,
+                    )
+                if sock is not None:
+                    sock.settimeout(remaining)
+                chunk = response.raw.read1(65536 if left < 0 else left, decode_content=decode)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if left > 0 and not decode:
+                    left = max(left - len(chunk), 0)
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            response.close()
+            if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError):
+                raise requests.exceptions.ReadTimeout(str(exc), request=request) from None
+            raise requests.exceptions.ConnectionError(exc, request=request) from None
+        except BaseException:
+            response.close()
+            raise
+        response._content = b"".join(chunks)
+        response._content_consumed = True
+        response.raw.release_conn()
+        return response
+
+
 def _session(config: VaultConfig) -> requests.Session:
-    session = requests.Session()
+    session = _DeadlineSession()
     session.trust_env = False  # no REQUESTS_CA_BUNDLE, no .netrc: keyloader's options decide
     session.proxies = dict(requests.utils.get_environ_proxies(config.address))
     if config.https and config.tls_server_name:
