@@ -45,6 +45,18 @@ def test_full_workflow_leaks_no_key_material(
     for client in CLIENTS:
         flow.run("keys", "rotate", f"client/{client}/symmetric")
     flow.run("keys", "rotate", "audit-log", "--json")
+    # keypairs (Themis containers), with Acra's spellings too
+    flow.run("keys", "generate", "--client_id", "beta-client", "--client_storage_key")
+    flow.run("keys", "generate", "--poison-record", "--json", expect=1)  # its symmetric key exists
+    flow.run("keys", "generate", "--poison_record_keys", "--keys-dir", str(tmp_path / "poison"))
+    flow.run("keys", "rotate", "client/beta-client/storage", "--json")
+    flow.run("keys", "read", "client/beta-client/storage", "--public")
+    flow.run("keys", "read", "client/beta-client/storage", "--index", "2", "--format", "raw")
+    # the resolved configuration, and a service started with the key
+    flow.run("config", "show")
+    flow.run("--json", "config", "show")
+    flow.run_process("exec", "--", "true", env=os.environ)
+    flow.run_process("exec", "--", "no-such-command-here", env=os.environ, expect=127)
     flow.run("keys", "list")
     flow.run("keys", "list", "--rotated", "--check")
     flow.run("--json", "keys", "list", "--rotated", "--check")
@@ -62,9 +74,10 @@ def test_full_workflow_leaks_no_key_material(
     store = FilesystemKeyStore({"keys_dir": Path(".acrakeys"), "lock_timeout": 5.0})
     with KeyManager(store, MasterKey(SecretBytes(master))) as keys:
         for info in keys.list(rotated=True):
-            if info.key_id is not None and info.index is not None:
+            if info.key_id is not None and info.state in ("current", "rotated"):
                 secrets.append(keys.read(info.key_id, info.index).bytes())
-    assert len(secrets) == 2 + 2 * 2 + 2 + 2 + 1  # masters, current keys, history
+    # masters, current keys, history, the storage keypair's two private halves
+    assert len(secrets) == 2 + 2 * 2 + 2 + 2 + 1 + 2
 
     # every error case
     flow.run("keys", "generate", "--client-id", "alpha-client", expect=1)

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from .config_file import ConfigFile
 from .errors import ConfigError
-from .providers import Option
+from .providers import Option, env_part, provider_option_env_names
 from .registry import ALIASES
 from .settings_values import to_path
 
@@ -173,19 +173,6 @@ def table_hint(table: str) -> Callable[[Option], str]:
         return f"the {table} table of the config file"
 
     return hint
-
-
-def provider_option_env_names(provider: str, option: Option) -> tuple[str, ...]:
-    """The environment variables read for ``option`` of ``provider``, in order (first wins).
-
-    ``KEYLOADER_<P>_<X>``, then the option's native names (``ACRA_MASTER_KEY``...).
-    """
-    return (f"KEYLOADER_{env_part(provider)}_{env_part(option.name)}", *option.env)
-
-
-def env_part(name: str) -> str:
-    """A provider, store or option name as it appears in an environment variable name."""
-    return name.upper().replace("-", "_")
 
 
 def canonical(provider: str) -> str:

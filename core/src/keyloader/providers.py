@@ -22,6 +22,8 @@ __all__ = [
     "OptionType",
     "PlaceholderProvider",
     "ProviderStatus",
+    "env_part",
+    "provider_option_env_names",
 ]
 
 OptionType = Literal["str", "int", "float", "bool", "path"]
@@ -118,6 +120,19 @@ KEYSTORE_VERSION_OPTION = Option(
 )
 
 
+def provider_option_env_names(provider: str, option: Option) -> tuple[str, ...]:
+    """The environment variables read for ``option`` of ``provider``, in order (first wins).
+
+    ``KEYLOADER_<P>_<X>``, then the option's native names (``ACRA_MASTER_KEY``...).
+    """
+    return (f"KEYLOADER_{env_part(provider)}_{env_part(option.name)}", *option.env)
+
+
+def env_part(name: str) -> str:
+    """A provider, store or option name as it appears in an environment variable name."""
+    return name.upper().replace("-", "_")
+
+
 class ProviderStatus(enum.StrEnum):
     """What ``keyloader providers`` shows for a provider."""
 
@@ -181,11 +196,12 @@ class MasterKeyProvider(ABC):
         option's native names). Override to add others, e.g. the variable the
         key itself was read from.
         """
-        prefix = f"KEYLOADER_{self.name.upper().replace('-', '_')}_"
-        names: list[str] = []
-        for option in self.option_schema():
-            if option.secret:
-                names += [prefix + option.name.upper().replace("-", "_"), *option.env]
+        names = [
+            name
+            for option in self.option_schema()
+            if option.secret
+            for name in provider_option_env_names(self.name, option)
+        ]
         return tuple(dict.fromkeys(names))
 
     def close(self) -> None:

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from gettext import gettext as _
-from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
 import typer
@@ -25,10 +24,21 @@ from typer.core import TyperGroup
 from typer.models import CommandInfo, TyperInfo
 
 from .errors import run_guarded
+from .option_types import (
+    ConfigOption,
+    EnterpriseFlag,
+    JsonFlag,
+    KeysDirOption,
+    KeystoreOption,
+    PreviousOptions,
+    PreviousProviderOption,
+    ProviderOption,
+    ProviderOptions,
+    StoreOptions,
+)
 from .options import (
     GLOBAL_OPTION_NAMES,
     GlobalOptions,
-    check_key_values,
     record_options,
 )
 
@@ -347,75 +357,6 @@ VersionFlag = Annotated[
     bool,
     typer.Option(
         "--version", is_eager=True, callback=_show_version, help="Print the version and exit."
-    ),
-]
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        metavar="FILE",
-        help="Config file (TOML); default: $KEYLOADER_CONFIG, then ./keyloader.toml.",
-    ),
-]
-EnterpriseFlag = Annotated[
-    bool,
-    typer.Option("--enterprise", help="Enable Enterprise Edition providers."),
-]
-ProviderOption = Annotated[
-    str | None,
-    typer.Option("--provider", metavar="NAME", help="Master-key provider (default: env)."),
-]
-ProviderOptions = Annotated[
-    list[str] | None,
-    typer.Option(
-        "-o",
-        "--option",
-        metavar="KEY=VALUE",
-        callback=check_key_values,
-        help="Provider option (repeatable). Secret options are refused here.",
-    ),
-]
-KeystoreOption = Annotated[
-    str | None,
-    typer.Option("--keystore", metavar="NAME", help="Key store (default: filesystem)."),
-]
-StoreOptions = Annotated[
-    list[str] | None,
-    typer.Option(
-        "-s",
-        "--store-option",
-        metavar="KEY=VALUE",
-        callback=check_key_values,
-        help="Key-store option (repeatable). Secret options are refused here.",
-    ),
-]
-KeysDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--keys-dir",
-        "--keys_dir",
-        metavar="DIR",
-        help="The key store's keys_dir (default: ./.acrakeys); --keys_dir is Acra's spelling.",
-    ),
-]
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document (fields: docs/cli.md).")
-]
-PreviousProviderOption = Annotated[
-    str | None,
-    typer.Option(
-        "--previous-provider",
-        metavar="NAME",
-        help="Provider of the previous master key (read fallback during a rewrap).",
-    ),
-]
-PreviousOptions = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--previous-option",
-        metavar="KEY=VALUE",
-        callback=check_key_values,
-        help="Option of the previous provider (repeatable).",
     ),
 ]
 

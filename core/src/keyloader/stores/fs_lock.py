@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from ..errors import KeyStoreError
 from .fs_files import ensure_dir, os_errors, quoted
+from .reentrant import ReentrantHold
 
 __all__ = ["DirectoryLock", "lock_holders"]
 
@@ -28,48 +28,28 @@ _POLL_FIRST = 0.001
 _POLL_MAX = 0.05
 
 
-class DirectoryLock:
+class DirectoryLock(ReentrantHold):
     """The lock of the key directory ``keys_dir``, held on the directory itself."""
 
     def __init__(self, keys_dir: Path, timeout: float, on_acquire: Callable[[], None]) -> None:
+        super().__init__(timeout)
         self.keys_dir = keys_dir
         self.path = keys_dir
-        self.timeout = timeout
         self._on_acquire = on_acquire
-        self._thread_lock = threading.RLock()
-        self._depth = 0
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        """Whether this object holds the lock (in some thread)."""
-        return self._depth > 0
+    def _busy_message(self) -> str:
+        return (
+            f"timed out after {self.timeout:g} s waiting for the key store lock of "
+            f"{self.keys_dir}: another thread of this process holds it; raise lock_timeout "
+            "or let that thread finish"
+        )
 
-    @contextmanager
-    def hold(self) -> Iterator[None]:
-        """Hold the lock for a ``with`` block; re-entrant within this object."""
-        deadline = time.monotonic() + self.timeout
-        if not self._thread_lock.acquire(timeout=self.timeout):
-            raise KeyStoreError(
-                f"timed out after {self.timeout:g} s waiting for the key store lock of "
-                f"{self.keys_dir}: another thread of this process holds it; raise lock_timeout "
-                "or let that thread finish"
-            )
-        try:
-            if self._depth == 0:
-                self._acquire(deadline)
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    self.release_if_idle()
-        finally:
-            self._thread_lock.release()
+    def _let_go(self) -> None:
+        self.release_if_idle()
 
     def release_if_idle(self) -> None:
-        """Close the lock file unless the lock is held (``close()`` of the store)."""
+        """Close the lock's descriptor unless the lock is held (``close()`` of the store)."""
         if self._depth == 0:
             fd, self._fd = self._fd, None
             if fd is not None:
@@ -110,7 +90,7 @@ class DirectoryLock:
         finally:
             self._thread_lock.release()
 
-    def _acquire(self, deadline: float) -> None:
+    def _take(self, deadline: float) -> None:
         with os_errors(f"open the key directory {self.path} to lock it"):
             ensure_dir(self.keys_dir, top=True)
             fd = os.open(self.keys_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -13,11 +13,10 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from keyloader.errors import KeyloaderError, KeyStoreError
+from keyloader.stores.reentrant import ReentrantHold
 
 from . import scripts
 from .connection import RedisConnection
@@ -30,20 +29,18 @@ _POLL_FIRST = 0.002
 _POLL_MAX = 0.05
 
 
-class WriterLease:
+class WriterLease(ReentrantHold):
     """The writer lock ``key`` on the server of ``connection``."""
 
     def __init__(
         self, connection: RedisConnection, key: str, lease: float, timeout: float, location: str
     ) -> None:
+        super().__init__(timeout)
         self.connection = connection
         self.key = key
         self.lease = lease
-        self.timeout = timeout
         self.location = location
         self.token: str | None = None
-        self._thread_lock = threading.RLock()
-        self._depth = 0
         self._renewer: threading.Thread | None = None
         self._renewer_stop = threading.Event()
 
@@ -52,29 +49,14 @@ class WriterLease:
         """The lease in milliseconds, as the write scripts take it."""
         return str(int(self.lease * 1000))
 
-    @contextmanager
-    def hold(self) -> Iterator[None]:
-        """Hold the lock for a ``with`` block; waits up to ``timeout``."""
-        if not self._thread_lock.acquire(timeout=self.timeout):
-            raise KeyStoreError(
-                f"timed out after {self.timeout:g} s waiting for the lock of "
-                f"{self.location}: another thread of this process holds it; let it finish or "
-                "raise lock_timeout"
-            )
-        try:
-            if self._depth == 0:
-                self._acquire()
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._release()
-        finally:
-            self._thread_lock.release()
+    def _busy_message(self) -> str:
+        return (
+            f"timed out after {self.timeout:g} s waiting for the lock of "
+            f"{self.location}: another thread of this process holds it; let it finish or "
+            "raise lock_timeout"
+        )
 
-    def _acquire(self) -> None:
+    def _take(self, deadline: float) -> None:
         token = secrets.token_hex(16)
         lease = int(self.lease * 1000)
         key = self.key
@@ -85,7 +67,6 @@ class WriterLease:
             # a retry: the first SET may have landed before the connection broke
             return attempt > 0 and client.get(key) == token.encode()
 
-        deadline = time.monotonic() + self.timeout
         delay = _POLL_FIRST
         while not self.connection.run(f"take the writer lock {key}", take):
             remaining = deadline - time.monotonic()
@@ -130,7 +111,7 @@ class WriterLease:
                 )
                 return
 
-    def _release(self) -> None:
+    def _let_go(self) -> None:
         token, self.token = self.token, None
         renewer, self._renewer = self._renewer, None
         self._renewer_stop.set()
