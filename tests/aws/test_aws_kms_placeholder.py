@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,6 +11,7 @@ from typing import Any, ClassVar
 import pytest
 
 from keyloader.errors import ConfigError
+from keyloader.plugins import make_plugin_manager
 from keyloader.providers import Option
 from keyloader.testing import PlaceholderProviderContract
 from keyloader_aws import AwsKmsCredentials, AwsKmsPlaceholder, load_credentials
@@ -48,11 +50,44 @@ def test_the_placeholder_declares_what_it_is() -> None:
         "region",
         "key_alias",
         "encrypted_key_variable",
+        "endpoint",
+        "ca_bundle",
+        "timeout",
+        "retries",
     ]
-    assert [o.name for o in AwsKmsPlaceholder.options if o.required] == ["credentials_path"]
+    assert [o.name for o in AwsKmsPlaceholder.options if o.required] == []
     assert option("key_alias").default == "alias/acra_master_key"
     assert option("encrypted_key_variable").default == "ACRA_MASTER_KEY"
+    assert (option("timeout").default, option("retries").default) == (30.0, 2)
     assert aws_plugin.keyloader_master_key_providers() == [AwsKmsPlaceholder]
+
+
+def test_the_real_provider_comes_with_boto3_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from keyloader_aws import AwsKmsProvider, kms_plugin
+
+    assert kms_plugin.keyloader_master_key_providers() == [AwsKmsProvider]
+    assert issubclass(AwsKmsProvider, AwsKmsPlaceholder)
+    assert AwsKmsProvider.option_schema() == AwsKmsPlaceholder.option_schema()
+    assert (AwsKmsProvider.placeholder, AwsKmsProvider.enterprise) == (False, True)
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as if it were not installed
+    assert kms_plugin.sdk_installed() is False
+    assert kms_plugin.keyloader_master_key_providers() == []
+
+
+def test_without_boto3_the_gate_says_how_to_install_the_real_provider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from keyloader.api import load_master_key
+    from keyloader.errors import ProviderNotImplementedError
+    from keyloader_aws import kms_plugin
+
+    monkeypatch.setitem(sys.modules, "boto3", None)
+    pm = make_plugin_manager(autoload=False, plugins=[aws_plugin, kms_plugin])
+    assert pm.find_provider("aws-kms") is AwsKmsPlaceholder
+    with pytest.raises(ProviderNotImplementedError) as caught:
+        load_master_key(plugin_manager=pm, provider="aws-kms", enterprise=True)
+    assert "pip install 'keyloader-aws[kms]'" in str(caught.value)
+    assert "placeholder" in str(caught.value)
 
 
 class TestAwsKmsPlaceholderContract(PlaceholderProviderContract):

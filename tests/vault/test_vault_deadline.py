@@ -7,75 +7,16 @@ per-read timeout alone would never fire against it.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
 
 import pytest
 
 from keyloader.errors import ProviderUnavailableError
 from keyloader_vault import VaultProvider
 
-from ..servers import LOOPBACK
+from ..slow_servers import dripping_server, silent_server
 
-
-def _serve(handle: Callable[[socket.socket], None]) -> Iterator[str]:
-    server = socket.socket()
-    server.bind((LOOPBACK, 0))
-    server.listen()
-    stop = threading.Event()
-    clients: list[socket.socket] = []
-
-    def run() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                client, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            clients.append(client)
-            threading.Thread(target=handle, args=(client,), daemon=True).start()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{LOOPBACK}:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        server.close()
-        for client in clients:
-            client.close()
-
-
-def _silent(client: socket.socket) -> None:
-    client.recv(65536)  # read the request, never answer
-    time.sleep(30)
-
-
-def _dripping(client: socket.socket) -> None:
-    client.recv(65536)
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
-    try:
-        client.sendall(head)
-        for _ in range(500):
-            client.sendall(b" ")
-            time.sleep(0.1)
-    except OSError:
-        return
-
-
-@pytest.fixture
-def silent_server() -> Iterator[str]:
-    yield from _serve(_silent)
-
-
-@pytest.fixture
-def dripping_server() -> Iterator[str]:
-    yield from _serve(_dripping)
+__all__ = ["dripping_server", "silent_server"]  # fixtures used by name below
 
 
 @pytest.mark.parametrize("server", ["silent_server", "dripping_server"])

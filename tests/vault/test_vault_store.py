@@ -185,9 +185,11 @@ def settings_for(bao: Any, tmp_path: Path) -> Any:
     return settings
 
 
-def test_store_master_key_returns_the_fingerprint(settings_for: Any, key: MasterKey) -> None:
+def test_store_master_key_says_what_it_stored(settings_for: Any, key: MasterKey) -> None:
     settings = settings_for(f"secret/{unique()}")
-    assert store_master_key(settings, key) == key.fingerprint
+    stored = store_master_key(settings, key)
+    assert (stored.provider, stored.version, stored.fingerprint) == ("vault", "v1", key.fingerprint)
+    assert stored.environment == {}, "vault holds the key itself: a service needs nothing more"
     assert not key.closed
     with load_master_key(settings) as loaded:
         assert loaded == key
@@ -225,7 +227,7 @@ def test_force_allowed_when_the_key_store_is_empty(settings_for: Any, key: Maste
     settings = settings_for(f"secret/{unique()}")
     store_master_key(settings, key)
     with generate_master_key() as new:
-        assert store_master_key(settings, new, force=True) == new.fingerprint
+        assert store_master_key(settings, new, force=True).fingerprint == new.fingerprint
         with load_master_key(settings) as loaded:
             assert loaded == new
 
@@ -240,7 +242,7 @@ def test_force_allowed_when_the_keys_are_rewrapped(
         monkeypatch.setenv("ACRA_MASTER_KEY", text_of(new))
         with open_keystore(provider="env", keys_dir=tmp_path / "keys") as keys:
             keys.generate(["symmetric"], client_id="client1")
-        assert store_master_key(settings, new, force=True) == new.fingerprint
+        assert store_master_key(settings, new, force=True).fingerprint == new.fingerprint
         with open_keystore(settings) as keys:  # the vault key now opens them
             with keys.use("client/client1/symmetric") as secret:
                 assert len(secret) == 32
@@ -251,7 +253,7 @@ def test_force_with_the_same_key_is_allowed(settings_for: Any, key: MasterKey) -
     store_master_key(settings, key)
     with open_keystore(settings) as keys:
         keys.generate(["symmetric"], client_id="client1")
-    assert store_master_key(settings, key, force=True) == key.fingerprint
+    assert store_master_key(settings, key, force=True).fingerprint == key.fingerprint
 
 
 def test_force_replaces_an_invalid_stored_value(
@@ -264,6 +266,6 @@ def test_force_replaces_an_invalid_stored_value(
     settings = settings_for(f"secret/{name}")
     with pytest.raises(KeyExistsError):
         store_master_key(settings, key)
-    assert store_master_key(settings, key, force=True) == key.fingerprint
+    assert store_master_key(settings, key, force=True).fingerprint == key.fingerprint
     with load_master_key(settings) as loaded:
         assert loaded == key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # the engine (and cryptography) load only when a key store is
 
 __all__ = [
     "REWRAP_ENV_VARIABLE",
+    "StoredMasterKey",
     "create_key_store",
     "create_provider",
     "export_keystore",
@@ -142,16 +144,33 @@ def open_keystore(
     )
 
 
+@dataclass(frozen=True)
+class StoredMasterKey:
+    """What :func:`store_master_key` did: where, which key, and what a service must be given.
+
+    ``environment`` is empty when the provider's backend now holds the key
+    (``vault``). A provider that keeps only a wrapping key returns what a
+    service needs beside the provider's options (``aws-kms``:
+    ``{"ACRA_MASTER_KEY": <base64 KMS ciphertext>}``): never key material, but
+    left out of ``repr`` all the same.
+    """
+
+    provider: str
+    version: str
+    fingerprint: str
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
 def store_master_key(
     settings: Settings,
     key: MasterKey,
     *,
     force: bool = False,
     plugin_manager: KeyloaderPluginManager | None = None,
-) -> str:
-    """Write ``key`` into the configured provider and return its fingerprint.
+) -> StoredMasterKey:
+    """Write ``key`` into the configured provider; say where and what a service needs.
 
-    The provider must be able to store (``can_store``, e.g. ``vault``), else
+    The provider must be able to store (``can_store``: ``vault``, ``aws-kms``), else
     :class:`ConfigError`. A key already stored there is :class:`KeyExistsError`
     unless ``force``; even with ``force``, replacing it is refused (``KeyExistsError``)
     while the configured key store holds keys that only the stored (old) key
@@ -167,10 +186,15 @@ def store_master_key(
             )
         if force:
             _refuse_orphaning(settings, pm, provider, key)
-        provider.store(key, force=force)
+        environment = provider.store(key, force=force)
     finally:
         provider.close()
-    return key.fingerprint
+    return StoredMasterKey(
+        provider=provider.name,
+        version=key.version,
+        fingerprint=key.fingerprint,
+        environment=dict(environment or {}),
+    )
 
 
 def _refuse_orphaning(

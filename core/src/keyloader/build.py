@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigError
 from .option_values import ResolvedOptions, env_part
+from .providers import REWRAP_ENV_VARIABLE
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -34,9 +35,6 @@ Role = Literal["current", "previous", "rewrap"]
 """Which master key a provider is built for: the current one, the previous one (reads that
 fail under the current key fall back to it), or the new key of a rewrap."""
 
-REWRAP_ENV_VARIABLE = "DST_ACRA_MASTER_KEY"
-"""The variable an ``env`` rewrap target reads when neither ``variable`` nor ``file`` is given."""
-
 
 def resolve_provider(
     pm: KeyloaderPluginManager, settings: Settings, role: Role = "current", name: str | None = None
@@ -46,8 +44,8 @@ def resolve_provider(
     Current: the ``provider`` setting and every layer of options. Previous: the
     ``previous_provider`` setting, options from the api/cli layers and
     ``[previous]``. Rewrap: ``name``, options from the api/cli layers and
-    ``[rewrap.to]``; an ``env`` target given neither ``variable`` nor ``file``
-    reads ``DST_ACRA_MASTER_KEY``.
+    ``[rewrap.to]``, then the provider's :meth:`~MasterKeyProvider.rewrap_target_defaults`
+    (an ``env`` target given neither ``variable`` nor ``file`` reads ``DST_ACRA_MASTER_KEY``).
     """
     if name is None:
         name = settings.previous_provider if role == "previous" else settings.provider
@@ -59,9 +57,10 @@ def resolve_provider(
         resolved = settings.resolve_previous_options(cls.name, schema)
     elif role == "rewrap":
         resolved = settings.resolve_rewrap_target_options(cls.name, schema)
-        if cls.name == "env" and not resolved.given & {"variable", "file"}:
-            resolved.values["variable"] = REWRAP_ENV_VARIABLE
-            resolved.sources["variable"] = "the rewrap default"
+        for option, value in cls.rewrap_target_defaults(frozenset(resolved.given)).items():
+            if option not in resolved.given:
+                resolved.values[option] = value
+                resolved.sources[option] = "the rewrap default"
     else:
         resolved = settings.resolve_provider_options(cls.name, schema)
     return cls, resolved

@@ -62,8 +62,13 @@ def check_enterprise(
             f"provider {cls.name!r} ({what}) is only a placeholder in the open-source "
             f"package{shipped}: install an Enterprise Edition implementation, a plugin in "
             f"the {group!r} entry-point group that registers a non-placeholder "
-            f"provider named {cls.name!r}"
+            f"provider named {cls.name!r}{_hint(cls)}"
         )
+
+
+def _hint(cls: type[MasterKeyProvider]) -> str:
+    hint = getattr(cls, "install_hint", "")
+    return f"; {hint}" if isinstance(hint, str) and hint.strip() else ""
 
 
 def describe(cls: type[MasterKeyProvider]) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "encode_base64",
     "fingerprint",
     "generate_master_key",
+    "master_key_from_bytes",
     "master_key_from_file_content",
     "master_key_from_raw",
     "parse_master_key",
@@ -126,9 +127,18 @@ class MasterKey:
 
     def to_text(self) -> SecretBytes:
         """The base64 text form, without a newline (v2: base64 of the JSON pair)."""
+        with self.to_bytes() as decoded:
+            return SecretBytes.adopt(encode_base64_raw(decoded.buffer))
+
+    def to_bytes(self) -> SecretBytes:
+        """What the text form is base64 of: the raw key (v1) or the JSON pair (v2).
+
+        This is the plaintext Acra encrypts with a KMS (``kms_encrypted_master_key``);
+        :func:`master_key_from_bytes` reads it back.
+        """
         self._check_open()
         if self._signature is None:
-            return SecretBytes.adopt(encode_base64_raw(self._encryption.buffer))
+            return SecretBytes(self._encryption.buffer)
         encryption = encode_base64_raw(self._encryption.buffer)
         signature = encode_base64_raw(self._signature.buffer)
         document = bytearray(b'{"encryption":"')
@@ -137,7 +147,7 @@ class MasterKey:
             document += b'","signature":"'
             document += signature
             document += b'"}'
-            return SecretBytes.adopt(encode_base64_raw(document))
+            return SecretBytes(document)
         finally:
             for buffer in (encryption, signature, document):
                 wipe(buffer)
@@ -218,13 +228,39 @@ def parse_master_key(
     finally:
         wipe(data)
     try:
-        if version != "v1":
-            pairs = _json_object(decoded)
-            if version == "v2" or (pairs is not None and _has_both_fields(pairs)):
-                return _v2_key(pairs, source)
-        return _v1_key(decoded, source)
+        return _from_decoded(decoded, version, source)
     finally:
         wipe(decoded)
+
+
+def master_key_from_bytes(
+    decoded: bytes | bytearray | memoryview, *, keystore_version: str = "auto", source: str
+) -> MasterKey:
+    """A master key from what its text form is base64 of (:meth:`MasterKey.to_bytes`).
+
+    That is the raw v1 key or the JSON of a v2 pair: what Acra's
+    ``kms_encrypted_master_key`` strategy gets back from KMS ``Decrypt``. The
+    rules are :func:`parse_master_key`'s, after its base64 step. The bytes are
+    copied; the caller wipes ``decoded`` if it is a ``bytearray``.
+    """
+    version = _check_keystore_version(keystore_version)
+    if not decoded:
+        raise MasterKeyNotFoundError(f"{source} is empty: {_FIX}")
+    buffer = bytearray(decoded)
+    try:
+        return _from_decoded(buffer, version, source, verb="is")
+    finally:
+        wipe(buffer)
+
+
+def _from_decoded(
+    decoded: bytearray, version: str, source: str, *, verb: str = "decodes to"
+) -> MasterKey:
+    if version != "v1":
+        pairs = _json_object(decoded)
+        if version == "v2" or (pairs is not None and _has_both_fields(pairs)):
+            return _v2_key(pairs, source)
+    return _v1_key(decoded, source, verb)
 
 
 def master_key_from_raw(raw: bytes | bytearray | memoryview, *, source: str) -> MasterKey:
@@ -372,10 +408,10 @@ def _v2_key(pairs: _Pairs | None, source: str) -> MasterKey:
             wipe(key)
 
 
-def _v1_key(decoded: bytearray, source: str) -> MasterKey:
+def _v1_key(decoded: bytearray, source: str, verb: str = "decodes to") -> MasterKey:
     key = SecretBytes(decoded)
     try:
-        _check_length(key, source, "decodes to", _FIX)
+        _check_length(key, source, verb, _FIX)
     except BaseException:
         key.wipe()
         raise

@@ -1,12 +1,16 @@
 """Writing a master key to a file of its own, mode 0600, never over an existing one unless forced.
 
 ``keyloader master-key generate --output`` and the env provider's ``file`` option
-use this layout: v1 keys raw, v2 pairs as their text form.
+use this layout: v1 keys raw, v2 pairs as their text form. The environment a
+provider returns from ``store`` (aws-kms: the KMS ciphertext) is written the same
+way, as an env file (``NAME=value`` lines, what systemd's ``EnvironmentFile=`` and
+``docker run --env-file`` read).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +20,9 @@ from .secret import SecretBytes
 if TYPE_CHECKING:
     from .masterkey import MasterKey
 
-__all__ = ["write_master_key_file"]
+__all__ = ["check_new_file", "write_environment_file", "write_master_key_file"]
+
+_ENV_FILE = "the environment file"
 
 
 def write_master_key_file(key: MasterKey, path: str | Path, *, force: bool = False) -> Path:
@@ -45,23 +51,54 @@ def write_master_key_file(key: MasterKey, path: str | Path, *, force: bool = Fal
     return target
 
 
-def _write_new(path: Path, target: Path, data: memoryview) -> None:
+def check_new_file(path: str | Path, *, what: str = _ENV_FILE) -> Path:
+    """Refuse a path that exists or whose directory does not, before work that writes it."""
+    target = Path(path)
+    if os.path.lexists(target):
+        raise KeyExistsError(f"file {target} already exists: choose another path for {what}")
+    if not target.parent.is_dir():
+        raise ConfigError(
+            f"cannot write {what} to {target}: directory {target.parent} does not exist; "
+            f"create it first"
+        )
+    return target
+
+
+def write_environment_file(path: str | Path, environment: Mapping[str, str]) -> Path:
+    """Write ``NAME=value`` lines to a new file of mode 0600 (never over an existing one)."""
+    target = Path(path)
+    lines = []
+    for name, value in environment.items():
+        if not name or "=" in name or any(char in name + value for char in "\0\n\r"):
+            raise ConfigError(f"cannot write variable {name!r} to an environment file")
+        lines.append(f"{name}={value}\n")
+    with SecretBytes("".join(lines).encode()) as content:
+        _write_new(target, target, content.view, what=_ENV_FILE, forcible=False)
+    _fsync_directory(target.parent)
+    return target
+
+
+def _write_new(
+    path: Path,
+    target: Path,
+    data: memoryview,
+    *,
+    what: str = "the master key",
+    forcible: bool = True,
+) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
-        raise KeyExistsError(
-            f"file {target} already exists: choose another path, or force to replace it"
-        ) from None
+        hint = ", or force to replace it" if forcible else ""
+        raise KeyExistsError(f"file {target} already exists: choose another path{hint}") from None
     except FileNotFoundError:
         raise ConfigError(
-            f"cannot write the master key to {target}: directory {target.parent} does not "
+            f"cannot write {what} to {target}: directory {target.parent} does not "
             f"exist; create it first"
         ) from None
     except OSError as exc:
-        raise ConfigError(
-            f"cannot write the master key to {target}: {exc.strerror or exc}"
-        ) from None
+        raise ConfigError(f"cannot write {what} to {target}: {exc.strerror or exc}") from None
     try:
         os.fchmod(fd, 0o600)
         written = 0
@@ -71,9 +108,7 @@ def _write_new(path: Path, target: Path, data: memoryview) -> None:
     except OSError as exc:
         os.close(fd)
         path.unlink(missing_ok=True)
-        raise ConfigError(
-            f"cannot write the master key to {target}: {exc.strerror or exc}"
-        ) from None
+        raise ConfigError(f"cannot write {what} to {target}: {exc.strerror or exc}") from None
     os.close(fd)
 
 

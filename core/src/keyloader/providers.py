@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KEYSTORE_VERSION_OPTION",
+    "REWRAP_ENV_VARIABLE",
     "MasterKeyProvider",
     "Option",
     "OptionType",
@@ -120,6 +121,10 @@ KEYSTORE_VERSION_OPTION = Option(
 )
 
 
+REWRAP_ENV_VARIABLE = "DST_ACRA_MASTER_KEY"
+"""The variable a rewrap target reads its key from, unless told otherwise (env, aws-kms)."""
+
+
 def provider_option_env_names(provider: str, option: Option) -> tuple[str, ...]:
     """The environment variables read for ``option`` of ``provider``, in order (first wins).
 
@@ -183,9 +188,28 @@ class MasterKeyProvider(ABC):
     def load(self) -> MasterKey:
         """Load and return the master key; raise a typed error (docs/architecture.md, Errors)."""
 
-    def store(self, key: MasterKey, *, force: bool = False) -> None:
-        """Write ``key`` to this provider's backend (only if ``can_store``)."""
+    def store(self, key: MasterKey, *, force: bool = False) -> Mapping[str, str] | None:
+        """Write ``key`` to this provider's backend (only if ``can_store``).
+
+        A key already there is :class:`~keyloader.errors.KeyExistsError` unless
+        ``force``. Return ``None`` when the backend now holds the key (``vault``).
+        A provider whose backend keeps only a wrapping key returns the environment
+        a service must be given to load this key (``aws-kms``:
+        ``{"ACRA_MASTER_KEY": <base64 KMS ciphertext>}``); never key material.
+        """
         raise ConfigError(f"provider {self.name!r} cannot store master keys")
+
+    @classmethod
+    def rewrap_target_defaults(cls, given: frozenset[str]) -> Mapping[str, Any]:
+        """Option values this provider takes as the *target* of a rewrap, unless ``given``.
+
+        A rewrap reads the current key and the new one in one process, often
+        from the same kind of place: a provider that reads the key from an
+        environment variable reads :data:`REWRAP_ENV_VARIABLE` as a target
+        (``env``: ``variable``, unless ``variable`` or ``file`` is given). The
+        default: nothing.
+        """
+        return {}
 
     def consumed_environment(self) -> tuple[str, ...]:
         """Environment variables holding what this provider used to get the key.
@@ -221,6 +245,8 @@ class PlaceholderProvider(MasterKeyProvider):
 
     enterprise: ClassVar[bool] = True
     placeholder: ClassVar[bool] = True
+    install_hint: ClassVar[str] = ""
+    """How to install a real implementation, if there is a known one; the gate shows it."""
 
     def load(self) -> MasterKey:
         raise ProviderNotImplementedError(

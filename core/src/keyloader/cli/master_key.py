@@ -98,29 +98,57 @@ def store(
             "that only the old key decrypts: rewrap them first).",
         ),
     ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            metavar="FILE",
+            help="For a provider that returns what a service must be given (aws-kms: the "
+            "ACRA_MASTER_KEY ciphertext): write it to a new env file (NAME=value, mode 0600) "
+            "instead of printing it.",
+        ),
+    ] = None,
 ) -> None:
     """Write a master key (base64 text form on stdin, or --generate) into a provider that can
-    store one (vault); prints only its fingerprint."""
+    store one (vault, aws-kms); prints its fingerprint, and for aws-kms the ACRA_MASTER_KEY
+    line (a KMS ciphertext, never the key)."""
     from ..api import store_master_key
     from ..masterkey import generate_master_key
+    from ..masterkey_file import check_new_file, write_environment_file
 
     settings = session.settings()
+    if output is not None:
+        check_new_file(output)
     key = generate_master_key() if generate else _key_from_stdin(settings)
     with key:
-        fingerprint = store_master_key(
+        stored = store_master_key(
             settings, key, force=force, plugin_manager=session.plugin_manager()
         )
-        document = {
-            "provider": settings.provider,
-            "version": key.version,
-            "fingerprint": fingerprint,
-        }
-    columns = ["provider", "version", "fingerprint"]
-    render.emit(
-        render.Table(columns, [[document[c] for c in columns]]),
-        document,
-        as_json=session.options().json_output,
-    )
+    document: dict[str, object] = {
+        "provider": stored.provider,
+        "version": stored.version,
+        "fingerprint": stored.fingerprint,
+    }
+    as_json = session.options().json_output
+    if output is not None:
+        if not stored.environment:
+            raise UsageError(
+                f"--output: provider {stored.provider!r} holds the key itself and returned "
+                f"nothing to write (the key is stored)"
+            )
+        document["output"] = str(write_environment_file(output, stored.environment))
+    elif stored.environment:
+        if as_json:
+            render.print_json({**document, "environment": dict(stored.environment)})
+        else:
+            render.print_lines([f"{name}={value}" for name, value in stored.environment.items()])
+            render.note(
+                f"stored master key {stored.fingerprint} ({stored.version}) with provider "
+                f"{stored.provider!r}: give the service the line above"
+            )
+        return
+    columns = list(document)
+    render.emit(render.Table(columns, [[document[c] for c in columns]]), document, as_json=as_json)
 
 
 def _key_from_stdin(settings: Settings) -> MasterKey:

@@ -16,6 +16,7 @@ __all__ = [
     "cell_text",
     "emit",
     "iso_time",
+    "note",
     "print_json",
     "print_lines",
     "print_secret_json",
@@ -102,6 +103,13 @@ def print_lines(lines: Sequence[str], *, out: IO[str] | None = None) -> None:
     for line in lines:
         stream.write(line + "\n")
     stream.flush()
+
+
+def note(message: str) -> None:
+    """One ``keyloader: ...`` line on stderr, beside output meant for stdout."""
+    sys.stdout.flush()
+    sys.stderr.write(f"keyloader: {message}\n")
+    sys.stderr.flush()
 
 
 @contextmanager

@@ -21,6 +21,7 @@ __all__ = [
     "CREDENTIALS_FIELDS",
     "REQUIRED_FIELDS",
     "AwsKmsCredentials",
+    "check_endpoint",
     "check_region",
     "load_credentials",
 ]
@@ -115,7 +116,8 @@ def _text(path: Path, name: str, value: object) -> str:
     return value
 
 
-def _check_endpoint(path: Path, endpoint: str) -> None:
+def check_endpoint(endpoint: str) -> None:
+    """Refuse text that is not an ``http://`` or ``https://`` URL with a host; ``ValueError``."""
     try:
         parts = urlsplit(endpoint)
         ok = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -123,7 +125,14 @@ def _check_endpoint(path: Path, endpoint: str) -> None:
     except ValueError:
         ok = False
     if not ok:
-        raise ConfigError(
-            f"AWS KMS credentials file {path}: field 'endpoint' must be an http:// or "
-            f"https:// URL with a host (such as https://kms.eu-west-1.amazonaws.com)"
+        raise ValueError(
+            "must be an http:// or https:// URL with a host (such as "
+            "https://kms.eu-west-1.amazonaws.com)"
         )
+
+
+def _check_endpoint(path: Path, endpoint: str) -> None:
+    try:
+        check_endpoint(endpoint)
+    except ValueError as exc:
+        raise ConfigError(f"AWS KMS credentials file {path}: field 'endpoint' {exc}") from None

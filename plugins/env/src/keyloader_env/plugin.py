@@ -20,7 +20,7 @@ from keyloader.errors import (
     MasterKeyError,
     MasterKeyNotFoundError,
 )
-from keyloader.providers import MasterKeyProvider, Option
+from keyloader.providers import REWRAP_ENV_VARIABLE, MasterKeyProvider, Option
 
 if TYPE_CHECKING:
     from keyloader.masterkey import MasterKey
@@ -62,6 +62,11 @@ class EnvProvider(MasterKeyProvider):
             type="path",
         ),
     )
+
+    @classmethod
+    def rewrap_target_defaults(cls, given: frozenset[str]) -> dict[str, object]:
+        """As a rewrap target, ``DST_ACRA_MASTER_KEY`` unless ``variable`` or ``file`` is given."""
+        return {} if given & {"variable", "file"} else {"variable": REWRAP_ENV_VARIABLE}
 
     @property
     def variable(self) -> str:

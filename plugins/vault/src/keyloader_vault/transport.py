@@ -28,6 +28,7 @@ import requests.utils
 import urllib3.exceptions
 from urllib3.exceptions import InsecureRequestWarning
 
+from keyloader.deadline import Deadline, read_body
 from keyloader.errors import ConfigError
 
 from .config import VaultConfig
@@ -234,8 +235,8 @@ class _DeadlineSession(requests.Session):
 
     requests' timeout applies to each socket read, so a server that answers its
     headers and then one byte a second would hold a load for ever. Here the body
-    is read in pieces, and before each read the socket's timeout is set to the
-    time left: past the deadline the read fails as a timeout.
+    is read with :func:`keyloader.deadline.read_body`: past the deadline the read
+    fails as a timeout.
     """
 
     deadline: float = float("inf")
@@ -244,28 +245,10 @@ class _DeadlineSession(requests.Session):
         if kwargs.pop("stream", False) or self.deadline == float("inf"):
             return super().send(request, **kwargs)
         response = super().send(request, stream=True, **kwargs)
-        connection = getattr(response.raw, "connection", None)
-        sock = getattr(connection, "sock", None)
-        length = response.headers.get("Content-Length")
-        left = int(length) if length is not None and length.isdigit() else -1
+        deadline = Deadline.at(self.deadline)
         decode = "Content-Encoding" in response.headers
-        chunks: list[bytes] = []
         try:
-            while left:
-                remaining = self.deadline - time.monotonic()
-                if remaining <= 0:
-                    raise requests.exceptions.ReadTimeout(
-                        "the overall deadline passed while the server was still answering",
-                        request=request,
-                    )
-                if sock is not None:
-                    sock.settimeout(remaining)
-                chunk = response.raw.read1(65536 if left < 0 else left, decode_content=decode)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                if left > 0 and not decode:
-                    left = max(left - len(chunk), 0)
+            body = read_body(response.raw, deadline, decode=decode)
         except (OSError, urllib3.exceptions.HTTPError) as exc:
             response.close()
             if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError):
@@ -274,7 +257,7 @@ class _DeadlineSession(requests.Session):
         except BaseException:
             response.close()
             raise
-        response._content = b"".join(chunks)
+        response._content = body
         response._content_consumed = True
         response.raw.release_conn()
         return response

@@ -46,7 +46,8 @@ class FakeAwsKms(AwsKmsPlaceholder):
 
     def load(self) -> MasterKey:
         _record(self)
-        load_credentials(self.config["credentials_path"])
+        if self.config["credentials_path"] is not None:  # else: the AWS chain
+            load_credentials(self.config["credentials_path"])
         return _from_variable(self, "fake AWS KMS")
 
 
