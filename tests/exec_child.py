@@ -1,7 +1,7 @@
 """The child `keyloader exec` starts in the tests: it reports what it received, as JSON.
 
 Run as a script: prints its PID, the fingerprint of the master key in the variable
-``argv[1]`` (never the key), which credential variables it sees, then waits for
+``argv[1]`` (never the key), which credential variables it sees (AWS_* apart), then waits for
 SIGTERM (with ``wait``) or exits with the status ``argv[2]``.
 """
 
@@ -26,6 +26,7 @@ def main() -> int:
         "seen": sorted(
             name for name in os.environ if name.startswith(("VAULT_", "KEYLOADER_", "ACRA_", "MY_"))
         ),
+        "aws": sorted(name for name in os.environ if name.startswith("AWS_")),
     }
     print(json.dumps(report), flush=True)
     if mode == "wait":

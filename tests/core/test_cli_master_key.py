@@ -168,3 +168,39 @@ def test_check_reads_another_variable_and_an_alias(monkeypatch: pytest.MonkeyPat
 def test_check_without_a_key_fails() -> None:
     result = fails("master-key", "check")
     assert "ACRA_MASTER_KEY" in result.stderr
+
+
+# -- store --output and the environment file ----------------------------------------------
+
+
+def test_store_output_is_checked_before_anything_else(tmp_path: Path) -> None:
+    existing = tmp_path / "master-key.env"
+    existing.write_text("KEEP=1\n")
+    result = fails("master-key", "store", "--generate", "--output", str(existing))
+    assert "already exists" in result.stderr
+    assert existing.read_text() == "KEEP=1\n"
+    missing = fails("master-key", "store", "--generate", "--output", str(tmp_path / "no" / "f"))
+    assert "does not exist; create it first" in missing.stderr
+    env = fails("master-key", "store", "--generate", "--output", str(tmp_path / "new.env"))
+    assert "cannot store master keys" in env.stderr
+    assert not (tmp_path / "new.env").exists()
+
+
+def test_write_environment_file(tmp_path: Path) -> None:
+    from keyloader.errors import ConfigError, KeyExistsError
+    from keyloader.masterkey_file import check_new_file, write_environment_file
+
+    target = tmp_path / "service.env"
+    assert check_new_file(target) == target
+    written = write_environment_file(target, {"ACRA_MASTER_KEY": "QUJD", "OTHER": "x=y"})
+    assert written == target
+    assert target.read_text() == "ACRA_MASTER_KEY=QUJD\nOTHER=x=y\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    with pytest.raises(KeyExistsError, match="already exists"):
+        check_new_file(target)
+    with pytest.raises(KeyExistsError, match="already exists"):
+        write_environment_file(target, {"A": "b"})
+    for bad in ({"A=B": "c"}, {"": "c"}, {"A": "line\nbreak"}):
+        with pytest.raises(ConfigError, match="environment file"):
+            write_environment_file(tmp_path / "bad.env", bad)
+        assert not (tmp_path / "bad.env").exists()

@@ -30,6 +30,7 @@ from keyloader.masterkey import (
     MasterKey,
     fingerprint,
     generate_master_key,
+    master_key_from_bytes,
     master_key_from_file_content,
     master_key_from_raw,
     parse_master_key,
@@ -386,6 +387,39 @@ def test_to_text_round_trips_and_has_no_newline() -> None:
             with parse_master_key(text.bytes().decode()) as again:
                 assert again == key
                 assert again.version == version
+
+
+def test_to_bytes_is_what_the_text_form_encodes_and_from_bytes_reads_it() -> None:
+    for version in ("v1", "v2"):
+        with generate_master_key(version) as key, key.to_bytes() as plain, key.to_text() as text:
+            assert isinstance(plain, SecretBytes)
+            assert base64.b64encode(plain.bytes()) == text.bytes()
+            source = "the KMS plaintext"
+            with master_key_from_bytes(plain.view, source=source) as again:
+                assert again == key
+                assert again.version == version
+    with generate_master_key("v1") as key, key.to_bytes() as plain:
+        assert plain.bytes() == key.encryption.bytes()
+
+
+def test_from_bytes_applies_the_rules_after_base64() -> None:
+    source = "the KMS plaintext of environment variable ACRA_MASTER_KEY"
+    with pytest.raises(MasterKeyNotFoundError, match="is empty"):
+        master_key_from_bytes(b"", source=source)
+    with pytest.raises(InvalidMasterKeyError, match=f"^{source} is 16 bytes; .* at least 32"):
+        master_key_from_bytes(b"k" * 16, source=source)
+    with pytest.raises(InvalidMasterKeyError, match="not a keystore v2 master key"):
+        master_key_from_bytes(b"k" * 32, keystore_version="v2", source=source)
+    with generate_master_key("v2") as pair, pair.to_bytes() as document:
+        with master_key_from_bytes(document.view, keystore_version="v1", source=source) as raw:
+            assert raw.version == "v1"
+            assert raw.encryption.bytes() == document.bytes()
+    with pytest.raises(ConfigError, match="keystore_version"):
+        master_key_from_bytes(b"k" * 32, keystore_version="v3", source=source)
+    buffer = bytearray(b"k" * 32)
+    with master_key_from_bytes(buffer, source=source) as key:
+        buffer[:] = bytes(32)
+        assert key.encryption.bytes() == b"k" * 32, "the key shares the caller's buffer"
 
 
 def test_v2_text_form_is_acra_serialized_keys() -> None:

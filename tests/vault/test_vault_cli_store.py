@@ -103,3 +103,17 @@ def test_bad_stdin_and_providers_that_cannot_store(bao: Any, tmp_path: Path) -> 
         stdin=subprocess.DEVNULL,
     )
     assert "cannot store" in assert_one_error_line(env_result)
+
+
+def test_output_is_a_usage_error_for_vault_which_keeps_the_key(bao: Any, tmp_path: Path) -> None:
+    path = f"secret/{uuid.uuid4().hex[:12]}"
+    target = tmp_path / "master-key.env"
+    result = keyloader(
+        bao, path, "master-key", "store", "--generate", "--output", str(target), cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert b"holds the key itself" in result.stderr
+    assert b"Traceback" not in result.stderr
+    assert not target.exists()
+    checked = keyloader(bao, path, "master-key", "check", cwd=tmp_path)
+    assert checked.returncode == 0, "the key is stored all the same"

@@ -48,9 +48,10 @@ def read_body(response: Any, deadline: Deadline, *, decode: bool = False) -> byt
 
     Read in pieces; before each read the socket's timeout is set to the time left,
     so past the deadline the read fails. A ``Content-Length`` is honoured (reading
-    stops there, without waiting for the server to close). Raises ``TimeoutError``
-    once the deadline has passed; the library's own errors pass through. The
-    caller releases or closes the response.
+    stops there, without waiting for the server to close). Past the deadline:
+    ``TimeoutError`` between reads, or, for a read the socket timeout cut short,
+    the library's own timeout error (urllib3's ``ReadTimeoutError``). The caller
+    releases or closes the response.
     """
     connection = getattr(response, "connection", None)
     sock = getattr(connection, "sock", None)
