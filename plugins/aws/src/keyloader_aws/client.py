@@ -9,10 +9,12 @@ with the key alias as ``KeyId`` and no encryption context; ``ListAliases``
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -40,6 +42,37 @@ ALIAS_CHECKS = 10
 ALIAS_CHECK_PAUSE = 0.1
 
 _KEY_DESCRIPTION = "Acra master key encryption key (made by keyloader)"
+
+_QUIET: ContextVar[bool] = ContextVar("keyloader_aws_quiet", default=False)
+
+
+class _NoDebugDuringKms(logging.Filter):
+    """Drops botocore's DEBUG records while a keyloader KMS call runs in this context.
+
+    At DEBUG, botocore logs each request's parameters and each answer's body: the
+    plaintext of an ``Encrypt`` and of a ``Decrypt``. keyloader's calls must not
+    put key material in anyone's logs; the application's own AWS calls keep theirs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO or not _QUIET.get()
+
+
+_FILTER = _NoDebugDuringKms()
+_filtered_count = 0
+
+
+def _filter_sdk_loggers() -> None:
+    """Put the filter on every botocore logger (a filter acts on its own logger only)."""
+    global _filtered_count
+    loggers = logging.Logger.manager.loggerDict
+    if len(loggers) == _filtered_count:
+        return
+    for name, logger in list(loggers.items()):
+        if name.split(".", 1)[0] in ("botocore", "boto3") and isinstance(logger, logging.Logger):
+            if _FILTER not in logger.filters:
+                logger.addFilter(_FILTER)
+    _filtered_count = len(loggers)
 
 
 class KmsClient:
@@ -145,9 +178,12 @@ class KmsClient:
     @contextmanager
     def _operation(self) -> Iterator[None]:
         self.sender.deadline = Deadline(self.settings.timeout)
+        _filter_sdk_loggers()
+        quiet = _QUIET.set(True)
         try:
             yield
         finally:
+            _QUIET.reset(quiet)
             self.sender.deadline = Deadline.at(float("inf"))
 
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
