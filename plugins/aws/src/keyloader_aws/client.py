@@ -69,9 +69,9 @@ def _filter_sdk_loggers() -> None:
     if len(loggers) == _filtered_count:
         return
     for name, logger in list(loggers.items()):
-        if name.split(".", 1)[0] in ("botocore", "boto3") and isinstance(logger, logging.Logger):
-            if _FILTER not in logger.filters:
-                logger.addFilter(_FILTER)
+        sdk = name.split(".", 1)[0] in ("botocore", "boto3")
+        if sdk and isinstance(logger, logging.Logger) and _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
     _filtered_count = len(loggers)
 
 
