@@ -64,8 +64,8 @@ def test_defaults_without_any_source(tmp_path: Path) -> None:
     assert settings.keystore == "filesystem"
     assert settings.keys_dir == Path(".acrakeys")
     assert settings.enterprise is False
-    assert settings.cache_size == 0
-    assert settings.cache_ttl == 5.0
+    assert settings.cache_size == 1000  # Acra's default; revalidated on every use
+    assert settings.cache_ttl == 0.0  # stores without revision tokens are not cached
     assert settings.log_level is None
     assert settings.debug is False
     assert settings.config_file is None
@@ -107,8 +107,8 @@ TOP_LEVEL = [
         "filesystem",
     ),
     ("enterprise", (False, True, "no", "true"), (False, True, False, True), False),
-    ("cache_size", (1, 2, "3", "4"), (1, 2, 3, 4), 0),
-    ("cache_ttl", (1.5, 2.5, "3.5", "4.5"), (1.5, 2.5, 3.5, 4.5), 5.0),
+    ("cache_size", (1, 2, "3", "4"), (1, 2, 3, 4), 1000),
+    ("cache_ttl", (1.5, 2.5, "3.5", "4.5"), (1.5, 2.5, 3.5, 4.5), 0.0),
     (
         "keys_dir",
         ("api-dir", Path("cli-dir"), "env-dir", '"file-dir"'),
@@ -172,7 +172,7 @@ def test_empty_environment_variables_count_as_unset(tmp_path: Path) -> None:
     settings = load(tmp_path, env=env, toml=toml)
     assert settings.provider == "vault"
     assert settings.keys_dir == tmp_path / "k"
-    assert settings.cache_size == 0
+    assert settings.cache_size == 1000  # the default: the empty variable counts as unset
     assert settings.provider_options("vault", VAULT_SCHEMA)["address"] == "https://file"
 
 

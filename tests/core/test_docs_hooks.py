@@ -22,6 +22,7 @@ def _signature(name: str) -> str:
 
 def test_hooks_exist() -> None:
     assert HOOKS == [
+        "keyloader_audit_actions",
         "keyloader_audit_event",
         "keyloader_cli_commands",
         "keyloader_key_stores",

@@ -247,6 +247,7 @@ def test_template_readme_layout_lists_every_file() -> None:
 def test_template_tests_exercise_each_hook_it_implements() -> None:
     implemented = sorted(name for name in dir(template_plugin) if name.startswith("keyloader_"))
     assert implemented == [
+        "keyloader_audit_actions",
         "keyloader_audit_event",
         "keyloader_cli_commands",
         "keyloader_master_key_providers",

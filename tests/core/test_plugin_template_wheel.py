@@ -25,7 +25,12 @@ from keyloader.masterkey import MasterKey, generate_master_key
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "examples" / "plugin-template"
-HOOKS = ["keyloader_audit_event", "keyloader_cli_commands", "keyloader_master_key_providers"]
+HOOKS = [
+    "keyloader_audit_actions",
+    "keyloader_audit_event",
+    "keyloader_cli_commands",
+    "keyloader_master_key_providers",
+]
 # pip reads its index configuration from HOME; the autouse fixture replaces HOME per test
 _ENV_AT_IMPORT = dict(os.environ)
 

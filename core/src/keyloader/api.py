@@ -47,6 +47,7 @@ def resolve(
     enterprise: bool | None = None,
     cache_size: int | None = None,
     cache_ttl: float | None = None,
+    auto_reload: bool | None = None,
     previous_provider: str | None = None,
     previous_options: Mapping[str, object] | None = None,
     rewrap_to_options: Mapping[str, object] | None = None,
@@ -67,6 +68,7 @@ def resolve(
         enterprise=enterprise,
         cache_size=cache_size,
         cache_ttl=cache_ttl,
+        auto_reload=auto_reload,
         previous_provider=previous_provider,
         previous_options=dict(previous_options or {}),
         rewrap_to_options=dict(rewrap_to_options or {}),
@@ -140,7 +142,9 @@ def open_keystore(
         cache_size=settings.cache_size,
         cache_ttl=settings.cache_ttl,
         emit=pm.emit if pm.hook.keyloader_audit_event.get_hookimpls() else None,
+        wants=pm.audit_wants,
         provider_name=provider.name,
+        auto_reload=settings.auto_reload,
     )
 
 

@@ -10,6 +10,7 @@ __all__ = ["AUDIT_ACTIONS", "AuditAction", "AuditEvent"]
 
 AuditAction = Literal[
     "master_key_loaded",
+    "master_key_reloaded",
     "key_generated",
     "key_read",
     "key_used",

@@ -12,8 +12,9 @@ provider       KEYLOADER_PROVIDER    ``provider``               ``env``
 keystore       KEYLOADER_KEYSTORE    ``keystore``               ``filesystem``
 keys_dir       KEYLOADER_KEYS_DIR    ``keys_dir``               ``.acrakeys``
 enterprise     KEYLOADER_ENTERPRISE  ``enterprise``             False
-cache_size     KEYLOADER_CACHE_SIZE  ``cache_size``             0 (off)
-cache_ttl      KEYLOADER_CACHE_TTL   ``cache_ttl``              5.0 seconds
+cache_size     KEYLOADER_CACHE_SIZE  ``cache_size``             1000 (0: off)
+cache_ttl      KEYLOADER_CACHE_TTL   ``cache_ttl``              0 seconds
+auto_reload    KEYLOADER_AUTO_RELOAD ``auto_reload``            False
 log_level      KEYLOADER_LOG_LEVEL   (environment only)         None
 debug          KEYLOADER_DEBUG       (environment only)         False
 ============== ===================== ========================== ===============
@@ -113,9 +114,11 @@ __all__ = [
 
 DEFAULT_PROVIDER = "env"
 DEFAULT_KEYSTORE = "filesystem"
-DEFAULT_CACHE_SIZE = 0
+DEFAULT_CACHE_SIZE = 1000
+"""Sealed keys the engine keeps (Acra's keystore caches 1000 by default); 0 turns it off."""
 DEFAULT_KEYS_DIR = Path(".acrakeys")
-DEFAULT_CACHE_TTL = 5.0
+DEFAULT_CACHE_TTL = 0.0
+"""How long a cached key of a store *without* revision tokens is trusted: 0, never."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class Layer:
     enterprise: bool | None = None
     cache_size: int | None = None
     cache_ttl: float | None = None
+    auto_reload: bool | None = None
     previous_provider: str | None = None
     previous_options: Mapping[str, object] = field(default_factory=dict)
     rewrap_to_options: Mapping[str, object] = field(default_factory=dict)
@@ -168,6 +172,7 @@ class Settings:
     enterprise: bool = False
     cache_size: int = DEFAULT_CACHE_SIZE
     cache_ttl: float = DEFAULT_CACHE_TTL
+    auto_reload: bool = False
     log_level: str | None = None
     debug: bool = False
     config_file: Path | None = None
@@ -359,6 +364,7 @@ def load_settings(
     enterprise = pick("enterprise", api.enterprise, cli.enterprise, "--enterprise")
     cache_size = pick("cache_size", api.cache_size, cli.cache_size, "--cache-size")
     cache_ttl = pick("cache_ttl", api.cache_ttl, cli.cache_ttl, "--cache-ttl")
+    auto_reload = pick("auto_reload", api.auto_reload, cli.auto_reload, "--auto-reload")
     previous = None
     for value, source in (
         (api.previous_provider, "keyword argument previous_provider"),
@@ -386,6 +392,7 @@ def load_settings(
         enterprise=bool(enterprise),
         cache_size=DEFAULT_CACHE_SIZE if cache_size is None else cache_size,
         cache_ttl=DEFAULT_CACHE_TTL if cache_ttl is None else cache_ttl,
+        auto_reload=bool(auto_reload),
         log_level=environ.get("KEYLOADER_LOG_LEVEL") or None,
         debug=False if debug_text is None else parse_setting_bool(debug_text, "KEYLOADER_DEBUG"),
         config_file=file.path if file is not None else None,

@@ -36,6 +36,7 @@ FILE_KEYS = (
     "enterprise",
     "cache_size",
     "cache_ttl",
+    "auto_reload",
     "providers",
     "stores",
     "rewrap",
@@ -164,7 +165,7 @@ def _check_file_value(path: Path, key: str, value: object, *, kind: str | None =
     kind = kind or key
     if kind in ("provider", "keystore", "keys_dir"):
         ok, expected = isinstance(value, str) and value != "", "a non-empty string"
-    elif kind == "enterprise":
+    elif kind in ("enterprise", "auto_reload"):
         ok = isinstance(value, bool) or (isinstance(value, str) and boolean_word(value) is not None)
         expected = "a boolean (true or false, or one of the words 1/0, yes/no, on/off)"
     elif kind == "cache_size":

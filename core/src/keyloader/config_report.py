@@ -29,6 +29,7 @@ SETTINGS = (
     "enterprise",
     "cache_size",
     "cache_ttl",
+    "auto_reload",
     "previous_provider",
     "config_file",
     "log_level",

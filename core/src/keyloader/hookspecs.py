@@ -10,6 +10,7 @@ calls hooks") gives the rules per hook.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -72,5 +73,20 @@ def keyloader_audit_event(event: AuditEvent) -> None:
     :class:`keyloader.AuditEvent`, which never contains key material. The
     return value is ignored. An observer (or wrapper) that raises is logged and
     ignored; it never fails the action. Called synchronously, in the thread
-    that performed the action.
+    that performed the action. A plugin that also implements
+    :func:`keyloader_audit_actions` receives only the actions it lists.
+    """
+
+
+@hookspec
+def keyloader_audit_actions() -> Iterable[str] | None:
+    """The audit actions this plugin's :func:`keyloader_audit_event` wants.
+
+    Return names from ``keyloader.AUDIT_ACTIONS`` (``key_rotated``,
+    ``key_used``...), or ``None`` for every action (as without this hook).
+    Called once per plugin, when an action is first audited; the answer holds
+    for the life of the plugin manager. An event no observer wants is never
+    built: observers that leave out ``key_used`` cost ``use()`` nothing. An
+    unknown name, or an implementation that raises, is that plugin's failure
+    (``keyloader plugins``), and the plugin then receives every action.
     """

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import suppress
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .errors import ConfigError
@@ -28,38 +32,83 @@ MasterKeySource = MasterKeyProvider | MasterKey | Callable[[], MasterKey]
 
 
 class MasterKeySlot:
-    """A master key loaded on first use, from a provider, a key or a loader."""
+    """A master key loaded on first use, from a provider, a key or a loader.
+
+    Thread safe: one thread loads, the others wait for it. :meth:`reload` loads
+    again from the source and swaps the key in; the key it replaces is kept
+    (a thread may still be decrypting with it) and wiped by :meth:`close`.
+    """
 
     def __init__(self, source: MasterKeySource, provider_name: str | None) -> None:
         self._source = source
         self._key: MasterKey | None = None
+        self._retired: list[MasterKey] = []
+        self._lock = threading.Lock()
         self.provider_name = provider_name or (
             source.name if isinstance(source, MasterKeyProvider) else None
         )
+        _SLOTS.add(self)
 
     @property
     def loaded(self) -> bool:
         return self._key is not None
 
+    @property
+    def reloadable(self) -> bool:
+        """False when the source is a key itself: there is nowhere to load a new one from."""
+        return not isinstance(self._source, MasterKey)
+
     def get(self, on_load: Callable[[MasterKey], None]) -> MasterKey:
-        if self._key is None:
-            source = self._source
-            if isinstance(source, MasterKey):
-                key = source
-            elif isinstance(source, MasterKeyProvider):
-                key = source.load()
-            else:
-                key = source()
-            if key.version != "v1":
-                key.close()
-                raise ConfigError(V2_UNSUPPORTED)
-            self._key = key
-            on_load(key)
-        return self._key
+        key = self._key
+        if key is not None:
+            return key
+        with self._lock:
+            if self._key is None:
+                self._key = self._load()
+                on_load(self._key)
+            return self._key
+
+    def reload(self) -> tuple[MasterKey, bool]:
+        """Load the key again; returns it and whether it differs from the one in use."""
+        if not self.reloadable:
+            raise ConfigError(
+                "the master key was given as a key, not a provider: there is nothing to "
+                "reload it from; open the key store with a provider"
+            )
+        with self._lock:
+            new = self._load()
+            old = self._key
+            if old is not None and not old.closed and new == old:
+                new.close()
+                return old, False
+            self._key = new
+            if old is not None:
+                self._retired.append(old)
+            return new, True
+
+    def _load(self) -> MasterKey:
+        source = self._source
+        if isinstance(source, MasterKey):
+            key = source
+        elif isinstance(source, MasterKeyProvider):
+            key = source.load()
+        else:
+            key = source()
+        if key.version != "v1":
+            key.close()
+            raise ConfigError(V2_UNSUPPORTED)
+        return key
+
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (the parent's may have been held at the fork)."""
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         if self._key is not None:
             self._key.close()
+        for key in self._retired:
+            key.close()
+        self._retired.clear()
         if isinstance(self._source, MasterKeyProvider):
             self._source.close()
 
@@ -69,59 +118,104 @@ class SealedKeyCache:
 
     Entries are AES-256-GCM under a key made for this cache (so a hit costs one
     AES-GCM open, no KDF), bound to their slot by the associated data, and
-    revalidated on every hit with the store's revision token (or ``ttl``).
+    revalidated on every hit with the store's revision token. A store without
+    revision tokens (``revision()`` is None) is cached only when ``ttl`` > 0, and
+    then trusted for ``ttl`` seconds.
+
+    Safe to share between threads: every dictionary step is one atomic
+    operation under the GIL, and a step that loses a race (an entry dropped by
+    another thread in between) is a miss. After ``fork()`` the child makes a new
+    key and starts empty (:meth:`after_fork`).
     """
 
     def __init__(self, size: int, ttl: float) -> None:
         self.size = size
         self.ttl = ttl
-        key = bytearray(secrets.token_bytes(32))
-        self._aead: AESGCM | None = AESGCM(key)
-        key[:] = bytes(32)
+        self._aead: AESGCM | None = _new_aead()
         # slot -> (revision, time stored, associated data, nonce || ciphertext)
         self._entries: OrderedDict[tuple[str, str | None], tuple[object, float, bytes, bytes]] = (
             OrderedDict()
         )
+        _CACHES.add(self)
 
     def get(self, slot: tuple[str, str | None], revision: object) -> SecretBytes | None:
         entry = self._entries.get(slot)
-        if entry is None or self._aead is None:
+        aead = self._aead
+        if entry is None or aead is None:
             return None
         cached_revision, stamp, aad, blob = entry
         if revision is None:
             if time.monotonic() - stamp > self.ttl:
-                del self._entries[slot]
+                self._entries.pop(slot, None)
                 return None
         elif revision != cached_revision:
-            del self._entries[slot]
+            self._entries.pop(slot, None)
             return None
-        self._entries.move_to_end(slot)
+        with suppress(KeyError):  # dropped by another thread meanwhile: the entry is still valid
+            self._entries.move_to_end(slot)
         plain = SecretBytes.zeroed(len(blob) - _NONCE - _TAG)
-        self._aead.decrypt_into(blob[:_NONCE], blob[_NONCE:], aad, plain.buffer)
+        try:
+            aead.decrypt_into(blob[:_NONCE], blob[_NONCE:], aad, plain.buffer)
+        except InvalidTag:  # sealed under the parent's key (fork) or a replaced key
+            plain.wipe()
+            self._entries.pop(slot, None)
+            return None
         return plain
 
     def put(self, slot: tuple[str, str | None], revision: object, plain: SecretBytes) -> None:
-        if self._aead is None:
+        aead = self._aead
+        if aead is None or (revision is None and self.ttl <= 0):
             return
         aad = f"{slot[0]}\0{slot[1] or ''}".encode()
         nonce = os.urandom(_NONCE)
-        blob = nonce + self._aead.encrypt(nonce, plain.buffer, aad)
+        blob = nonce + aead.encrypt(nonce, plain.buffer, aad)
         self._entries[slot] = (revision, time.monotonic(), aad, blob)
-        self._entries.move_to_end(slot)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        try:
+            self._entries.move_to_end(slot)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        except KeyError:  # another thread emptied it meanwhile
+            pass
 
     def drop(self, name: str | None = None) -> None:
         if name is None:
             self._entries.clear()
         else:
-            for slot in [s for s in self._entries if s[0] == name]:
-                del self._entries[slot]
+            for slot in [s for s in list(self._entries) if s[0] == name]:
+                self._entries.pop(slot, None)
+
+    def after_fork(self) -> None:
+        """In a forked child: a new sealing key, no entries (nothing shared with the parent)."""
+        self._entries = OrderedDict()
+        if self._aead is not None:
+            self._aead = _new_aead()
 
     def close(self) -> None:
         self._entries.clear()
         self._aead = None
 
 
+def _new_aead() -> AESGCM:
+    key = bytearray(secrets.token_bytes(32))
+    try:
+        return AESGCM(key)
+    finally:
+        key[:] = bytes(32)
+
+
 _NONCE = 12
 _TAG = 16
+
+
+_SLOTS: weakref.WeakSet[MasterKeySlot] = weakref.WeakSet()
+_CACHES: weakref.WeakSet[SealedKeyCache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for slot in list(_SLOTS):
+        slot.after_fork()
+    for cache in list(_CACHES):
+        cache.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

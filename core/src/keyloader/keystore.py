@@ -5,12 +5,19 @@ from __future__ import annotations
 import builtins
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 
 from . import scell
 from .audit import AuditAction, AuditEvent
-from .errors import ConfigError, IntegrityError, KeyExistsError, KeyNotFoundError
+from .errors import (
+    ConfigError,
+    IntegrityError,
+    KeyExistsError,
+    KeyloaderError,
+    KeyNotFoundError,
+)
 from .inventory import KeyInfo, VerifyResult, list_keys, location_of, verify_keys
 from .keycache import V2_UNSUPPORTED, MasterKeySlot, MasterKeySource, SealedKeyCache
 from .keyids import KeyId, KeyKind
@@ -24,6 +31,8 @@ __all__ = ["GENERATABLE_KINDS", "KeyInfo", "KeyManager", "VerifyResult", "Master
 log = logging.getLogger("keyloader.keystore")
 
 SYMMETRIC_KEY_LENGTH = 32
+AUTO_RELOAD_INTERVAL = 1.0
+"""Seconds between two automatic master-key reloads (a tampered file must not hammer Vault)."""
 GENERATABLE_KINDS = (
     KeyKind.SYMMETRIC,
     KeyKind.SEARCHABLE,
@@ -41,6 +50,14 @@ class KeyManager:
     keys are :class:`SecretBytes`; :meth:`use` wipes them when its block ends.
     With ``previous``, blobs that fail under the current master key are tried
     under the previous one (a store half-way through a rewrap keeps working).
+
+    One manager is meant to be shared by every thread of a process
+    (docs/embedding.md): reads take no lock, the cache and the master key are
+    thread safe, writers are serialized by the store's lock. After ``fork()``
+    the child keeps the manager, with a new cache key, an empty cache and no
+    lock held. :meth:`reload_master_key` picks up a new master key (after a
+    rewrap) without reopening; with ``auto_reload`` a key that no longer
+    decrypts makes the manager reload once from its provider and retry.
     """
 
     def __init__(
@@ -53,6 +70,8 @@ class KeyManager:
         cache_ttl: float = 5.0,
         emit: Callable[[AuditEvent], None] | None = None,
         provider_name: str | None = None,
+        auto_reload: bool = False,
+        wants: Callable[[str], bool] | None = None,
     ) -> None:
         if cache_size < 0:
             raise ConfigError(f"cache_size must be >= 0 (0 turns the cache off), not {cache_size}")
@@ -64,6 +83,11 @@ class KeyManager:
         self._previous = MasterKeySlot(previous, None) if previous is not None else None
         self._cache = SealedKeyCache(cache_size, cache_ttl) if cache_size > 0 else None
         self._emit = emit
+        self._wants = wants
+        self.auto_reload = auto_reload
+        self._last_auto_reload = -AUTO_RELOAD_INTERVAL
+        # key_used is the hot path: is anyone listening? (decided once; see keyloader.plugins)
+        self._audit_use = emit is not None and (wants is None or wants("key_used"))
 
     # -- master key --------------------------------------------------------------------
 
@@ -78,6 +102,26 @@ class KeyManager:
 
     def _on_master_loaded(self, key: MasterKey) -> None:
         self.audit("master_key_loaded", fingerprint=key.fingerprint)
+
+    def reload_master_key(self) -> bool:
+        """Load the master key again from the provider; True if it changed.
+
+        For a service that keeps running while its key store is rewrapped to a
+        new master key: keys sealed with the new key decrypt from now on. The
+        replaced key stays in memory (wipeable, wiped by :meth:`close`) for
+        threads still using it; the cache is dropped. Audited as
+        ``master_key_reloaded``. A manager opened with a key rather than a
+        provider cannot reload (:class:`ConfigError`).
+        """
+        try:
+            key, changed = self._master.reload()
+        except Exception as exc:
+            self.audit("master_key_reloaded", ok=False, error=exc)
+            raise
+        if changed and self._cache is not None:
+            self._cache.drop()
+        self.audit("master_key_reloaded", fingerprint=key.fingerprint)
+        return changed
 
     # -- reading -----------------------------------------------------------------------
 
@@ -130,7 +174,34 @@ class KeyManager:
 
         ``where`` names the blob in an :class:`IntegrityError`. The caller wipes the
         result. For engine code (rewrap, export/import) that reads blobs itself.
+        With :attr:`auto_reload`, a blob that opens under neither key makes the
+        manager reload the master key once (at most every
+        ``AUTO_RELOAD_INTERVAL`` seconds) and try again.
         """
+        try:
+            return self._unseal(blob, context, where)
+        except IntegrityError as exc:
+            if not self._may_auto_reload():
+                raise
+            failure = exc
+        try:
+            changed = self.reload_master_key()
+        except KeyloaderError:  # audited; the blob's own error is the one to report
+            changed = False
+        if not changed:
+            raise failure
+        return self._unseal(blob, context, where)
+
+    def _may_auto_reload(self) -> bool:
+        if not self.auto_reload or not self._master.reloadable:
+            return False
+        now = time.monotonic()
+        if now - self._last_auto_reload < AUTO_RELOAD_INTERVAL:
+            return False
+        self._last_auto_reload = now
+        return True
+
+    def _unseal(self, blob: bytes, context: bytes, where: str) -> SecretBytes:
         key = self.master_key
         try:
             return scell.decrypt(key.encryption.buffer, blob, context)
@@ -281,7 +352,7 @@ class KeyManager:
         error: BaseException | None = None,
         fingerprint: str | None = None,
     ) -> None:
-        if self._emit is None:
+        if self._emit is None or (self._wants is not None and not self._wants(action)):
             return
         if fingerprint is None and self._master.loaded:
             fingerprint = self.master_key.fingerprint
@@ -338,9 +409,11 @@ class _KeyUse:
         try:
             self._secret = manager._decrypt(self._kid, self._index)
         except Exception as exc:
-            manager.audit("key_used", self._kid, self._index, ok=False, error=exc)
+            if manager._audit_use:
+                manager.audit("key_used", self._kid, self._index, ok=False, error=exc)
             raise
-        manager.audit("key_used", self._kid, self._index)
+        if manager._audit_use:
+            manager.audit("key_used", self._kid, self._index)
         return self._secret
 
     def __exit__(

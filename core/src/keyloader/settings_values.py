@@ -73,6 +73,7 @@ PARSERS: dict[str, Callable[[object, str], Any]] = {
     "enterprise": parse_setting_bool,
     "cache_size": parse_count,
     "cache_ttl": parse_seconds,
+    "auto_reload": parse_setting_bool,
 }
 
 

@@ -102,6 +102,18 @@ def test_actions_of_a_key_manager_are_appended(
         assert form not in text
 
 
+def test_the_observer_declares_every_action_only_with_a_log(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(AUDIT_LOG_VAR, raising=False)
+        assert plugin.keyloader_audit_actions() == []
+        pm = keyloader.make_plugin_manager(autoload=False, plugins=[plugin])
+        assert not pm.audit_wants("key_used"), "without a log, use() pays for no event"
+        patch.setenv(AUDIT_LOG_VAR, str(tmp_path / "audit.jsonl"))
+        assert plugin.keyloader_audit_actions() is None
+        pm = keyloader.make_plugin_manager(autoload=False, plugins=[plugin])
+        assert pm.audit_wants("key_used")
+
+
 def test_a_new_log_is_private(tmp_path: Path) -> None:
     log = tmp_path / "new.jsonl"
     assert record_event(AuditEvent("key_rotated"), environ={AUDIT_LOG_VAR: str(log)})

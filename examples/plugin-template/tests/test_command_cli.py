@@ -18,7 +18,12 @@ from keyloader_command import AUDIT_LOG_VAR, plugin
 
 KeyCommand = Callable[[MasterKey], tuple[str, ...]]
 NoKey = Callable[[str, MasterKey], None]
-HOOKS = ["keyloader_audit_event", "keyloader_cli_commands", "keyloader_master_key_providers"]
+HOOKS = [
+    "keyloader_audit_actions",
+    "keyloader_audit_event",
+    "keyloader_cli_commands",
+    "keyloader_master_key_providers",
+]
 
 
 def run(*args: str, env: dict[str, str | None] | None = None) -> Result:

@@ -261,7 +261,7 @@ class FilesystemKeyStore(KeyStore):
             return None
         except OSError as exc:
             raise KeyStoreError(f"cannot stat {path}: {exc.strerror}") from exc
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -48,6 +48,13 @@ class DirectoryLock(ReentrantHold):
     def _let_go(self) -> None:
         self.release_if_idle()
 
+    def _forget_outer(self) -> None:
+        # the parent's flock stays: a lock belongs to the open file description, which
+        # the parent's descriptor keeps open; closing the child's copy releases nothing
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
     def release_if_idle(self) -> None:
         """Close the lock's descriptor unless the lock is held (``close()`` of the store)."""
         if self._depth == 0:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from keyloader.audit import AuditEvent
 
-__all__ = ["AUDIT_LOG_VAR", "append_event", "audit_record", "record_event"]
+__all__ = ["AUDIT_LOG_VAR", "append_event", "audit_record", "log_configured", "record_event"]
 
 AUDIT_LOG_VAR = "KEYLOADER_COMMAND_AUDIT_LOG"
 """The environment variable naming the audit file (created with mode 0600)."""
@@ -51,6 +51,11 @@ def append_event(event: AuditEvent, path: Path) -> None:
             written += os.write(fd, data[written:])
     finally:
         os.close(fd)
+
+
+def log_configured(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``KEYLOADER_COMMAND_AUDIT_LOG`` names a file."""
+    return bool((os.environ if environ is None else environ).get(AUDIT_LOG_VAR, "").strip())
 
 
 def record_event(event: AuditEvent, environ: Mapping[str, str] | None = None) -> bool:

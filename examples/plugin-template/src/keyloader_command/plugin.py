@@ -15,7 +15,12 @@ if TYPE_CHECKING:
     from keyloader.audit import AuditEvent
     from keyloader.providers import MasterKeyProvider
 
-__all__ = ["keyloader_audit_event", "keyloader_cli_commands", "keyloader_master_key_providers"]
+__all__ = [
+    "keyloader_audit_actions",
+    "keyloader_audit_event",
+    "keyloader_cli_commands",
+    "keyloader_master_key_providers",
+]
 
 
 @hookimpl
@@ -24,6 +29,18 @@ def keyloader_master_key_providers() -> list[type[MasterKeyProvider]]:
     from .provider import CommandProvider
 
     return [CommandProvider]
+
+
+@hookimpl
+def keyloader_audit_actions() -> list[str] | None:
+    """Every action while ``$KEYLOADER_COMMAND_AUDIT_LOG`` is set, none otherwise.
+
+    keyloader asks once per plugin manager, at its first audited action: with no
+    log to write, the observer is never called and ``use()`` pays nothing for it.
+    """
+    from .audit import log_configured
+
+    return None if log_configured() else []
 
 
 @hookimpl

@@ -111,6 +111,12 @@ class WriterLease(ReentrantHold):
                 )
                 return
 
+    def _forget_outer(self) -> None:
+        # the parent holds the lease and renews it; a child never releases or renews it
+        self.token = None
+        self._renewer = None  # the renewing thread does not exist in the child
+        self._renewer_stop = threading.Event()
+
     def _let_go(self) -> None:
         token, self.token = self.token, None
         renewer, self._renewer = self._renewer, None
