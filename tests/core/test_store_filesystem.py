@@ -715,7 +715,7 @@ def test_delete_refuses_a_directory(keys: Path, store: FilesystemKeyStore) -> No
     assert (keys / "client2_hmac").is_dir()
 
 
-def test_revision_is_inode_mtime_and_size(keys: Path, store: FilesystemKeyStore) -> None:
+def test_revision_is_inode_mtime_ctime_and_size(keys: Path, store: FilesystemKeyStore) -> None:
     with store.lock():
         store.create("client1_hmac", b"abc")
         timestamp = store.rotate("client1_hmac", b"defg")
@@ -724,7 +724,8 @@ def test_revision_is_inode_mtime_and_size(keys: Path, store: FilesystemKeyStore)
         (keys / "client1_hmac.old" / timestamp, store.revision("client1_hmac", timestamp)),
     ):
         st = os.lstat(path)
-        assert revision == (st.st_ino, st.st_mtime_ns, st.st_size)
+        assert revision == (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+    assert store.revision("client9_hmac") is None
 
 
 # -- listing and layout --------------------------------------------------------------------

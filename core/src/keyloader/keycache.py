@@ -54,6 +54,11 @@ class MasterKeySlot:
         return self._key is not None
 
     @property
+    def replaced(self) -> list[MasterKey]:
+        """The keys :meth:`reload` replaced, newest first (fallbacks for keys not yet rewrapped)."""
+        return self._retired[::-1]
+
+    @property
     def reloadable(self) -> bool:
         """False when the source is a key itself: there is nowhere to load a new one from."""
         return not isinstance(self._source, MasterKey)

@@ -11,6 +11,7 @@ from types import TracebackType
 
 from . import scell
 from .audit import AuditAction, AuditEvent
+from .config import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL
 from .errors import (
     ConfigError,
     IntegrityError,
@@ -66,8 +67,8 @@ class KeyManager:
         master_key: MasterKeySource,
         *,
         previous: MasterKeySource | None = None,
-        cache_size: int = 0,
-        cache_ttl: float = 5.0,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
         emit: Callable[[AuditEvent], None] | None = None,
         provider_name: str | None = None,
         auto_reload: bool = False,
@@ -107,9 +108,9 @@ class KeyManager:
         """Load the master key again from the provider; True if it changed.
 
         For a service that keeps running while its key store is rewrapped to a
-        new master key: keys sealed with the new key decrypt from now on. The
-        replaced key stays in memory (wipeable, wiped by :meth:`close`) for
-        threads still using it; the cache is dropped. Audited as
+        new master key: keys sealed with the new key decrypt from now on, and
+        the key it replaced stays a fallback for keys not rewrapped yet (in
+        memory, wipeable, wiped by :meth:`close`). The cache is dropped. Audited as
         ``master_key_reloaded``. A manager opened with a key rather than a
         provider cannot reload (:class:`ConfigError`).
         """
@@ -206,20 +207,30 @@ class KeyManager:
         try:
             return scell.decrypt(key.encryption.buffer, blob, context)
         except IntegrityError:
-            if self._previous is None:
-                raise IntegrityError(
-                    f"{where}: cannot decrypt with master key {key.fingerprint}: wrong master "
-                    "key, tampered file, or a file moved to another key's name"
-                ) from None
-        previous = self._previous.get(lambda k: None)
-        try:
-            return scell.decrypt(previous.encryption.buffer, blob, context)
-        except IntegrityError:
+            pass
+        previous = self._previous.get(lambda k: None) if self._previous is not None else None
+        fallbacks = [*([previous] if previous is not None else []), *self._master.replaced]
+        for fallback in fallbacks:
+            try:
+                return scell.decrypt(fallback.encryption.buffer, blob, context)
+            except IntegrityError:
+                continue
+        if not fallbacks:
             raise IntegrityError(
-                f"{where}: cannot decrypt with master key {key.fingerprint} nor with the "
-                f"previous master key {previous.fingerprint}: tampered file, or a file moved "
-                "to another key's name"
-            ) from None
+                f"{where}: cannot decrypt with master key {key.fingerprint}: wrong master "
+                "key, tampered file, or a file moved to another key's name"
+            )
+        tried = []
+        if previous is not None:
+            tried.append(f"the previous master key {previous.fingerprint}")
+        replaced = self._master.replaced
+        if replaced:
+            shown = ", ".join(k.fingerprint for k in replaced)
+            tried.append(f"the master key{'s' if len(replaced) > 1 else ''} it replaced ({shown})")
+        raise IntegrityError(
+            f"{where}: cannot decrypt with master key {key.fingerprint} nor with "
+            f"{' nor with '.join(tried)}: tampered file, or a file moved to another key's name"
+        )
 
     def _history_timestamp(self, kid: KeyId, index: int) -> str:
         if index < 1:

@@ -51,6 +51,7 @@ from .fs_files import (
     write_temp,
 )
 from .fs_lock import DirectoryLock
+from .fs_stat import RevisionStat
 from .names import (
     HELPER_PREFIX,
     HISTORY_SUFFIX,
@@ -125,6 +126,7 @@ class FilesystemKeyStore(KeyStore):
         self.lock_timeout = lock_timeout_option(self.config, self.name)
         self._lock = DirectoryLock(self.path, self.lock_timeout, self._after_crash)
         self._helpers_seen = False
+        self._stat = RevisionStat(self._dir)
 
     # -- where things are ----------------------------------------------------------------
 
@@ -249,19 +251,19 @@ class FilesystemKeyStore(KeyStore):
             return fs_history.read_entry(self.path, name, timestamp)
 
     def revision(self, name: str, timestamp: str | None = None) -> Hashable | None:
-        path: str | Path
+        """``(inode, mtime_ns, ctime_ns, size)`` of the file (:mod:`.fs_stat`), or None."""
+        path: str
         if timestamp is None:
             path = self._current_path(name)[0]
         else:
             directory, base = self._locate(name)
-            path = directory / (base + HISTORY_SUFFIX) / check_history_timestamp(timestamp)
+            path = str(directory / (base + HISTORY_SUFFIX) / check_history_timestamp(timestamp))
         try:
-            st = os.lstat(path)
+            return self._stat.token(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise KeyStoreError(f"cannot stat {path}: {exc.strerror}") from exc
-        return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -120,8 +120,8 @@ class MemoryKeyStore(KeyStore):
         check_name(name)
         if timestamp is not None:
             check_history_timestamp(timestamp)
-        with self._data_lock:
-            return self._revisions.get((name, timestamp))
+        # one dict lookup is atomic: no lock (a contended lock would hand the GIL around)
+        return self._revisions.get((name, timestamp))
 
     # -- writing ---------------------------------------------------------------------------
 
