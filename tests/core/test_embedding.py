@@ -1,4 +1,4 @@
-"""A service that embeds keyloader: the default cache, master-key reloads, fork and multiprocessing."""
+"""A service embedding keyloader: the default cache, master-key reloads, fork, multiprocessing."""
 
 from __future__ import annotations
 
