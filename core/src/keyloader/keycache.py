@@ -54,6 +54,11 @@ class MasterKeySlot:
         return self._key is not None
 
     @property
+    def current(self) -> MasterKey | None:
+        """The key in use now, without loading one."""
+        return self._key
+
+    @property
     def replaced(self) -> list[MasterKey]:
         """The keys :meth:`reload` replaced, newest first (fallbacks for keys not yet rewrapped)."""
         return self._retired[::-1]

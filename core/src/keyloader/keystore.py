@@ -5,8 +5,10 @@ from __future__ import annotations
 import builtins
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from types import TracebackType
 
 from . import scell
@@ -87,6 +89,7 @@ class KeyManager:
         self._wants = wants
         self.auto_reload = auto_reload
         self._last_auto_reload = -AUTO_RELOAD_INTERVAL
+        self._reload_lock = threading.Lock()
         # key_used is the hot path: is anyone listening? (decided once; see keyloader.plugins)
         self._audit_use = emit is not None and (wants is None or wants("key_used"))
 
@@ -179,28 +182,31 @@ class KeyManager:
         manager reload the master key once (at most every
         ``AUTO_RELOAD_INTERVAL`` seconds) and try again.
         """
+        before = self._master.current
         try:
             return self._unseal(blob, context, where)
         except IntegrityError as exc:
-            if not self._may_auto_reload():
-                raise
             failure = exc
-        try:
-            changed = self.reload_master_key()
-        except KeyloaderError:  # audited; the blob's own error is the one to report
-            changed = False
-        if not changed:
+        if self._master.current is before:
+            self._auto_reload(before)
+        if self._master.current is before:
             raise failure
+        # a newer master key (this thread's reload, or another thread's meanwhile): once more
         return self._unseal(blob, context, where)
 
-    def _may_auto_reload(self) -> bool:
+    def _auto_reload(self, before: MasterKey | None) -> None:
+        """Reload once if allowed; threads that fail meanwhile wait for it, then retry."""
         if not self.auto_reload or not self._master.reloadable:
-            return False
-        now = time.monotonic()
-        if now - self._last_auto_reload < AUTO_RELOAD_INTERVAL:
-            return False
-        self._last_auto_reload = now
-        return True
+            return
+        with self._reload_lock:  # only failing reads wait here, never the others
+            if self._master.current is not before:
+                return  # another thread reloaded while this one waited
+            now = time.monotonic()
+            if now - self._last_auto_reload < AUTO_RELOAD_INTERVAL:
+                return
+            self._last_auto_reload = now
+            with suppress(KeyloaderError):  # audited; the blob's own error is the one to report
+                self.reload_master_key()
 
     def _unseal(self, blob: bytes, context: bytes, where: str) -> SecretBytes:
         key = self.master_key
