@@ -29,6 +29,7 @@ hookimpl = pluggy.HookimplMarker("keyloader")
 """Marker for hook implementations: ``@keyloader.hookimpl``."""
 
 if TYPE_CHECKING:
+    from . import aio
     from .api import load_master_key, open_keystore, resolve
     from .audit import AuditEvent
     from .errors import (
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from .stores.base import KeyStore, StoredBlob
 
 _LAZY: dict[str, str] = {
+    "aio": ".aio",
     "load_master_key": ".api",
     "open_keystore": ".api",
     "resolve": ".api",
@@ -115,6 +117,7 @@ __all__ = [
     # embedding API
     "open_keystore",
     "load_master_key",
+    "aio",
     "resolve",
     "KeyManager",
     "KeyInfo",

@@ -155,6 +155,27 @@ class KeyManager:
         """
         return _KeyUse(self, key_id_of(key_id), index)
 
+    def cached(self, key_id: KeyId | str, index: int = 1) -> SecretBytes | None:
+        """The key from the cache if getting it needs no I/O, else None; the caller wipes it.
+
+        For callers that must not block (``keyloader.aio`` serves ``use()`` from here
+        on the event loop): the master key is loaded, the store's revision check is
+        cheap (``KeyStore.revision_is_cheap``) and the entry is valid. Not audited:
+        the caller audits the use.
+        """
+        cache = self._cache
+        if cache is None or not self._master.loaded or index != 1:
+            return None
+        if not self.store.revision_is_cheap:
+            return None
+        name = key_id_of(key_id).store_name
+        return cache.get((name, None), self.store.revision(name, None))
+
+    @property
+    def audits_use(self) -> bool:
+        """Whether any audit observer wants ``key_used`` events."""
+        return self._audit_use
+
     def _decrypt(self, kid: KeyId, index: int) -> SecretBytes:
         name = kid.store_name
         timestamp = self._history_timestamp(kid, index) if index != 1 else None

@@ -38,7 +38,9 @@ def lazy_exports(
         module = table.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module, package), name)
+        imported = importlib.import_module(module, package)
+        # a submodule exported under its own name (keyloader.aio) is the module itself
+        value = imported if imported.__name__ == f"{package}.{name}" else getattr(imported, name)
         vars(sys.modules[package])[name] = value
         return value
 

@@ -155,6 +155,15 @@ class KeyStore(ABC):
     def lock(self) -> AbstractContextManager[None]:
         """The writer lock; waiting longer than ``lock_timeout`` is ``KeyStoreError``."""
 
+    @property
+    def revision_is_cheap(self) -> bool:
+        """Whether :meth:`revision` answers from memory or a local disk, never a network.
+
+        ``keyloader.aio`` then serves a cached key without leaving the event loop.
+        The default, False, sends every use to a worker thread.
+        """
+        return False
+
     def revision(self, name: str, timestamp: str | None = None) -> Hashable | None:
         """A cheap token that changes when the blob changes, or None if unknown.
 

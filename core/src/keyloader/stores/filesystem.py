@@ -250,6 +250,11 @@ class FilesystemKeyStore(KeyStore):
         with os_errors(f"read {target}"):
             return fs_history.read_entry(self.path, name, timestamp)
 
+    @property
+    def revision_is_cheap(self) -> bool:
+        """True on a local Linux filesystem (a stat that cannot wait on a server)."""
+        return self._stat.holds_the_gil
+
     def revision(self, name: str, timestamp: str | None = None) -> Hashable | None:
         """``(inode, mtime_ns, ctime_ns, size)`` of the file (:mod:`.fs_stat`), or None."""
         path: str

@@ -89,7 +89,8 @@ class RevisionStat:
     @property
     def holds_the_gil(self) -> bool:
         """Whether tokens come from ``statx`` with the GIL held (a local Linux filesystem)."""
-        return self._statx is not None and self._statx is not _UNKNOWN
+        statx = self._decide() if self._statx is _UNKNOWN else self._statx
+        return statx is not None
 
     def token(self, path: str) -> tuple[int, int, int, int]:
         statx = self._statx

@@ -116,6 +116,10 @@ class MemoryKeyStore(KeyStore):
             check_blob_size(len(data), f"history entry {timestamp} of {name}", self.location)
             return data
 
+    @property
+    def revision_is_cheap(self) -> bool:
+        return True
+
     def revision(self, name: str, timestamp: str | None = None) -> Hashable | None:
         check_name(name)
         if timestamp is not None:
