@@ -50,9 +50,16 @@ class RedisServer:
 
 
 def start_redis(
-    workdir: Path, *, password: str | None = None, port: int | None = None
+    workdir: Path,
+    *,
+    password: str | None = None,
+    port: int | None = None,
+    replicaof: int | None = None,
 ) -> RedisServer:
-    """Start ``redis-server`` on a free loopback port (or ``port``) and wait for ``PING``."""
+    """Start ``redis-server`` on a free loopback port (or ``port``) and wait for ``PING``.
+
+    ``replicaof``: the port of a primary to replicate (returns once the link is up).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     last_error = "not started"
     for attempt in range(3):
@@ -72,6 +79,8 @@ def start_redis(
         ]
         if password is not None:
             command += ["--requirepass", password]
+        if replicaof is not None:
+            command += ["--replicaof", LOOPBACK, str(replicaof)]
         log = workdir / f"redis-{chosen}.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
@@ -80,6 +89,8 @@ def start_redis(
         server = RedisServer(process, chosen, workdir, password)
         try:
             _wait_for_ping(server)
+            if replicaof is not None:
+                _wait_for_link(server)
         except RuntimeError as exc:
             server.stop()
             last_error = f"attempt {attempt + 1}: {exc}\n{log.read_text(errors='replace')[-2000:]}"
@@ -103,6 +114,19 @@ def _wait_for_ping(server: RedisServer) -> None:
     finally:
         client.close()
     raise RuntimeError("no answer to PING")
+
+
+def _wait_for_link(server: RedisServer) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    client = server.client()
+    try:
+        while time.monotonic() < deadline:
+            if client.info("replication").get("master_link_status") == "up":
+                return
+            time.sleep(0.05)
+    finally:
+        client.close()
+    raise RuntimeError("the replica did not sync with its primary")
 
 
 @pytest.fixture(scope="session")

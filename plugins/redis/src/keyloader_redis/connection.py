@@ -15,6 +15,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -33,6 +34,8 @@ RETRIES = 2
 """Retries of one command after a connection error or timeout (so 3 attempts)."""
 RETRY_BACKOFF = 0.05
 """Seconds before the first retry; doubled for each next one."""
+FAILOVER_BACKOFF_CAP = 0.5
+"""The longest pause between two attempts while a Sentinel failover is under way."""
 
 _SCRIPTS = (
     scripts.CREATE,
@@ -58,6 +61,8 @@ class RedisConnection:
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._sentinel: Any = None
+        self._reader: Any = None
 
     @property
     def errors(self) -> Any:
@@ -66,7 +71,7 @@ class RedisConnection:
         return self._redis.exceptions
 
     def client(self) -> Any:
-        """The client, connecting on first use."""
+        """The client of the master, connecting on first use."""
         client = self._client
         if client is not None:
             return client
@@ -78,8 +83,6 @@ class RedisConnection:
 
                 settings = self.settings
                 kwargs: dict[str, Any] = {
-                    "host": settings.host,
-                    "port": settings.port,
                     "db": settings.db,
                     "username": settings.username,
                     "password": settings.password,
@@ -96,21 +99,57 @@ class RedisConnection:
                         ssl_certfile=settings.client_cert,
                         ssl_keyfile=settings.client_key,
                     )
-                client = redis.Redis(**kwargs)
+                if settings.sentinels:
+                    from redis.sentinel import Sentinel
+
+                    sentinel_kwargs = {
+                        "socket_timeout": settings.timeout,
+                        "socket_connect_timeout": settings.timeout,
+                        "username": settings.sentinel_username,
+                        "password": settings.sentinel_password,
+                        "retry": Retry(NoBackoff(), 0),
+                    }
+                    self._sentinel = Sentinel(
+                        list(settings.sentinels), sentinel_kwargs=sentinel_kwargs
+                    )
+                    client = self._sentinel.master_for(settings.service_name, **kwargs)
+                    if settings.read_from_replicas:
+                        self._reader = self._sentinel.slave_for(settings.service_name, **kwargs)
+                else:
+                    client = redis.Redis(host=settings.host, port=settings.port, **kwargs)
                 self._scripts = {source: client.register_script(source) for source in _SCRIPTS}
                 self._redis = redis
                 self._client = client
         return self._client
 
+    def reader(self) -> Any:
+        """The client reads go to: a replica with ``read_from_replicas``, else the master."""
+        client = self.client()
+        return self._reader if self._reader is not None else client
+
+    def wanted_acks(self, client: Any) -> int:
+        """How many replicas must acknowledge a write (``wait_replicas``; auto: 1 if any)."""
+        wanted = self.settings.wait_replicas
+        if wanted is not None:
+            return wanted
+        replicas = client.info("replication").get("connected_slaves", 0)
+        return 1 if int(replicas) > 0 else 0
+
     def script(self, source: str) -> Any:
         """The registered script of ``source`` (connect first)."""
         return self._scripts[source]
 
-    def run(self, action: str, call: Callable[[Any, int], T]) -> T:
-        """``call(client, attempt)`` with bounded retries on connection errors; typed errors."""
+    def run(self, action: str, call: Callable[[Any, int], T], *, read: bool = False) -> T:
+        """``call(client, attempt)`` with bounded retries on connection errors; typed errors.
+
+        ``read``: the call only reads (it may go to a replica). In Sentinel mode a
+        lost master (connection errors, ``READONLY`` from a demoted one) is retried
+        until ``failover_timeout`` runs out, asking the sentinels again each time.
+        """
         attempt = 0
+        started = time.monotonic()
         while True:
-            client = self.client()
+            client = self.reader() if read else self.client()
             try:
                 return call(client, attempt)
             except KeyloaderError:
@@ -122,6 +161,18 @@ class RedisConnection:
                     and str(exc).startswith(("NOAUTH", "WRONGPASS", "wrong number of arguments"))
                 ):
                     raise self._auth_error(action) from exc
+                if self.settings.sentinels and self._failing_over(exc, client):
+                    if time.monotonic() - started < self.settings.failover_timeout:
+                        time.sleep(min(FAILOVER_BACKOFF_CAP, RETRY_BACKOFF * 2**attempt))
+                        attempt += 1
+                        continue
+                    raise KeyStoreError(
+                        f"cannot {action}: no Redis master for {self.settings.service_name!r} "
+                        f"answered within failover_timeout ({self.settings.failover_timeout:g} s, "
+                        f"{attempt + 1} attempts) through the sentinels of "
+                        f"{self.settings.display_url} ({self.scrub(exc)}); check that the "
+                        "sentinels run and agree on a master"
+                    ) from exc
                 transient = isinstance(exc, errors.ConnectionError | errors.TimeoutError)
                 tls_error: KeyloaderError | None = None
                 if self.settings.tls and isinstance(exc, errors.ConnectionError):
@@ -153,6 +204,41 @@ class RedisConnection:
                     ) from exc
                 raise
 
+    def _failing_over(self, exc: BaseException, client: Any) -> bool:
+        """Whether ``exc`` says the master is changing (retry), not a configuration mistake."""
+        from redis.sentinel import MasterNotFoundError
+
+        errors = self.errors
+        if isinstance(exc, MasterNotFoundError):
+            if self._service_known():
+                return True
+            raise KeyStoreError(
+                f"no sentinel of {self.settings.display_url} monitors a master named "
+                f"{self.settings.service_name!r}: check 'service_name' (sentinel monitor "
+                "<name> ...)"
+            ) from exc
+        readonly = isinstance(exc, errors.ReadOnlyError) or (
+            isinstance(exc, errors.ResponseError) and str(exc).startswith("READONLY")
+        )
+        if readonly or isinstance(exc, errors.ConnectionError | errors.TimeoutError):
+            with suppress(Exception):
+                client.connection_pool.disconnect()  # a demoted master: ask the sentinels again
+            return True
+        return False
+
+    def _service_known(self) -> bool:
+        """True if a sentinel knows the service (a failover may be under way), or none answers."""
+        answered = False
+        for sentinel in self._sentinel.sentinels:
+            try:
+                masters = sentinel.sentinel_masters()
+            except Exception:  # noqa: S112 - an unreachable sentinel: ask the next one
+                continue
+            answered = True
+            if self.settings.service_name in masters:
+                return True
+        return not answered
+
     def scrub(self, exc: BaseException) -> str:
         """The error's text with the password (if any) masked."""
         text = f"{type(exc).__name__}: {exc}"
@@ -163,10 +249,16 @@ class RedisConnection:
         """Close the connection pool. Idempotent; a later call reconnects."""
         with self._lock:
             client, self._client = self._client, None
+            reader, self._reader = self._reader, None
+            sentinel, self._sentinel = self._sentinel, None
             self._scripts = {}
-        if client is not None:
-            client.close()
-            client.connection_pool.disconnect()
+        for each in (client, reader):
+            if each is not None:
+                each.close()
+                each.connection_pool.disconnect()
+        if sentinel is not None:
+            for node in sentinel.sentinels:
+                node.close()
 
     def _tls_error(self, action: str, exc: BaseException) -> KeyloaderError | None:
         """The typed error when connection error ``exc`` comes from TLS, else None."""

