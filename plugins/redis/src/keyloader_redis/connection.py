@@ -115,6 +115,11 @@ class RedisConnection:
                     client = self._sentinel.master_for(settings.service_name, **kwargs)
                     if settings.read_from_replicas:
                         self._reader = self._sentinel.slave_for(settings.service_name, **kwargs)
+                elif settings.cluster:
+                    from redis.cluster import RedisCluster
+
+                    kwargs.pop("db")
+                    client = RedisCluster(host=settings.host, port=settings.port, **kwargs)
                 else:
                     client = redis.Redis(host=settings.host, port=settings.port, **kwargs)
                 self._scripts = {source: client.register_script(source) for source in _SCRIPTS}
@@ -126,6 +131,15 @@ class RedisConnection:
         """The client reads go to: a replica with ``read_from_replicas``, else the master."""
         client = self.client()
         return self._reader if self._reader is not None else client
+
+    def node_client(self, client: Any, key: str) -> Any:
+        """The client that talks to the node owning ``key``'s slot (a Cluster), or ``client``.
+
+        Writes send their script and a ``WAIT`` down one connection of that node.
+        """
+        if not self.settings.cluster:
+            return client
+        return client.get_redis_connection(client.get_node_from_key(key))
 
     def wanted_acks(self, client: Any) -> int:
         """How many replicas must acknowledge a write (``wait_replicas``; auto: 1 if any)."""
@@ -161,6 +175,12 @@ class RedisConnection:
                     and str(exc).startswith(("NOAUTH", "WRONGPASS", "wrong number of arguments"))
                 ):
                     raise self._auth_error(action) from exc
+                if self.settings.cluster and _moved(exc):
+                    with suppress(Exception):  # the slot moved meanwhile: learn the new layout
+                        self.client().nodes_manager.initialize()
+                    if attempt < RETRIES:
+                        attempt += 1
+                        continue
                 if self.settings.sentinels and self._failing_over(exc, client):
                     if time.monotonic() - started < self.settings.failover_timeout:
                         time.sleep(min(FAILOVER_BACKOFF_CAP, RETRY_BACKOFF * 2**attempt))
@@ -255,7 +275,9 @@ class RedisConnection:
         for each in (client, reader):
             if each is not None:
                 each.close()
-                each.connection_pool.disconnect()
+                pool = getattr(each, "connection_pool", None)  # a RedisCluster has one per node
+                if pool is not None:
+                    pool.disconnect()
         if sentinel is not None:
             for node in sentinel.sentinels:
                 node.close()
@@ -307,6 +329,14 @@ class RedisConnection:
             f"cannot {action}: Redis at {self.settings.display_url} refused authentication "
             f"as user {user!r}; {hint}"
         )
+
+
+def _moved(exc: BaseException) -> bool:
+    """A ``MOVED``/``ASK`` redirection that reached us (a write sent to one node's client)."""
+    return str(exc).startswith(("MOVED ", "ASK ")) or type(exc).__name__ in (
+        "MovedError",
+        "AskError",
+    )
 
 
 def _final_tls_failure(error: KeyloaderError, exc: BaseException) -> bool:

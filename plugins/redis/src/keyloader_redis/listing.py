@@ -42,8 +42,11 @@ _TRUE, _NO_HISTORY, _NONE = itertools.repeat(True), itertools.repeat(()), iterto
 class Lister:
     """``SCAN`` walks over the server of ``connection``."""
 
-    def __init__(self, connection: RedisConnection) -> None:
+    def __init__(self, connection: RedisConnection, route: str | None = None) -> None:
         self.connection = connection
+        self.route = route
+        """A key of the keystore's hash slot: the listing script runs on the node owning it
+        (a Redis Cluster; one server ignores it)."""
         self.server_scan = True  # False once the server refuses the listing script
 
     def names(self, prefix: str, what: str) -> list[str]:
@@ -75,7 +78,8 @@ class Lister:
         cursor: bytes | int = 0
         while True:
             step = cursor
-            cursor, count, joined = script(args=[step, pattern, SCAN_COUNT])
+            keys_arg = [self.route] if self.route is not None else []
+            cursor, count, joined = script(keys=keys_arg, args=[step, pattern, SCAN_COUNT])
             keys: list[str] = []
             if count:
                 with suppress(UnicodeDecodeError):

@@ -17,7 +17,7 @@ from urllib.parse import SplitResult, urlsplit
 from keyloader.errors import ConfigError
 from keyloader.providers import Option
 
-__all__ = ["DEFAULT_URL", "OPTIONS", "RedisSettings", "key_prefix"]
+__all__ = ["DEFAULT_URL", "OPTIONS", "RedisSettings", "hash_tag", "key_prefix"]
 
 STORE = "redis"
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -68,6 +68,13 @@ OPTIONS: tuple[Option, ...] = (
         secret=True,
     ),
     Option("sentinel_password_file", "File holding the sentinels' password.", type="path"),
+    Option(
+        "cluster",
+        "Redis Cluster mode: url names any node (the seed). keys_dir must hold a hash tag, "
+        "such as {acrakeys}, so one keystore sits in one hash slot.",
+        type="bool",
+        default=False,
+    ),
     Option(
         "read_from_replicas",
         "Sentinel mode: serve use()/read from a replica (may lag the master; see docs/redis.md).",
@@ -246,6 +253,7 @@ class RedisSettings:
     wait_replicas: int | None = None  # None: auto
     wait_timeout: float = 2.0
     failover_timeout: float = 30.0
+    cluster: bool = False
 
     @property
     def display_url(self) -> str:
@@ -254,6 +262,9 @@ class RedisSettings:
         if self.sentinels:
             hosts = ",".join(f"{_bracketed(h)}:{p}" for h, p in self.sentinels)
             return f"redis+sentinel://{user}{hosts}/{self.service_name}/{self.db}"
+        if self.cluster:
+            scheme = "rediss+cluster" if self.tls else "redis+cluster"
+            return f"{scheme}://{user}{_bracketed(self.host)}:{self.port}"
         scheme = "rediss" if self.tls else "redis"
         return f"{scheme}://{user}{_bracketed(self.host)}:{self.port}/{self.db}"
 
@@ -269,6 +280,12 @@ class RedisSettings:
             )
         sentinels = _sentinel_addresses(sentinel_text) if sentinel_text is not None else ()
         service_name = _option(config, "service_name")
+        cluster = bool(config.get("cluster"))
+        if cluster and sentinels:
+            raise ConfigError(
+                f"key store {STORE!r}: 'cluster' and 'sentinels' are both set; a Redis Cluster "
+                "fails over by itself: keep 'cluster' with 'url' naming any node"
+            )
         if sentinels and not service_name:
             raise ConfigError(
                 f"key store {STORE!r}: 'sentinels' needs 'service_name', the master's name in "
@@ -298,6 +315,20 @@ class RedisSettings:
         db = _option(config, "db")
         if db is None:
             db = _url_db(parts) if not sentinels else 0
+        prefix = key_prefix(config.get("keys_dir") or ".acrakeys")
+        if cluster:
+            if int(db) != 0:
+                raise ConfigError(
+                    f"key store {STORE!r}: a Redis Cluster has only database 0, not {db}; "
+                    "drop 'db' (and the /db of the url)"
+                )
+            if hash_tag(prefix) is None:
+                raise ConfigError(
+                    f"option 'keys_dir' of key store {STORE!r}: {prefix!r} has no hash tag, so "
+                    "a Redis Cluster would spread one keystore over many hash slots (its Lua "
+                    "scripts and batches need one); put the tag in keys_dir, such as "
+                    "'{acrakeys}' or '{acrakeys}/.acrakeys', and give Acra the same keys_dir"
+                )
         password = _password(config, "password", "password_file")
         tls_files = {
             name: _option(config, name) for name in ("ca_cert", "client_cert", "client_key")
@@ -320,7 +351,7 @@ class RedisSettings:
             port=(parts.port or 6379) if not sentinels else sentinels[0][1],
             db=int(db),
             tls=tls,
-            prefix=key_prefix(config.get("keys_dir") or ".acrakeys"),
+            prefix=prefix,
             timeout=timeout,
             lock_timeout=30.0 if lock_timeout is None else float(lock_timeout),
             username=_option(config, "username") or (parts.username if not sentinels else None),
@@ -336,7 +367,19 @@ class RedisSettings:
             wait_replicas=None if wait == "auto" else int(wait),
             wait_timeout=float(config.get("wait_timeout") or 2.0),
             failover_timeout=float(config.get("failover_timeout") or 30.0),
+            cluster=cluster,
         )
+
+
+def hash_tag(key: str) -> str | None:
+    """The hash tag Redis Cluster hashes ``key`` by: the text of its first ``{...}``, or None."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    if end <= start + 1:
+        return None
+    return key[start + 1 : end]
 
 
 def _bracketed(host: str) -> str:

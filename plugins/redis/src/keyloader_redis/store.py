@@ -99,7 +99,7 @@ class RedisKeyStore(KeyStore):
         self._lock_key = lock_key_for(prefix)
         self._keys: dict[str, str] = {}
         self.connection = RedisConnection(self.settings, self.name)
-        self.lister = Lister(self.connection)
+        self.lister = Lister(self.connection, route=self._lock_key)
         self.lease = WriterLease(
             self.connection, self._lock_key, self.lock_lease, self.lock_timeout, self.location
         )
@@ -206,6 +206,7 @@ class RedisKeyStore(KeyStore):
             def call(client: Any, attempt: int) -> bytes:
                 script = self.connection.script(source)
                 args = [token, lease, "1" if attempt else "0", *values]
+                client = self.connection.node_client(client, self._lock_key)
                 wanted = self.connection.wanted_acks(client)
                 if not wanted:
                     return bytes(script(keys=[self._lock_key, *keys], args=args))
