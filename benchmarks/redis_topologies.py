@@ -24,9 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' server helpers
 
 from _common import interleaved_medians, ratio, report
 from redis.cluster import RedisCluster
@@ -122,7 +121,9 @@ def measure(name: str, options: dict[str, Any], raw: Any, rounds: int) -> None:
         report(medians)
         for count in (2, 4, 8):
             rate, p99 = many_processes(options, text, count)
-            print(f"{name}: {count} processes + 1 rotating: {rate:10.0f} uses/s, p99 {p99 * 1e3:.2f} ms")
+            print(
+                f"{name}: {count} processes + 1 rotating: {rate:10.0f} uses/s, p99 {p99 * 1e3:.2f} ms"
+            )
         ratio(
             f"redis_{name}_use_vs_raw_get_decrypt",
             medians[f"{name}: store use()"] / medians[f"{name}: raw GET + decrypt"],

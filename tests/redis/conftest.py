@@ -81,6 +81,8 @@ def start_redis(
             command += ["--requirepass", password]
         if replicaof is not None:
             command += ["--replicaof", LOOPBACK, str(replicaof)]
+            if password is not None:
+                command += ["--masterauth", password]
         log = workdir / f"redis-{chosen}.log"
         with log.open("wb") as output:
             process = subprocess.Popen(

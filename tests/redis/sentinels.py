@@ -36,6 +36,12 @@ class SentinelGroup:
     sentinel_ports: list[int]
     workdir: Path
     killed: list[RedisServer] = field(default_factory=list)
+    sentinel_password: str | None = None
+
+    def sentinel_client(self, port: int) -> redis.Redis:
+        return redis.Redis(
+            host=LOOPBACK, port=port, password=self.sentinel_password, socket_timeout=1
+        )
 
     @property
     def addresses(self) -> str:
@@ -46,7 +52,7 @@ class SentinelGroup:
         return {"sentinels": self.addresses, "service_name": SERVICE, "keys_dir": prefix, **extra}
 
     def current_master_port(self) -> int:
-        client = redis.Redis(host=LOOPBACK, port=self.sentinel_ports[0])
+        client = self.sentinel_client(self.sentinel_ports[0])
         try:
             _, port = client.sentinel_get_master_addr_by_name(SERVICE)
         finally:
@@ -83,26 +89,40 @@ class SentinelGroup:
         self.master.stop()
 
 
-def start_sentinel_group(workdir: Path) -> SentinelGroup:
-    """Master, replica (``--replicaof``) and three sentinels, ready when all agree."""
-    master = start_redis(workdir / "master")
+def start_sentinel_group(
+    workdir: Path, *, password: str | None = None, sentinel_password: str | None = None
+) -> SentinelGroup:
+    """Master, replica (``--replicaof``) and three sentinels, ready when all agree.
+
+    ``password``: the data nodes require it (the sentinels are told it); ``sentinel_password``:
+    the sentinels require it of their clients and of each other.
+    """
+    master = start_redis(workdir / "master", password=password)
     replica_dir = workdir / "replica"
-    replica = start_redis(replica_dir, replicaof=master.port)
+    replica = start_redis(replica_dir, replicaof=master.port, password=password)
     sentinels: list[subprocess.Popen[bytes]] = []
     ports: list[int] = []
     group = SentinelGroup(master, replica, sentinels, ports, workdir)
+    group.sentinel_password = sentinel_password
     try:
         for index in range(3):
             port = free_port()
             directory = workdir / f"sentinel-{index}"
             directory.mkdir(parents=True, exist_ok=True)
             conf = directory / "sentinel.conf"
-            conf.write_text(
+            text = (
                 f"port {port}\nbind {LOOPBACK}\ndir {directory}\n"
                 f"sentinel monitor {SERVICE} {LOOPBACK} {master.port} 2\n"
                 f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
                 f"sentinel failover-timeout {SERVICE} 3000\n"
             )
+            if password is not None:
+                text += f"sentinel auth-pass {SERVICE} {password}\n"
+            if sentinel_password is not None:
+                text += (
+                    f"requirepass {sentinel_password}\nsentinel sentinel-pass {sentinel_password}\n"
+                )
+            conf.write_text(text)
             log = (directory / "sentinel.log").open("wb")
             sentinels.append(
                 subprocess.Popen(
@@ -126,7 +146,7 @@ def _wait_until_ready(group: SentinelGroup) -> None:
     while time.monotonic() < deadline:
         ready = True
         for port in group.sentinel_ports:
-            client = redis.Redis(host=LOOPBACK, port=port, socket_timeout=1)
+            client = group.sentinel_client(port)
             try:
                 state = client.sentinel_master(SERVICE)
                 ready &= int(state.get("num-slaves", 0)) >= 1

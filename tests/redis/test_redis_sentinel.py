@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from keyloader.errors import ConfigError, KeyStoreError
+from keyloader.errors import AuthenticationError, ConfigError, KeyStoreError
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
@@ -262,6 +262,52 @@ def test_unreachable_sentinels_fail_within_failover_timeout(prefix: str) -> None
         assert time.monotonic() - started < 5
     finally:
         store.close()
+
+
+def test_password_protected_sentinels_and_data_nodes(
+    tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_password, sentinel_password = "data-pass-4a1f", "sentinel-pass-9c2e"
+    group = start_sentinel_group(
+        tmp_path / "auth", password=data_password, sentinel_password=sentinel_password
+    )
+    try:
+        refused = RedisKeyStore({**group.options(prefix), "failover_timeout": 10.0})
+        try:
+            started = time.monotonic()
+            with pytest.raises(AuthenticationError, match="sentinels .* refused authentication"):
+                refused.list()  # no sentinel password
+            assert time.monotonic() - started < 5, "an auth failure waited for a failover"
+        finally:
+            refused.close()
+        no_data_password = RedisKeyStore(
+            {**group.options(prefix), "sentinel_password": sentinel_password}
+        )
+        try:
+            with pytest.raises(AuthenticationError, match="KEYLOADER_STORE_REDIS_PASSWORD"):
+                no_data_password.list()
+        finally:
+            no_data_password.close()
+        monkeypatch.setenv("KEYLOADER_STORE_REDIS_SENTINEL_PASSWORD", sentinel_password)
+        secret_file = tmp_path / "redis-password"
+        secret_file.write_text(data_password + "\n")
+        options = {
+            **group.options(prefix),
+            "sentinel_password": sentinel_password,
+            "password_file": str(secret_file),
+        }
+        store = RedisKeyStore(options)
+        try:
+            with generate_master_key() as master, manager(store, master) as keys:
+                keys.generate(["symmetric"], client_id="client1")
+                with keys.use(KID):
+                    pass
+            assert sentinel_password not in repr(store.settings)
+            assert data_password not in store.location
+        finally:
+            store.close()
+    finally:
+        group.stop()
 
 
 # -- failover ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from keyloader.errors import AuthenticationError, ConfigError, KeyloaderError, KeyStoreError
 
 from . import scripts
-from .options import RedisSettings
+from .options import SENTINEL_PASSWORD_ENV, RedisSettings
 
 __all__ = ["RETRIES", "RETRY_BACKOFF", "RedisConnection"]
 
@@ -190,9 +190,9 @@ class RedisConnection:
                         f"cannot {action}: no Redis master for {self.settings.service_name!r} "
                         f"answered within failover_timeout ({self.settings.failover_timeout:g} s, "
                         f"{attempt + 1} attempts) through the sentinels of "
-                        f"{self.settings.display_url} ({self.scrub(exc)}); check that the "
+                        f"{self.settings.display_url} ({_short(exc)}); check that the "
                         "sentinels run and agree on a master"
-                    ) from exc
+                    ) from None
                 transient = isinstance(exc, errors.ConnectionError | errors.TimeoutError)
                 tls_error: KeyloaderError | None = None
                 if self.settings.tls and isinstance(exc, errors.ConnectionError):
@@ -230,6 +230,13 @@ class RedisConnection:
 
         errors = self.errors
         if isinstance(exc, MasterNotFoundError):
+            said = str(exc)
+            if any(word in said for word in _AUTH_WORDS):
+                raise AuthenticationError(
+                    f"the sentinels of {self.settings.display_url} refused authentication: set "
+                    f"{SENTINEL_PASSWORD_ENV} or 'sentinel_password_file' (and "
+                    "'sentinel_username' for an ACL user)"
+                ) from None
             if self._service_known():
                 return True
             raise KeyStoreError(
@@ -329,6 +336,18 @@ class RedisConnection:
             f"cannot {action}: Redis at {self.settings.display_url} refused authentication "
             f"as user {user!r}; {hint}"
         )
+
+
+_AUTH_WORDS = ("AuthenticationError", "NOAUTH", "WRONGPASS", "HELLO must be called")
+
+
+def _short(exc: BaseException) -> str:
+    """What went wrong, without the client reprs redis-py puts in sentinel errors."""
+    from redis.sentinel import MasterNotFoundError
+
+    if isinstance(exc, MasterNotFoundError):
+        return "no sentinel named a master that answers"
+    return type(exc).__name__
 
 
 def _moved(exc: BaseException) -> bool:
