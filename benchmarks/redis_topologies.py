@@ -122,7 +122,8 @@ def measure(name: str, options: dict[str, Any], raw: Any, rounds: int) -> None:
         for count in (2, 4, 8):
             rate, p99 = many_processes(options, text, count)
             print(
-                f"{name}: {count} processes + 1 rotating: {rate:10.0f} uses/s, p99 {p99 * 1e3:.2f} ms"
+                f"{name}: {count} processes + 1 rotating: {rate:10.0f} uses/s, "
+                f"p99 {p99 * 1e3:.2f} ms"
             )
         ratio(
             f"redis_{name}_use_vs_raw_get_decrypt",

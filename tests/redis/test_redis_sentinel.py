@@ -275,7 +275,7 @@ def test_password_protected_sentinels_and_data_nodes(
         refused = RedisKeyStore({**group.options(prefix), "failover_timeout": 10.0})
         try:
             started = time.monotonic()
-            with pytest.raises(AuthenticationError, match="sentinels .* refused authentication"):
+            with pytest.raises(AuthenticationError, match=r"sentinels .* refused authentication"):
                 refused.list()  # no sentinel password
             assert time.monotonic() - started < 5, "an auth failure waited for a failover"
         finally:
