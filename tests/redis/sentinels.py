@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +38,19 @@ class SentinelGroup:
     workdir: Path
     killed: list[RedisServer] = field(default_factory=list)
     sentinel_password: str | None = None
+    ca_cert: Path | None = None  # set: everything speaks TLS only
 
     def sentinel_client(self, port: int) -> redis.Redis:
+        tls: dict[str, object] = {}
+        if self.ca_cert is not None:
+            tls = {"ssl": True, "ssl_ca_certs": str(self.ca_cert)}
         return redis.Redis(
-            host=LOOPBACK, port=port, password=self.sentinel_password, socket_timeout=1
+            host=LOOPBACK,
+            port=port,
+            password=self.sentinel_password,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+            **tls,
         )
 
     @property
@@ -90,20 +100,32 @@ class SentinelGroup:
 
 
 def start_sentinel_group(
-    workdir: Path, *, password: str | None = None, sentinel_password: str | None = None
+    workdir: Path,
+    *,
+    password: str | None = None,
+    sentinel_password: str | None = None,
+    tls: Mapping[str, Path] | None = None,
+    binary: str | None = None,
 ) -> SentinelGroup:
     """Master, replica (``--replicaof``) and three sentinels, ready when all agree.
 
     ``password``: the data nodes require it (the sentinels are told it); ``sentinel_password``:
-    the sentinels require it of their clients and of each other.
+    the sentinels require it of their clients and of each other. ``tls`` (files from
+    ``tests/pki.py``) with ``binary`` (a TLS build of redis-server): every server listens
+    with TLS only, replication and the sentinels' own links included.
     """
-    master = start_redis(workdir / "master", password=password)
-    replica_dir = workdir / "replica"
-    replica = start_redis(replica_dir, replicaof=master.port, password=password)
+    if tls is not None:
+        assert binary is not None, "TLS needs a redis-server built with TLS"
+        master = _start_tls_node(binary, workdir / "master", tls)
+        replica = _start_tls_node(binary, workdir / "replica", tls, replicaof=master.port)
+    else:
+        master = start_redis(workdir / "master", password=password)
+        replica = start_redis(workdir / "replica", replicaof=master.port, password=password)
     sentinels: list[subprocess.Popen[bytes]] = []
     ports: list[int] = []
     group = SentinelGroup(master, replica, sentinels, ports, workdir)
     group.sentinel_password = sentinel_password
+    group.ca_cert = tls["mtls_ca"] if tls is not None else None
     try:
         for index in range(3):
             port = free_port()
@@ -122,11 +144,14 @@ def start_sentinel_group(
                 text += (
                     f"requirepass {sentinel_password}\nsentinel sentinel-pass {sentinel_password}\n"
                 )
+            if tls is not None:  # TLS only: the sentinels' links to the nodes included
+                text = text.replace(f"port {port}\n", f"port 0\ntls-port {port}\n", 1)
+                text += _tls_conf(tls) + "tls-replication yes\n"
             conf.write_text(text)
             log = (directory / "sentinel.log").open("wb")
             sentinels.append(
                 subprocess.Popen(
-                    [REDIS_SERVER_PATH, str(conf), "--sentinel"],
+                    [binary or REDIS_SERVER_PATH, str(conf), "--sentinel"],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -148,7 +173,7 @@ def _wait_until_ready(group: SentinelGroup) -> None:
         for port in group.sentinel_ports:
             client = group.sentinel_client(port)
             try:
-                state = client.sentinel_master(SERVICE)
+                state = client.sentinel_master(SERVICE)  # socket_timeout bounds the handshake
                 ready &= int(state.get("num-slaves", 0)) >= 1
                 ready &= int(state.get("num-other-sentinels", 0)) >= 2
             except redis.RedisError:
@@ -159,3 +184,48 @@ def _wait_until_ready(group: SentinelGroup) -> None:
             return
         time.sleep(0.1)
     raise RuntimeError("the sentinel group did not come up")
+
+
+def _tls_conf(tls: Mapping[str, Path]) -> str:
+    return (
+        f"tls-cert-file {tls['server_cert']}\ntls-key-file {tls['server_key']}\n"
+        f"tls-ca-cert-file {tls['mtls_ca']}\ntls-auth-clients no\n"
+    )
+
+
+def _start_tls_node(
+    binary: str, workdir: Path, tls: Mapping[str, Path], *, replicaof: int | None = None
+) -> RedisServer:
+    """A data node that speaks TLS only (``port 0``), from a config file."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    text = f'port 0\ntls-port {port}\nbind {LOOPBACK}\nsave ""\nappendonly no\ndir {workdir}\n'
+    text += _tls_conf(tls)
+    if replicaof is not None:
+        text += f"tls-replication yes\nreplicaof {LOOPBACK} {replicaof}\n"
+    conf = workdir / "redis.conf"
+    conf.write_text(text)
+    log = (workdir / "redis.log").open("wb")
+    process = subprocess.Popen(
+        [binary, str(conf)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
+    server = RedisServer(process, port, workdir)
+    client = redis.Redis(host=LOOPBACK, port=port, ssl=True, ssl_ca_certs=str(tls["mtls_ca"]))
+    deadline = time.monotonic() + START_TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"TLS redis-server exited: {(workdir / 'redis.log').read_text()}"
+                )
+            try:
+                info = client.info("replication")
+                if replicaof is None or info.get("master_link_status") == "up":
+                    return server
+            except redis.RedisError:
+                pass
+            time.sleep(0.05)
+    finally:
+        client.close()
+    server.stop()
+    raise RuntimeError("the TLS redis-server did not come up")

@@ -26,6 +26,7 @@ from keyloader.secret import SecretBytes
 from keyloader.testing.stores import KeyStoreContract
 from keyloader_redis import RedisKeyStore
 
+from ..pki import make_pki
 from ..servers import LOOPBACK, free_port
 from .sentinels import SERVICE, SentinelGroup, start_sentinel_group
 
@@ -93,7 +94,12 @@ def manager(store: RedisKeyStore, master: MasterKey) -> KeyManager:
         ({"sentinels": "a/b", "service_name": "keys"}, "is not host:port"),
         ({"read_from_replicas": True}, "needs Sentinel mode"),
         ({"wait_replicas": "many"}, "auto or a number"),
-        ({"sentinels": "h", "service_name": "k", "ca_cert": "/x"}, "Sentinel mode has no TLS"),
+        (
+            {"sentinels": "h", "service_name": "k", "ca_cert": "/x"},
+            "neither 'tls' nor 'sentinel_tls'",
+        ),
+        ({"tls": True}, "'tls' needs Sentinel mode.*rediss://"),
+        ({"sentinel_tls": True}, "'sentinel_tls' needs Sentinel mode"),
     ],
 )
 def test_bad_sentinel_options(options: dict[str, object], expected: str) -> None:
@@ -306,6 +312,51 @@ def test_password_protected_sentinels_and_data_nodes(
             assert data_password not in store.location
         finally:
             store.close()
+    finally:
+        group.stop()
+
+
+DEBIAN_REDIS = Path(sys.executable).parent.parent / "debian-redis" / "bin" / "redis-server"
+
+
+@pytest.mark.skipif(
+    not DEBIAN_REDIS.exists(),
+    reason="no TLS build of redis-server: `make install` unpacks Debian's into "
+    ".venv/debian-redis (.ci/debian-redis.sh), which needs apt-get",
+)
+def test_sentinels_and_data_nodes_over_tls(tmp_path: Path, prefix: str) -> None:
+    pki = make_pki(tmp_path / "pki")
+    group = start_sentinel_group(tmp_path / "tls", tls=pki, binary=str(DEBIAN_REDIS))
+    try:
+        options = {
+            **group.options(prefix),
+            "tls": True,
+            "sentinel_tls": True,
+            "ca_cert": str(pki["mtls_ca"]),
+        }
+        store = RedisKeyStore(options)
+        try:
+            with generate_master_key() as master, manager(store, master) as keys:
+                keys.generate(["symmetric"], client_id="client1")
+                keys.rotate(KID)  # WAIT over TLS too: the replica acknowledged it
+                assert len([i for i in keys.list(rotated=True) if i.key_id == KID]) == 2
+        finally:
+            store.close()
+        plain = RedisKeyStore({**group.options(prefix), "failover_timeout": 1.0, "timeout": 1.0})
+        try:
+            with pytest.raises(KeyStoreError):
+                plain.list()  # sentinels that speak TLS only: a plain client gets nothing
+        finally:
+            plain.close()
+        wrong_ca = make_pki(tmp_path / "other-pki")["mtls_ca"]
+        refused = RedisKeyStore({**options, "ca_cert": str(wrong_ca), "failover_timeout": 10.0})
+        try:
+            started = time.monotonic()
+            with pytest.raises(KeyStoreError, match="certificate was refused"):
+                refused.list()
+            assert time.monotonic() - started < 5, "a refused certificate waited for a failover"
+        finally:
+            refused.close()
     finally:
         group.stop()
 

@@ -91,14 +91,15 @@ class RedisConnection:
                     "retry": Retry(NoBackoff(), 0),  # retries are ours: bounded, write-aware
                     "decode_responses": False,
                 }
+                tls = {
+                    "ssl": True,
+                    "ssl_cert_reqs": "required",
+                    "ssl_ca_certs": settings.ca_cert,
+                    "ssl_certfile": settings.client_cert,
+                    "ssl_keyfile": settings.client_key,
+                }
                 if settings.tls:
-                    kwargs.update(
-                        ssl=True,
-                        ssl_cert_reqs="required",
-                        ssl_ca_certs=settings.ca_cert,
-                        ssl_certfile=settings.client_cert,
-                        ssl_keyfile=settings.client_key,
-                    )
+                    kwargs.update(tls)
                 if settings.sentinels:
                     from redis.sentinel import Sentinel
 
@@ -108,6 +109,7 @@ class RedisConnection:
                         "username": settings.sentinel_username,
                         "password": settings.sentinel_password,
                         "retry": Retry(NoBackoff(), 0),
+                        **(tls if settings.sentinel_tls else {}),
                     }
                     self._sentinel = Sentinel(
                         list(settings.sentinels), sentinel_kwargs=sentinel_kwargs
@@ -195,7 +197,8 @@ class RedisConnection:
                     ) from None
                 transient = isinstance(exc, errors.ConnectionError | errors.TimeoutError)
                 tls_error: KeyloaderError | None = None
-                if self.settings.tls and isinstance(exc, errors.ConnectionError):
+                uses_tls = self.settings.tls or self.settings.sentinel_tls
+                if uses_tls and isinstance(exc, errors.ConnectionError):
                     tls_error = self._tls_error(action, exc)
                     if tls_error is not None and _final_tls_failure(tls_error, exc):
                         raise tls_error from exc  # retrying cannot change the certificate
@@ -236,6 +239,12 @@ class RedisConnection:
                     f"the sentinels of {self.settings.display_url} refused authentication: set "
                     f"{SENTINEL_PASSWORD_ENV} or 'sentinel_password_file' (and "
                     "'sentinel_username' for an ACL user)"
+                ) from None
+            if "certificate verify failed" in said.lower():
+                raise KeyStoreError(
+                    f"TLS with the sentinels of {self.settings.display_url} failed: their "
+                    "certificate was refused; set 'ca_cert' to the CA that signed it and use the "
+                    "host names the certificate names in 'sentinels'"
                 ) from None
             if self._service_known():
                 return True

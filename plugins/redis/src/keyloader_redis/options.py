@@ -76,6 +76,19 @@ OPTIONS: tuple[Option, ...] = (
         default=False,
     ),
     Option(
+        "tls",
+        "Sentinel mode: TLS to the data nodes, checked with ca_cert (client_cert and "
+        "client_key for mutual TLS); otherwise rediss:// in url says it.",
+        type="bool",
+        default=False,
+    ),
+    Option(
+        "sentinel_tls",
+        "Sentinel mode: TLS to the sentinels too, with the same ca_cert, client_cert, client_key.",
+        type="bool",
+        default=False,
+    ),
+    Option(
         "read_from_replicas",
         "Sentinel mode: serve use()/read from a replica (may lag the master; see docs/redis.md).",
         type="bool",
@@ -254,6 +267,7 @@ class RedisSettings:
     wait_timeout: float = 2.0
     failover_timeout: float = 30.0
     cluster: bool = False
+    sentinel_tls: bool = False
 
     @property
     def display_url(self) -> str:
@@ -303,15 +317,22 @@ class RedisSettings:
                         f"key store {STORE!r}: {name!r} is set but 'sentinels' is not; give "
                         "the sentinels as host:port,host:port"
                     )
-            if config.get("read_from_replicas"):
-                raise ConfigError(
-                    f"key store {STORE!r}: 'read_from_replicas' needs Sentinel mode ('sentinels')"
-                )
+            for name in ("read_from_replicas", "tls", "sentinel_tls"):
+                if config.get(name):
+                    hint = (
+                        "; for one server or a cluster, use a rediss:// url"
+                        if name == "tls"
+                        else ""
+                    )
+                    raise ConfigError(
+                        f"key store {STORE!r}: {name!r} needs Sentinel mode ('sentinels'){hint}"
+                    )
         url = url or DEFAULT_URL
         if not isinstance(url, str):
             raise ConfigError(f"option 'url' of key store {STORE!r}: {url!r} is not a URL")
         parts = _split_url(url)
-        tls = parts.scheme == "rediss" and not sentinels
+        tls = parts.scheme == "rediss" if not sentinels else bool(config.get("tls"))
+        sentinel_tls = bool(config.get("sentinel_tls"))
         db = _option(config, "db")
         if db is None:
             db = _url_db(parts) if not sentinels else 0
@@ -333,17 +354,24 @@ class RedisSettings:
         tls_files = {
             name: _option(config, name) for name in ("ca_cert", "client_cert", "client_key")
         }
-        if not tls and any(value is not None for value in tls_files.values()):
+        if not (tls or sentinel_tls) and any(value is not None for value in tls_files.values()):
             given = ", ".join(name for name, value in tls_files.items() if value is not None)
-            where = (
-                "Sentinel mode has no TLS yet" if sentinels else f"url {_safe(parts)} is not TLS"
+            if sentinels:
+                raise ConfigError(
+                    f"key store {STORE!r}: {given} set but neither 'tls' nor 'sentinel_tls' is; "
+                    "set tls=true (data nodes) and/or sentinel_tls=true (sentinels)"
+                )
+            raise ConfigError(
+                f"key store {STORE!r}: {given} set but url {_safe(parts)} is not TLS; "
+                "use a rediss:// URL"
             )
-            raise ConfigError(f"key store {STORE!r}: {given} set but {where}; use a rediss:// URL")
         if (tls_files["client_cert"] is None) != (tls_files["client_key"] is None):
             raise ConfigError(
                 f"key store {STORE!r}: mutual TLS needs both 'client_cert' and 'client_key'"
             )
         timeout = float(_option(config, "timeout") or DEFAULT_TIMEOUT)
+        # WAIT is a command: it must end before the socket timeout that bounds every command
+        wait_timeout = min(float(config.get("wait_timeout") or 2.0), 0.8 * timeout)
         lock_timeout = config.get("lock_timeout")
         wait = str(config.get("wait_replicas") or "auto")
         return cls(
@@ -365,9 +393,10 @@ class RedisSettings:
             sentinel_password=_password(config, "sentinel_password", "sentinel_password_file"),
             read_from_replicas=bool(config.get("read_from_replicas")),
             wait_replicas=None if wait == "auto" else int(wait),
-            wait_timeout=float(config.get("wait_timeout") or 2.0),
+            wait_timeout=wait_timeout,
             failover_timeout=float(config.get("failover_timeout") or 30.0),
             cluster=cluster,
+            sentinel_tls=sentinel_tls,
         )
 
 
