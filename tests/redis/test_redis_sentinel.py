@@ -8,6 +8,7 @@ master) in the middle of a stream of rotations and of a rewrap.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -460,3 +461,70 @@ def test_sigkill_of_the_master_during_a_rewrap_then_the_rerun_completes(
                 assert all(result.ok for result in results), [r for r in results if not r.ok]
         finally:
             store.close()
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_master_during_an_import_then_the_rerun_completes(
+    own_group: SentinelGroup, prefix: str, tmp_path: Path
+) -> None:
+    options = ["--keystore", "redis", "-s", f"sentinels={own_group.addresses}"]
+    options += ["-s", f"service_name={SERVICE}", "-s", "failover_timeout=20", "--keys-dir", prefix]
+    with generate_master_key() as master, master.to_text() as text:
+        env = {**os.environ, "ACRA_MASTER_KEY": text.bytes().decode()}
+
+        def run(*args: str, store: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [KEYLOADER, *(store if store is not None else options), *args],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+
+        source = ["--keys-dir", str(tmp_path / "source")]
+        for n in range(30):
+            made = run("keys", "generate", "--client-id", f"client{n:03d}", store=source)
+            assert made.returncode == 0, made.stderr
+        bundle, secret = tmp_path / "keys.bundle", tmp_path / "keys.secret"
+        exported = run(
+            "keys",
+            "export",
+            "--all",
+            "--output",
+            str(bundle),
+            "--secret-output",
+            str(secret),
+            store=source,
+        )
+        assert exported.returncode == 0, exported.stderr
+        importing = subprocess.Popen(
+            [
+                KEYLOADER,
+                *options,
+                "keys",
+                "import",
+                "--input",
+                str(bundle),
+                "--secret",
+                str(secret),
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(0.2)
+        old_port = own_group.current_master_port()
+        own_group.kill_master()
+        own_group.wait_for_new_master(old_port)
+        importing.communicate(timeout=120)  # done, or failed typed: the rerun decides
+        rerun = run("keys", "import", "--input", str(bundle), "--secret", str(secret))
+        assert rerun.returncode == 0, rerun.stderr
+        verified = run("keys", "verify")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        listed = run("--json", "keys", "list")
+        assert listed.returncode == 0, listed.stderr
+        symmetric = [k for k in json.loads(listed.stdout)["keys"] if k["purpose"] == "symmetric"]
+        assert len(symmetric) == 30, "an imported key is missing after the failover"
