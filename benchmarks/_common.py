@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -42,3 +43,14 @@ def report(medians: dict[str, float]) -> None:
 def ratio(measure: str, value: float, target: float) -> None:
     """Print the one machine-readable line a benchmark emits per measure."""
     print(f"RATIO {measure} {value:.2f} target {target}")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server a benchmark started, by its PID: terminate, wait up to 10 s, kill."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

@@ -35,7 +35,7 @@ import boto3
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import interleaved_medians, ratio, report
+from _common import interleaved_medians, ratio, report, stop_process
 
 from keyloader.masterkey import master_key_from_bytes
 from keyloader_aws import AwsKmsProvider
@@ -74,18 +74,8 @@ def _start(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
                 return process, url
         except OSError:
             time.sleep(0.05)
-    _stop(process)
+    stop_process(process)
     raise RuntimeError("moto server did not start")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def main() -> None:
@@ -135,7 +125,7 @@ def main() -> None:
             provider.close()
             raw.close()
     finally:
-        _stop(process)
+        stop_process(process)
         shutil.rmtree(workdir, ignore_errors=True)
     report(medians)
     ratio("load_vs_boto3_decrypt", medians["provider load"] / medians["boto3 decrypt"], 1.2)

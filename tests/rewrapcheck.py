@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 from keyloader import scell
 from keyloader.errors import IntegrityError
@@ -10,8 +11,23 @@ from keyloader.keyids import classify
 from keyloader.masterkey import MasterKey
 from keyloader.stores.base import KeyStore
 
+if TYPE_CHECKING:
+    from keyloader.config import Settings
+
 Slot = tuple[str, str | None]
 """A blob: its name and history timestamp (None for the current blob)."""
+
+
+def settings_plaintexts(settings: Settings) -> dict[tuple[str, int], bytes]:
+    """Every key (current and history) of the key store ``settings`` open, as plaintext."""
+    from keyloader.api import open_keystore
+
+    with open_keystore(settings) as keys:
+        return {
+            (info.key_id, info.index): keys.read(info.key_id, info.index).bytes()
+            for info in keys.list(rotated=True)
+            if info.key_id and info.index
+        }
 
 
 def plaintexts(store: KeyStore, *keys: MasterKey) -> dict[Slot, tuple[str, int]]:

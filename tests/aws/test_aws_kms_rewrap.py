@@ -8,7 +8,6 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,23 +18,11 @@ from keyloader.providers import MasterKeyProvider
 from keyloader.testing import MasterKeyProviderContract
 from keyloader_aws import AwsKmsProvider
 
+from ..keytext import text_of
+from ..rewrapcheck import settings_plaintexts as plaintexts
 from .conftest import ACCESS_KEY, REGION, SECRET_KEY, MotoServer, encrypted_key, make_alias
 
 SYM = "client/client1/symmetric"
-
-
-def text_of(key: MasterKey) -> str:
-    with key.to_text() as text:
-        return text.bytes().decode()
-
-
-def plaintexts(settings: Any) -> dict[tuple[str, int], bytes]:
-    with open_keystore(settings) as keys:
-        return {
-            (info.key_id, info.index): keys.read(info.key_id, info.index).bytes()
-            for info in keys.list(rotated=True)
-            if info.key_id and info.index
-        }
 
 
 def test_env_to_aws_kms_and_back(

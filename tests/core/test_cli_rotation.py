@@ -16,6 +16,8 @@ from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
 
+from ..keytext import text_of
+
 SYM = "client/client1/symmetric"
 
 
@@ -39,11 +41,6 @@ def fails(*args: str, code: int = 1) -> str:
         assert lines[0].startswith("error: ")
     assert "Traceback" not in result.stderr
     return result.stderr
-
-
-def text_of(key: MasterKey) -> str:
-    with key.to_text() as text:
-        return text.bytes().decode()
 
 
 def manager(key: MasterKey, keys_dir: Path = Path(".acrakeys")) -> KeyManager:

@@ -24,13 +24,10 @@ from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
 from keyloader_env import plugin as env_plugin
 
+from ..keytext import text_of
+
 KID = "client/client1/symmetric"
 KEYLOADER = str(Path(sys.executable).with_name("keyloader"))
-
-
-def text_of(key: MasterKey) -> str:
-    with key.to_text() as text:
-        return text.bytes().decode()
 
 
 def fresh_value(keys_dir: Path, master: MasterKey) -> bytes:

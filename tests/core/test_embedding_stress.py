@@ -26,15 +26,12 @@ from keyloader.masterkey import MasterKey, generate_master_key, write_master_key
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
 
+from ..keytext import text_of
+
 KEYLOADER = str(Path(sys.executable).with_name("keyloader"))
 KIDS = [f"client/client{n}/symmetric" for n in (1, 2, 3)]
 THREADS = 8
 ROTATIONS = 4
-
-
-def text_of(key: MasterKey) -> str:
-    with key.to_text() as text:
-        return text.bytes().decode()
 
 
 def disk_manager(keys_dir: Path, master: MasterKey) -> KeyManager:

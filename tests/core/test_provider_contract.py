@@ -12,6 +12,8 @@ from keyloader.masterkey import MasterKey, generate_master_key, parse_master_key
 from keyloader.providers import MasterKeyProvider, Option
 from keyloader.testing import MasterKeyProviderContract
 
+from ..keytext import text_of
+
 Factory = Callable[..., MasterKeyProvider]
 
 
@@ -34,11 +36,6 @@ class StaticProvider(MasterKeyProvider):
             keystore_version=self.keystore_version,
             source="option 'text' of provider 'static-test'",
         )
-
-
-def text_of(key: MasterKey) -> str:
-    with key.to_text() as text:
-        return text.bytes().decode()
 
 
 def factory(cls: type[MasterKeyProvider], key: MasterKey) -> Factory:

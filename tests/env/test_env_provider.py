@@ -28,6 +28,8 @@ from keyloader.testing import MasterKeyProviderContract
 from keyloader_env import EnvProvider
 from keyloader_env.plugin import MAX_FILE_SIZE, keyloader_master_key_providers
 
+from ..keytext import text_of
+
 Factory = Callable[..., MasterKeyProvider]
 VARIABLE = "TEST_ENV_MASTER_KEY"
 
@@ -39,11 +41,6 @@ def provider(**options: Any) -> EnvProvider:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def text_of(key: MasterKey) -> str:
-    with key.to_text() as text:
-        return text.bytes().decode()
 
 
 def key_file(directory: Path, content: bytes, mode: int = 0o600, name: str = "master.key") -> Path:

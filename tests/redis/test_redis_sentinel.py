@@ -8,6 +8,7 @@ master) in the middle of a stream of rotations and of a rewrap.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -21,14 +22,13 @@ from pathlib import Path
 import pytest
 
 from keyloader.errors import AuthenticationError, ConfigError, KeyStoreError
-from keyloader.keystore import KeyManager
-from keyloader.masterkey import MasterKey, generate_master_key
-from keyloader.secret import SecretBytes
+from keyloader.masterkey import generate_master_key
 from keyloader.testing.stores import KeyStoreContract
 from keyloader_redis import RedisKeyStore
 
 from ..pki import make_pki
 from ..servers import LOOPBACK, free_port
+from .conftest import manager
 from .sentinels import SERVICE, SentinelGroup, start_sentinel_group
 
 KEYLOADER = str(Path(sys.executable).with_name("keyloader"))
@@ -62,24 +62,9 @@ def prefix() -> str:
 
 @pytest.fixture
 def make_sentinel_store(
-    group: SentinelGroup, prefix: str
-) -> Iterator[Callable[..., RedisKeyStore]]:
-    made: list[RedisKeyStore] = []
-
-    def make(**options: object) -> RedisKeyStore:
-        store = RedisKeyStore(group.options(prefix, **options))
-        made.append(store)
-        return store
-
-    try:
-        yield make
-    finally:
-        for store in made:
-            store.close()
-
-
-def manager(store: RedisKeyStore, master: MasterKey) -> KeyManager:
-    return KeyManager(store, MasterKey(SecretBytes(master.encryption.buffer)))
+    group: SentinelGroup, prefix: str, open_stores: Callable[..., RedisKeyStore]
+) -> Callable[..., RedisKeyStore]:
+    return functools.partial(open_stores, group.options(prefix))
 
 
 # -- options -------------------------------------------------------------------------------

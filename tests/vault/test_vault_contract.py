@@ -13,10 +13,7 @@ from keyloader.providers import MasterKeyProvider
 from keyloader.testing import MasterKeyProviderContract
 from keyloader_vault import VaultProvider
 
-
-def text_of(key: MasterKey) -> str:
-    with key.to_text() as text:
-        return text.bytes().decode()
+from ..keytext import text_of
 
 
 class TestVaultProvider(MasterKeyProviderContract):

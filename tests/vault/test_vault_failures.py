@@ -25,14 +25,10 @@ from keyloader.masterkey import MasterKey
 from keyloader.testing.providers import assert_no_key_material
 from keyloader_vault import VaultProvider
 
+from ..keytext import text_of
 from ..servers import LOOPBACK, free_port
 
 DENY_POLICY = "keyloader-deny"  # created by the ``bao`` fixture: reads secret/data/allowed/* only
-
-
-def text_of(key: MasterKey) -> str:
-    with key.to_text() as text:
-        return text.bytes().decode()
 
 
 def unique() -> str:

@@ -15,13 +15,10 @@ from keyloader.errors import AuthenticationError, ConfigError, MasterKeyNotFound
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader_vault import VaultProvider
 
+from ..keytext import text_of
+
 NAMESPACE = "team-ns"  # created by the ``bao`` fixture
 APPROLE = "keyloader"
-
-
-def text_of(key: MasterKey) -> str:
-    with key.to_text() as text:
-        return text.bytes().decode()
 
 
 def unique() -> str:

@@ -13,12 +13,10 @@ from keyloader.errors import MasterKeyNotFoundError
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader_vault import VaultProvider
 
+from ..keytext import text_of
+from ..rewrapcheck import settings_plaintexts as plaintexts
+
 SYM = "client/client1/symmetric"
-
-
-def text_of(key: MasterKey) -> str:
-    with key.to_text() as text:
-        return text.bytes().decode()
 
 
 def vault_options(bao: Any, path: str) -> dict[str, object]:
@@ -31,15 +29,6 @@ def store_in_vault(bao: Any, path: str, key: MasterKey) -> None:
         provider.store(key)
     finally:
         provider.close()
-
-
-def plaintexts(settings: Any) -> dict[tuple[str, int], bytes]:
-    with open_keystore(settings) as keys:
-        return {
-            (info.key_id, info.index): keys.read(info.key_id, info.index).bytes()
-            for info in keys.list(rotated=True)
-            if info.key_id and info.index
-        }
 
 
 def test_env_to_vault_and_back(bao: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,12 +14,9 @@ from keyloader.errors import AuthenticationError, ConfigError, KeyExistsError
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader_vault import VaultProvider
 
+from ..keytext import text_of
+
 DENY_POLICY = "keyloader-deny"  # created by the ``bao`` fixture: reads secret/data/allowed/*
-
-
-def text_of(key: MasterKey) -> str:
-    with key.to_text() as text:
-        return text.bytes().decode()
 
 
 def unique() -> str:

@@ -13,10 +13,7 @@ from keyloader.errors import ConfigError, ProviderUnavailableError
 from keyloader.masterkey import MasterKey
 from keyloader_vault import VaultProvider
 
-
-def text_of(key: MasterKey) -> str:
-    with key.to_text() as text:
-        return text.bytes().decode()
+from ..keytext import text_of
 
 
 def load(**options: Any) -> MasterKey:

@@ -8,18 +8,25 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .errors import ConfigError
+from . import scell
+from .errors import ConfigError, IntegrityError
 from .masterkey import MasterKey
 from .providers import MasterKeyProvider
 from .secret import SecretBytes
 
-__all__ = ["V2_UNSUPPORTED", "MasterKeySlot", "MasterKeySource", "SealedKeyCache"]
+__all__ = [
+    "V2_UNSUPPORTED",
+    "MasterKeySlot",
+    "MasterKeySource",
+    "SealedKeyCache",
+    "unseal_under",
+]
 
 V2_UNSUPPORTED = (
     "keystore v2 is not supported yet: keyloader manages Acra keystore v1 directories, "
@@ -121,6 +128,45 @@ class MasterKeySlot:
         self._retired.clear()
         if isinstance(self._source, MasterKeyProvider):
             self._source.close()
+
+
+def unseal_under(
+    key: MasterKey,
+    previous: MasterKey | None,
+    replaced: Sequence[MasterKey],
+    blob: bytes,
+    context: bytes,
+    where: str,
+) -> SecretBytes:
+    """Open ``blob`` under ``key``, else ``previous``, else the keys a reload replaced.
+
+    :class:`IntegrityError` names ``where`` and every master key tried (by fingerprint).
+    """
+    try:
+        return scell.decrypt(key.encryption.buffer, blob, context)
+    except IntegrityError:
+        pass
+    fallbacks = [*([previous] if previous is not None else []), *replaced]
+    for fallback in fallbacks:
+        try:
+            return scell.decrypt(fallback.encryption.buffer, blob, context)
+        except IntegrityError:
+            continue
+    if not fallbacks:
+        raise IntegrityError(
+            f"{where}: cannot decrypt with master key {key.fingerprint}: wrong master "
+            "key, tampered file, or a file moved to another key's name"
+        )
+    tried = []
+    if previous is not None:
+        tried.append(f"the previous master key {previous.fingerprint}")
+    if replaced:
+        shown = ", ".join(k.fingerprint for k in replaced)
+        tried.append(f"the master key{'s' if len(replaced) > 1 else ''} it replaced ({shown})")
+    raise IntegrityError(
+        f"{where}: cannot decrypt with master key {key.fingerprint} nor with "
+        f"{' nor with '.join(tried)}: tampered file, or a file moved to another key's name"
+    )
 
 
 class SealedKeyCache:

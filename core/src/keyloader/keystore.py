@@ -22,7 +22,13 @@ from .errors import (
     KeyNotFoundError,
 )
 from .inventory import KeyInfo, VerifyResult, list_keys, location_of, verify_keys
-from .keycache import V2_UNSUPPORTED, MasterKeySlot, MasterKeySource, SealedKeyCache
+from .keycache import (
+    V2_UNSUPPORTED,
+    MasterKeySlot,
+    MasterKeySource,
+    SealedKeyCache,
+    unseal_under,
+)
 from .keyids import KeyId, KeyKind
 from .keypairs import destroy_keypair, new_keypair_blobs, rotate_keypair
 from .masterkey import MasterKey
@@ -230,34 +236,8 @@ class KeyManager:
                 self.reload_master_key()
 
     def _unseal(self, blob: bytes, context: bytes, where: str) -> SecretBytes:
-        key = self.master_key
-        try:
-            return scell.decrypt(key.encryption.buffer, blob, context)
-        except IntegrityError:
-            pass
         previous = self._previous.get(lambda k: None) if self._previous is not None else None
-        fallbacks = [*([previous] if previous is not None else []), *self._master.replaced]
-        for fallback in fallbacks:
-            try:
-                return scell.decrypt(fallback.encryption.buffer, blob, context)
-            except IntegrityError:
-                continue
-        if not fallbacks:
-            raise IntegrityError(
-                f"{where}: cannot decrypt with master key {key.fingerprint}: wrong master "
-                "key, tampered file, or a file moved to another key's name"
-            )
-        tried = []
-        if previous is not None:
-            tried.append(f"the previous master key {previous.fingerprint}")
-        replaced = self._master.replaced
-        if replaced:
-            shown = ", ".join(k.fingerprint for k in replaced)
-            tried.append(f"the master key{'s' if len(replaced) > 1 else ''} it replaced ({shown})")
-        raise IntegrityError(
-            f"{where}: cannot decrypt with master key {key.fingerprint} nor with "
-            f"{' nor with '.join(tried)}: tampered file, or a file moved to another key's name"
-        )
+        return unseal_under(self.master_key, previous, self._master.replaced, blob, context, where)
 
     def _history_timestamp(self, kid: KeyId, index: int) -> str:
         if index < 1:

@@ -25,6 +25,7 @@ from .errors import (
     PluginLoadError,
 )
 from .hook_guards import guard
+from .plugin_audit import AUDIT_ACTIONS_HOOK, AUDIT_HOOK, AuditRouting
 from .plugin_failures import FailureLog, describe_exception
 from .plugin_lookups import PluginLookups
 from .plugin_origin import UNKNOWN, Origin
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
     from ._entry_points import FoundEntryPoint
     from ._plugin_records import PluginFailure, PluginInfo, ProviderInfo
-    from .audit import AuditEvent
     from .stores.base import KeyStore
 
 __all__ = [
@@ -67,13 +67,11 @@ NO_AUTOLOAD_VAR = "KEYLOADER_DISABLE_PLUGIN_AUTOLOAD"
 PROVIDERS_HOOK = "keyloader_master_key_providers"
 STORES_HOOK = "keyloader_key_stores"
 CLI_HOOK = "keyloader_cli_commands"
-AUDIT_HOOK = "keyloader_audit_event"
-AUDIT_ACTIONS_HOOK = "keyloader_audit_actions"
 _LISTING_HOOKS = (PROVIDERS_HOOK, STORES_HOOK)
 _CLI_LISTS = ("registered_commands", "registered_groups")
 
 
-class KeyloaderPluginManager(PluginLookups, pluggy.PluginManager):
+class KeyloaderPluginManager(PluginLookups, AuditRouting, pluggy.PluginManager):
     """A pluggy manager that loads ``keyloader`` entry points one by one and records failures.
 
     Build it with :func:`make_plugin_manager`. Every query loads the entry
@@ -94,8 +92,7 @@ class KeyloaderPluginManager(PluginLookups, pluggy.PluginManager):
         self.entry_point_group = ENTRY_POINT_GROUP
         self._owners: dict[str, dict[type, str]] = {hook: {} for hook in _LISTING_HOOKS}
         self._listings: dict[str, list[tuple[str, Any]]] = {}
-        self._audit_callers: dict[str, Any] = {}  # action -> hook caller, or None: nobody
-        self._audit_declared: dict[str, frozenset[str] | None] = {}  # plugin -> its actions
+        self._forget_audit_routes()
 
     # -- registration ------------------------------------------------------------
 
@@ -105,8 +102,7 @@ class KeyloaderPluginManager(PluginLookups, pluggy.PluginManager):
         if registered is not None:
             self._guard(plugin)
             self._listings.clear()
-            self._audit_callers.clear()
-            self._audit_declared.clear()
+            self._forget_audit_routes()
         return registered
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any | None:
@@ -121,8 +117,7 @@ class KeyloaderPluginManager(PluginLookups, pluggy.PluginManager):
                 for cls in [cls for cls, owner in owners.items() if owner == name]:
                     del owners[cls]
         self._listings.clear()
-        self._audit_callers.clear()
-        self._audit_declared.clear()
+        self._forget_audit_routes()
         return removed
 
     def register_plugin(self, plugin: object, name: str | None = None) -> None:
@@ -233,76 +228,6 @@ class KeyloaderPluginManager(PluginLookups, pluggy.PluginManager):
         return check
 
     # -- the hooks ------------------------------------------------------------------
-
-    def emit(self, event: AuditEvent) -> None:
-        """Call the ``keyloader_audit_event`` observers that want ``event.action``.
-
-        One that raises is logged and ignored. Observers are chosen per action
-        with pluggy's ``subset_hook_caller`` (see :meth:`audit_wants`).
-        """
-        caller = self._audit_caller(event.action)
-        if caller is not None:
-            caller(event=event)
-
-    def audit_wants(self, action: str) -> bool:
-        """Whether any observer wants ``action`` (``keyloader_audit_actions``; None: all)."""
-        return self._audit_caller(action) is not None
-
-    def _audit_caller(self, action: str) -> Any:
-        try:
-            return self._audit_callers[action]
-        except KeyError:
-            pass
-        self.load_entrypoints()
-        impls = self.hook.keyloader_audit_event.get_hookimpls()
-        observers = [impl for impl in impls if not (impl.wrapper or impl.hookwrapper)]
-        unwanted = [impl.plugin for impl in observers if not self._wants(impl, action)]
-        caller: Any
-        if len(unwanted) == len(observers):
-            caller = None  # nobody observes it: no event is built (wrappers alone see nothing)
-        elif not unwanted:
-            caller = self.hook.keyloader_audit_event
-        else:
-            caller = self.subset_hook_caller(AUDIT_HOOK, remove_plugins=unwanted)
-        self._audit_callers[action] = caller
-        return caller
-
-    def _wants(self, impl: Any, action: str) -> bool:
-        declared = self._declared_actions(impl)
-        return declared is None or action in declared
-
-    def _declared_actions(self, impl: Any) -> frozenset[str] | None:
-        """What ``impl``'s plugin declared with ``keyloader_audit_actions`` (None: all)."""
-        key = impl.plugin_name
-        if key in self._audit_declared:
-            return self._audit_declared[key]
-        plugin = impl.plugin
-        declarers = [i.plugin for i in self.hook.keyloader_audit_actions.get_hookimpls()]
-        declared: frozenset[str] | None = None
-        if any(p is plugin for p in declarers):
-            only = self.subset_hook_caller(
-                AUDIT_ACTIONS_HOOK, remove_plugins=[p for p in declarers if p is not plugin]
-            )
-            answers = only()  # pluggy leaves out None answers (and a guarded failure's)
-            names: set[str] = set()
-            for answer in answers:
-                found = _audit_action_names(answer)
-                if found is None:
-                    self.failure_log.hook_failed(
-                        key,
-                        self.origin(key),
-                        ValueError(
-                            f"keyloader_audit_actions() returned {answer!r}: give names from "
-                            f"keyloader.AUDIT_ACTIONS, or None"
-                        ),
-                    )
-                    names = set()
-                    answers = []
-                    break
-                names |= found
-            declared = frozenset(names) if answers else None
-        self._audit_declared[key] = declared
-        return declared
 
     def add_cli_commands(self, app: Any) -> None:
         """Call ``keyloader_cli_commands(app)``; an implementation that raises is a failure.
@@ -505,17 +430,3 @@ def _env_flag(environ: Mapping[str, str], variable: str) -> bool:
     from .booleans import parse_bool
 
     return parse_bool(environ.get(variable, ""), variable, empty=False)
-
-
-def _audit_action_names(answer: object) -> set[str] | None:
-    """The action names in ``answer``, or None if it is not an iterable of known names."""
-    from .audit import AUDIT_ACTIONS
-
-    if isinstance(answer, str | bytes) or not hasattr(answer, "__iter__"):
-        return None
-    names = set()
-    for name in answer:
-        if not isinstance(name, str) or name not in AUDIT_ACTIONS:
-            return None
-        names.add(name)
-    return names
