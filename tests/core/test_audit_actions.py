@@ -162,3 +162,23 @@ def declared(names: Iterable[str]) -> list[str]:
 def test_master_key_reloaded_is_an_action() -> None:
     assert "master_key_reloaded" in AUDIT_ACTIONS
     assert declared(["master_key_reloaded", "nope"]) == ["master_key_reloaded"]
+
+
+def test_an_open_manager_serves_an_observer_registered_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    admin = Observer(["key_rotated"])
+    pm = manager(admin)
+    with generate_master_key() as key, key.to_text() as text:
+        monkeypatch.setenv("ACRA_MASTER_KEY", text.bytes().decode())
+        with open_keystore(plugin_manager=pm, keystore="memory", keys_dir="mem") as keys:
+            keys.generate(["symmetric"], client_id="client1")
+            with keys.use(KID):
+                pass
+            assert not keys.audits_use
+            late = Observer(["key_used"])
+            pm.register_plugin(late, name="late")
+            assert keys.audits_use
+            with keys.use(KID):
+                pass
+    assert late.seen == ["key_used"]

@@ -96,8 +96,6 @@ class KeyManager:
         self.auto_reload = auto_reload
         self._last_auto_reload = -AUTO_RELOAD_INTERVAL
         self._reload_lock = threading.Lock()
-        # key_used is the hot path: is anyone listening? (decided once; see keyloader.plugins)
-        self._audit_use = emit is not None and (wants is None or wants("key_used"))
 
     # -- master key --------------------------------------------------------------------
 
@@ -179,8 +177,9 @@ class KeyManager:
 
     @property
     def audits_use(self) -> bool:
-        """Whether any audit observer wants ``key_used`` events."""
-        return self._audit_use
+        """Whether any audit observer wants ``key_used`` events (asked each time: a plugin
+        registered later may want them)."""
+        return self._emit is not None and (self._wants is None or self._wants("key_used"))
 
     def _decrypt(self, kid: KeyId, index: int) -> SecretBytes:
         name = kid.store_name
@@ -427,11 +426,9 @@ class _KeyUse:
         try:
             self._secret = manager._decrypt(self._kid, self._index)
         except Exception as exc:
-            if manager._audit_use:
-                manager.audit("key_used", self._kid, self._index, ok=False, error=exc)
+            manager.audit("key_used", self._kid, self._index, ok=False, error=exc)
             raise
-        if manager._audit_use:
-            manager.audit("key_used", self._kid, self._index)
+        manager.audit("key_used", self._kid, self._index)  # returns at once if nobody wants it
         return self._secret
 
     def __exit__(
