@@ -35,6 +35,7 @@ from .api import import_keystore as _import_keystore
 from .api import load_master_key as _load_master_key
 from .api import open_keystore as _open_keystore
 from .api import rewrap_keystore as _rewrap_keystore
+from .keystore import key_id_of
 from .secret import SecretBytes
 
 if TYPE_CHECKING:
@@ -204,10 +205,7 @@ class _AsyncKeyUse:
         sync = manager.sync
         secret = sync.cached(self._key_id, self._index)  # inline: no I/O, no thread hop
         if secret is not None:
-            if sync.audits_use:
-                from .keystore import key_id_of
-
-                sync.audit("key_used", key_id_of(self._key_id), self._index)
+            sync.audit("key_used", key_id_of(self._key_id), self._index)
         else:
             use = sync.use(self._key_id, self._index)
             secret = await _run(manager._executor, use.__enter__, discard=_wipe)

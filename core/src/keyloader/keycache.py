@@ -11,7 +11,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import scell
@@ -210,12 +209,7 @@ class SealedKeyCache:
         with suppress(KeyError):  # dropped by another thread meanwhile: the entry is still valid
             self._entries.move_to_end(slot)
         plain = SecretBytes.zeroed(len(blob) - _NONCE - _TAG)
-        try:
-            aead.decrypt_into(blob[:_NONCE], blob[_NONCE:], aad, plain.buffer)
-        except InvalidTag:  # sealed under the parent's key (fork) or a replaced key
-            plain.wipe()
-            self._entries.pop(slot, None)
-            return None
+        aead.decrypt_into(blob[:_NONCE], blob[_NONCE:], aad, plain.buffer)
         return plain
 
     def put(self, slot: tuple[str, str | None], revision: object, plain: SecretBytes) -> None:
