@@ -131,20 +131,23 @@ class MasterKeySlot:
 
 def unseal_under(
     key: MasterKey,
-    previous: MasterKey | None,
+    load_previous: Callable[[], MasterKey] | None,
     replaced: Sequence[MasterKey],
     blob: bytes,
     context: bytes,
     where: str,
 ) -> SecretBytes:
-    """Open ``blob`` under ``key``, else ``previous``, else the keys a reload replaced.
+    """Open ``blob`` under ``key``, else the previous key, else the keys a reload replaced.
 
-    :class:`IntegrityError` names ``where`` and every master key tried (by fingerprint).
+    ``load_previous`` is called only when ``key`` fails (a previous key is loaded
+    only when needed). :class:`IntegrityError` names ``where`` and every master
+    key tried (by fingerprint).
     """
     try:
         return scell.decrypt(key.encryption.buffer, blob, context)
     except IntegrityError:
         pass
+    previous = load_previous() if load_previous is not None else None
     fallbacks = [*([previous] if previous is not None else []), *replaced]
     for fallback in fallbacks:
         try:

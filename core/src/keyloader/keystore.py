@@ -235,8 +235,11 @@ class KeyManager:
                 self.reload_master_key()
 
     def _unseal(self, blob: bytes, context: bytes, where: str) -> SecretBytes:
-        previous = self._previous.get(lambda k: None) if self._previous is not None else None
-        return unseal_under(self.master_key, previous, self._master.replaced, blob, context, where)
+        slot = self._previous
+        load_previous = (lambda: slot.get(lambda _: None)) if slot is not None else None
+        return unseal_under(
+            self.master_key, load_previous, self._master.replaced, blob, context, where
+        )
 
     def _history_timestamp(self, kid: KeyId, index: int) -> str:
         if index < 1:
