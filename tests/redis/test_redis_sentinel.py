@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from keyloader.masterkey import generate_master_key
 from keyloader.testing.stores import KeyStoreContract
 from keyloader_redis import RedisKeyStore
 
+from ..leakscan import Workflow
 from ..pki import make_pki
 from ..servers import LOOPBACK, free_port
 from .conftest import manager
@@ -513,3 +515,58 @@ def test_sigkill_of_the_master_during_an_import_then_the_rerun_completes(
         assert listed.returncode == 0, listed.stderr
         symmetric = [k for k in json.loads(listed.stdout)["keys"] if k["purpose"] == "symmetric"]
         assert len(symmetric) == 30, "an imported key is missing after the failover"
+
+
+def test_a_debug_cli_workflow_through_password_sentinels_leaks_nothing(
+    tmp_path: Path, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No password (sentinels', data nodes') and no key in any output or log, DEBUG on."""
+    caplog.set_level(logging.DEBUG)
+    data_password, sentinel_password = "leak-data-pass-51d0", "leak-sentinel-pass-8e3a"
+    group = start_sentinel_group(
+        tmp_path / "auth", password=data_password, sentinel_password=sentinel_password
+    )
+    try:
+        with generate_master_key() as master, master.to_text() as text:
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith("KEYLOADER_")},
+                "ACRA_MASTER_KEY": text.bytes().decode(),
+                "KEYLOADER_STORE_REDIS_PASSWORD": data_password,
+                "KEYLOADER_STORE_REDIS_SENTINEL_PASSWORD": sentinel_password,
+                "KEYLOADER_LOG_LEVEL": "DEBUG",
+            }
+            store = ["--keystore", "redis", "-s", f"sentinels={group.addresses}"]
+            store += ["-s", f"service_name={SERVICE}", "--keys-dir", prefix]
+            workflow = Workflow(caplog)
+            workflow.run_process(*store, "keys", "generate", "--client-id", "client1", env=env)
+            workflow.run_process(*store, "keys", "rotate", KID, env=env)
+            workflow.run_process(*store, "keys", "list", "--rotated", "--check", env=env)
+            workflow.run_process(*store, "config", "show", env=env)
+            wrong = {
+                **env,
+                "KEYLOADER_STORE_REDIS_SENTINEL_PASSWORD": "not-it-" + sentinel_password,
+            }
+            workflow.run_process(*store, "keys", "list", env=wrong, expect=1)
+            refused = {**env, "KEYLOADER_STORE_REDIS_PASSWORD": "not-it-" + data_password}
+            workflow.run_process(*store, "keys", "list", env=refused, expect=1)
+            reader = RedisKeyStore(
+                {
+                    **group.options(prefix),
+                    "password": data_password,
+                    "sentinel_password": sentinel_password,
+                }
+            )
+            try:
+                with manager(reader, master) as keys:
+                    secrets_ = [
+                        keys.read(info.key_id, info.index).bytes()
+                        for info in keys.list(rotated=True)
+                        if info.key_id and info.index
+                    ]
+            finally:
+                reader.close()
+            assert len(secrets_) == 2
+            never = [data_password.encode(), sentinel_password.encode()]
+            assert workflow.scan([*secrets_, master.encryption.bytes()], never=never) == 0
+    finally:
+        group.stop()
