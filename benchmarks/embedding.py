@@ -32,10 +32,10 @@ from _common import interleaved_medians, ratio, report
 
 import keyloader
 import keyloader.aio
-from keyloader import scell
 from keyloader.audit import AuditEvent
 from keyloader.masterkey import generate_master_key
 from keyloader.plugins import make_plugin_manager
+from keyloader.themis import scell
 from keyloader_env import plugin as env_plugin
 
 KID = "client/bench-client/symmetric"

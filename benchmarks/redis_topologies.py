@@ -31,10 +31,10 @@ from _common import interleaved_medians, ratio, report
 from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
-from keyloader import scell
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key, parse_master_key
 from keyloader.secret import SecretBytes
+from keyloader.themis import scell
 from keyloader_redis import RedisKeyStore
 from tests.redis.clusters import start_cluster
 from tests.redis.sentinels import SERVICE, start_sentinel_group

@@ -31,12 +31,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import ratio
 
-from keyloader import scell
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.rewrap import rewrap_keys
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
+from keyloader.themis import scell
 
 KEYS = 10_000
 SMALL = 2_000

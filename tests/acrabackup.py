@@ -23,10 +23,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keyloader import scell, themis_keys
 from keyloader.errors import IntegrityError
 from keyloader.keyids import classify
 from keyloader.stores.timestamps import parse_history_timestamp
+from keyloader.themis import keys as themis_keys
+from keyloader.themis import scell
 
 __all__ = ["AcraExport", "acra_context", "acra_export_problems"]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from keyloader import scell
 from keyloader.errors import IntegrityError
 from keyloader.keyids import classify
 from keyloader.masterkey import MasterKey
 from keyloader.stores.base import KeyStore
+from keyloader.themis import scell
 
 if TYPE_CHECKING:
     from keyloader.config import Settings

@@ -6,11 +6,11 @@ import contextlib
 import os
 from pathlib import Path
 
-from keyloader import scell
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
 from keyloader.stores import FilesystemKeyStore
+from keyloader.themis import scell
 
 from ..acrabackup import acra_context, acra_export_problems
 

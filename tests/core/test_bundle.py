@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from keyloader import api, scell
+from keyloader import api
 from keyloader.audit import AuditEvent
 from keyloader.bundle import ExportReport, ImportReport, export_keys, import_keys
 from keyloader.bundle_format import BUNDLE_CONTEXT
@@ -33,6 +33,7 @@ from keyloader.secret import SecretBytes
 from keyloader.stores.base import KeyStore
 from keyloader.stores.filesystem import FilesystemKeyStore
 from keyloader.stores.memory import MemoryKeyStore
+from keyloader.themis import scell
 
 Slot = tuple[str, str | None]
 

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from keyloader import scell
 from keyloader.bundle import export_keys, import_keys
 from keyloader.errors import KeyStoreError
 from keyloader.keyids import classify
@@ -30,6 +29,7 @@ from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
+from keyloader.themis import scell
 
 from ..acrabackup import acra_export_problems
 

@@ -66,7 +66,7 @@ HEAVY = {
     "rich",
     "cryptography",
     "keyloader.keystore",
-    "keyloader.scell",
+    "keyloader.themis.scell",
     "keyloader.masterkey",
     "keyloader.plugins",
     "keyloader_env",

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from keyloader import themis_keys
 from keyloader.cli.app import app
 from keyloader.masterkey import generate_master_key
+from keyloader.themis import keys as themis_keys
 
 from ..acrabackup import acra_export_problems
 

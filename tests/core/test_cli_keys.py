@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from keyloader import scell
 from keyloader.cli.app import app
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
+from keyloader.themis import scell
 
 from ..acrabackup import acra_export_problems
 

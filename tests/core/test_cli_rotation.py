@@ -115,7 +115,7 @@ def test_rewrap_resumes_where_it_stopped(keys: tuple[MasterKey, MasterKey]) -> N
     with manager(old) as km:  # half done: one key already under the new master key
         plain = km.read("client/client1/searchable")
         blob_path = Path(".acrakeys/client1_hmac")
-    from keyloader import scell
+    from keyloader.themis import scell
 
     blob_path.write_bytes(scell.encrypt(new.encryption.buffer, plain.buffer, b"client1"))
     document = json.loads(ok("keys", "rewrap", "--to-provider", "env", "--json").stdout)

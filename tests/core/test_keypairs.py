@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from keyloader import themis_keys
 from keyloader.errors import KeyExistsError, KeyNotFoundError
 from keyloader.keyids import KeyId
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
 from keyloader.stores import FilesystemKeyStore, MemoryKeyStore
+from keyloader.themis import keys as themis_keys
 
 STORAGE = "client/client1/storage"
 POISON = "poison-record"

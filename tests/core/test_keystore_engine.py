@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from keyloader import scell, themis_keys
 from keyloader.audit import AuditEvent
 from keyloader.errors import (
     ConfigError,
@@ -25,6 +24,8 @@ from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
 from keyloader.stores.memory import MemoryKeyStore
+from keyloader.themis import keys as themis_keys
+from keyloader.themis import scell
 
 from ..acrabackup import acra_export_problems
 

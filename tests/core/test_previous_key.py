@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from keyloader import api, scell
+from keyloader import api
 from keyloader.errors import IntegrityError, MasterKeyNotFoundError
 from keyloader.keyids import classify
 from keyloader.keystore import KeyManager
@@ -17,6 +17,7 @@ from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.rewrap import rewrap_keys
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
+from keyloader.themis import scell
 
 Slot = tuple[str, int]  # key id, index
 

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 
 import keyloader
-from keyloader import api, scell
+from keyloader import api
 from keyloader.audit import AuditEvent
 from keyloader.config import Layer, load_settings
 from keyloader.errors import (
@@ -32,6 +32,7 @@ from keyloader.secret import SecretBytes
 from keyloader.stores.base import KeyStore
 from keyloader.stores.filesystem import FilesystemKeyStore
 from keyloader.stores.memory import MemoryKeyStore
+from keyloader.themis import scell
 
 Slot = tuple[str, str | None]
 

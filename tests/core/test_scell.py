@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from keyloader import scell
 from keyloader.errors import ConfigError, IntegrityError
 from keyloader.secret import SecretBytes
+from keyloader.themis import scell
 
 b64 = base64.b64decode
 

@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keyloader import scell, themis_keys
 from keyloader.errors import IntegrityError, KeyFormatError
 from keyloader.secret import SecretBytes
+from keyloader.themis import keys as themis_keys
+from keyloader.themis import scell
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "themis_keypairs.json").read_text())
 PAIRS: list[dict[str, Any]] = VECTORS["keypairs"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
-from keyloader import themis_keys
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
+from keyloader.themis import keys as themis_keys
 from keyloader_redis import RedisKeyStore
 
 from .conftest import RedisServer

@@ -28,12 +28,12 @@ from pathlib import Path
 
 import pytest
 
-from keyloader import scell
 from keyloader.errors import IntegrityError
 from keyloader.keyids import classify
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key, write_master_key_file
 from keyloader.secret import SecretBytes
+from keyloader.themis import scell
 from keyloader_redis import RedisKeyStore
 
 from .conftest import RedisServer

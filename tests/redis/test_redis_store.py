@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from keyloader import scell
 from keyloader.errors import (
     AuthenticationError,
     ConfigError,
@@ -22,6 +21,7 @@ from keyloader.errors import (
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
+from keyloader.themis import scell
 from keyloader_redis import RedisKeyStore
 
 from .conftest import LOOPBACK, PASSWORD, RedisServer, free_port

@@ -246,8 +246,8 @@ def _decrypted_only_by(store: KeyStore, old: MasterKey, new: MasterKey) -> list[
 
 
 def _decrypts(key: MasterKey, blob: bytes, context: bytes) -> bool:
-    from . import scell
     from .errors import IntegrityError
+    from .themis import scell
 
     try:
         scell.decrypt(key.encryption.buffer, blob, context).wipe()

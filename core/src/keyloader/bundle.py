@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import scell
 from .bundle_format import (
     BUNDLE_CONTEXT,
     BundleEntry,
@@ -38,6 +37,7 @@ from .masterkey import MasterKey
 from .secret import SecretBytes
 from .stores.base import BlobWrite, KeyStore, StoredBlob
 from .stores.fs_files import TEMP_PREFIX, fsync_dir, unlink_quietly
+from .themis import scell
 
 __all__ = ["ExportReport", "ImportReport", "export_keys", "import_keys"]
 

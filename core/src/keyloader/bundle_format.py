@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import scell
 from .errors import ConfigError, InsecurePermissionsError, IntegrityError
 from .keyids import classify
 from .secret import SecretBytes
 from .stores.timestamps import parse_history_timestamp
+from .themis import scell
 
 __all__ = [
     "BUNDLE_CONTEXT",

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from . import themis_keys
 from .errors import IntegrityError, KeyFormatError, KeyNotFoundError, KeyStoreError
 from .keyids import KeyId, classify
 from .keypairs import public_history_match
 from .secret import SecretBytes
 from .stores.base import KeyStore, StoredBlob
 from .stores.timestamps import parse_history_timestamp
+from .themis import keys as themis_keys
 
 if TYPE_CHECKING:
     from .keystore import KeyManager

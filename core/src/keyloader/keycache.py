@@ -13,11 +13,11 @@ from contextlib import suppress
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from . import scell
 from .errors import ConfigError, IntegrityError
 from .masterkey import MasterKey
 from .providers import MasterKeyProvider
 from .secret import SecretBytes
+from .themis import scell
 
 __all__ = [
     "V2_UNSUPPORTED",

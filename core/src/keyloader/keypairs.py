@@ -10,12 +10,13 @@ the store's lock.
 
 from __future__ import annotations
 
-from . import scell, themis_keys
 from .errors import KeyNotFoundError
 from .keyids import KeyId
 from .masterkey import MasterKey
 from .stores.base import BlobWrite, KeyStore, StoredBlob
 from .stores.timestamps import next_history_timestamp
+from .themis import keys as themis_keys
+from .themis import scell
 
 __all__ = ["destroy_keypair", "new_keypair_blobs", "public_history_match", "rotate_keypair"]
 

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from types import TracebackType
 
-from . import scell
 from .audit import AuditAction, AuditEvent
 from .config import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL
 from .errors import (
@@ -34,6 +33,7 @@ from .keypairs import destroy_keypair, new_keypair_blobs, rotate_keypair
 from .masterkey import MasterKey
 from .secret import SecretBytes
 from .stores.base import KeyStore
+from .themis import scell
 
 __all__ = ["GENERATABLE_KINDS", "KeyInfo", "KeyManager", "VerifyResult", "MasterKeySource"]
 

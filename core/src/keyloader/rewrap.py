@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
-from . import scell
 from .errors import ConfigError, IntegrityError, KeyNotFoundError
 from .inventory import location_of
 from .keycache import V2_UNSUPPORTED
@@ -33,6 +32,7 @@ from .keyids import KeyId, classify
 from .keystore import KeyManager
 from .masterkey import MasterKey
 from .stores.base import KeyStore, StoredBlob
+from .themis import scell
 
 __all__ = ["Progress", "RewrapReport", "rewrap_keys"]
 

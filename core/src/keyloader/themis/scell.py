@@ -27,8 +27,8 @@ import struct
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .errors import ConfigError, IntegrityError
-from .secret import SecretBytes
+from ..errors import ConfigError, IntegrityError
+from ..secret import SecretBytes
 
 __all__ = ["ALGORITHM", "HEADER_SIZE", "IV_SIZE", "TAG_SIZE", "decrypt", "encrypt"]
 

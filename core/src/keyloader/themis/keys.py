@@ -22,8 +22,8 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from .errors import KeyFormatError
-from .secret import SecretBytes
+from ..errors import KeyFormatError
+from ..secret import SecretBytes
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
