@@ -35,7 +35,7 @@ from .api import import_keystore as _import_keystore
 from .api import load_master_key as _load_master_key
 from .api import open_keystore as _open_keystore
 from .api import rewrap_keystore as _rewrap_keystore
-from .keystore import key_id_of
+from .keyids import key_id_of
 from .secret import SecretBytes
 
 if TYPE_CHECKING:

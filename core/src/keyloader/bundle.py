@@ -31,8 +31,8 @@ from .errors import (
     KeyNotFoundError,
 )
 from .inventory import location_of
-from .keyids import KeyId, classify
-from .keystore import KeyManager, key_id_of
+from .keyids import KeyId, classify, key_id_of
+from .keystore import KeyManager
 from .masterkey import MasterKey
 from .secret import SecretBytes
 from .stores.base import BlobWrite, KeyStore, StoredBlob

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "ConfigError",
+    "DecryptionError",
     "DuplicateKeyStoreError",
     "DuplicateProviderError",
     "EnterpriseFeatureError",
@@ -106,6 +107,12 @@ class IntegrityError(KeyloaderError):
 
 class KeyFormatError(IntegrityError):
     """A key container is malformed: Themis tag, length, checksum, scalar or curve point."""
+
+
+class DecryptionError(IntegrityError):
+    """A value (AcraStruct, AcraBlock, searchable value) is malformed, truncated, or does
+    not decrypt with any key of the key id it was given; the message names the key id,
+    never the data."""
 
 
 class KeyStoreError(KeyloaderError):

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 
-__all__ = ["CLIENT_ID_PATTERN", "KeyId", "KeyKind", "StoreName", "classify", "validate_client_id"]
+__all__ = [
+    "CLIENT_ID_PATTERN",
+    "KeyId",
+    "KeyKind",
+    "StoreName",
+    "classify",
+    "key_id_of",
+    "validate_client_id",
+]
 
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_\- ]{5,256}")
 POISON_DIR = ".poison_key"
@@ -144,3 +152,18 @@ def _key_id_of(base: str) -> KeyId | None:
                 return KeyId(kind, cid)
             return None
     return None
+
+
+_KEY_IDS: dict[str, KeyId] = {}
+
+
+def key_id_of(key_id: KeyId | str) -> KeyId:
+    """``key_id`` as a :class:`KeyId` (parsed ids are remembered: ``use()`` is hot)."""
+    if isinstance(key_id, KeyId):
+        return key_id
+    kid = _KEY_IDS.get(key_id)
+    if kid is None:
+        kid = KeyId.parse(key_id)
+        if len(_KEY_IDS) < 65536:
+            _KEY_IDS[key_id] = kid
+    return kid

@@ -13,6 +13,7 @@ from types import TracebackType
 
 from .audit import AuditAction, AuditEvent
 from .config import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL
+from .dataops import DataOperations
 from .errors import (
     ConfigError,
     IntegrityError,
@@ -28,7 +29,7 @@ from .keycache import (
     SealedKeyCache,
     unseal_under,
 )
-from .keyids import KeyId, KeyKind
+from .keyids import KeyId, KeyKind, key_id_of
 from .keypairs import destroy_keypair, new_keypair_blobs, rotate_keypair
 from .masterkey import MasterKey
 from .secret import SecretBytes
@@ -52,13 +53,16 @@ GENERATABLE_KINDS = (
 )
 
 
-class KeyManager:
+class KeyManager(DataOperations):
     """Intermediate keys of one store, sealed with one master key (Acra keystore v1).
 
     The master key is loaded on first use (listing does not need it). Decrypted
     keys are :class:`SecretBytes`; :meth:`use` wipes them when its block ends.
     With ``previous``, blobs that fail under the current master key are tried
     under the previous one (a store half-way through a rewrap keeps working).
+    Acra's data operations (``encrypt``, ``decrypt``, their bulk forms,
+    ``search_hash``, poison records) use the keys without handing them out
+    (:class:`~keyloader.dataops.DataOperations`, docs/data.md).
 
     One manager is meant to be shared by every thread of a process
     (docs/embedding.md): reads take no lock, the cache and the master key are
@@ -443,21 +447,6 @@ class _KeyUse:
         if self._secret is not None:
             self._secret.wipe()
             self._secret = None
-
-
-_KEY_IDS: dict[str, KeyId] = {}
-
-
-def key_id_of(key_id: KeyId | str) -> KeyId:
-    """``key_id`` as a :class:`KeyId` (parsed ids are remembered: ``use()`` is hot)."""
-    if isinstance(key_id, KeyId):
-        return key_id
-    kid = _KEY_IDS.get(key_id)
-    if kid is None:
-        kid = KeyId.parse(key_id)
-        if len(_KEY_IDS) < 65536:
-            _KEY_IDS[key_id] = kid
-    return kid
 
 
 def _kind(kind: KeyKind | str) -> KeyKind:

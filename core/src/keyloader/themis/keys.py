@@ -74,7 +74,7 @@ def crc32c(data: bytes | bytearray | memoryview) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-def _checksum(container: bytes | bytearray) -> bytes:
+def _checksum(container: bytes | bytearray | memoryview) -> bytes:
     zeroed = bytearray(container)
     try:
         zeroed[8:12] = b"\0\0\0\0"
@@ -91,7 +91,7 @@ def _container(tag: bytes, key: bytes | bytearray) -> bytearray:
     return out
 
 
-def _check(container: bytes | bytearray, tag: bytes, what: str, where: str) -> None:
+def _check(container: bytes | bytearray | memoryview, tag: bytes, what: str, where: str) -> None:
     if len(container) < HEADER_SIZE:
         raise KeyFormatError(f"{where}: not a Themis {what} key: {len(container)} bytes")
     found, size, checksum = _HEADER.unpack_from(container)
@@ -128,7 +128,7 @@ def load_private(
 
 
 def load_public(
-    container: bytes | bytearray, where: str = "public key"
+    container: bytes | bytearray | memoryview, where: str = "public key"
 ) -> ec.EllipticCurvePublicKey:
     """The P-256 public key of a ``UEC2`` container, strictly checked (point on the curve)."""
     from cryptography.hazmat.primitives.asymmetric import ec
