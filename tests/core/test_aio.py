@@ -217,6 +217,29 @@ async def test_open_can_be_awaited_and_module_functions(
     assert await ticker.stop() < LONGEST_GAP
 
 
+@in_a_loop
+async def test_the_data_operations_awaited_never_block_the_loop(
+    tmp_path: Path, master: MasterKey, pm: KeyloaderPluginManager, ticker: Ticker
+) -> None:
+    options: dict[str, Any] = {"keys_dir": tmp_path / ".acrakeys", "plugin_manager": pm}
+    async with keyloader.aio.open_keystore(provider="slow", keystore="slow-fs", **options) as keys:
+        await keys.generate(["symmetric", "searchable", "storage"], client_id="client1")
+        await keys.generate(["poison-record", "poison-record-symmetric"])
+        for key_id in (KID, "client/client1/storage"):
+            sealed = await keys.encrypt(key_id, b"row", searchable=True, context=b"c")
+            assert await keys.decrypt(key_id, sealed, searchable=True, context=b"c") == b"row"
+            many = await keys.encrypt_many(key_id, (b"row %d" % n for n in range(5)))
+            assert await keys.decrypt_many(key_id, iter(many)) == [b"row %d" % n for n in range(5)]
+            bare = await keys.encrypt(key_id, b"row", envelope=False)
+            assert not bare.startswith(b"%%%")
+        assert (await keys.search_hash("client1", b"row")) == sealed[:33]
+        record = await keys.make_poison_record("acrablock", 10)
+        assert await keys.is_poison_record(record)
+        assert not await keys.is_poison_record(sealed)
+    longest = await ticker.stop()
+    assert longest < LONGEST_GAP, f"the loop stood still for {longest:.3f} s"
+
+
 # -- the loop is never blocked -----------------------------------------------------------
 
 

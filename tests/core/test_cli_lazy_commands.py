@@ -133,10 +133,11 @@ def test_builtin_commands_are_listed_in_order_without_building_them() -> None:
         "providers",
         "master-key",
         "keys",
+        "data",
         "config",
         "exec",
     ]
-    assert len(group.commands) == 6
+    assert len(group.commands) == 7
     assert "keys" in group.commands
     assert "nope" not in group.commands
     assert not any(group.commands.is_built(name) for name in BUILTIN_COMMANDS)  # type: ignore[attr-defined]

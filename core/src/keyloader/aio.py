@@ -41,6 +41,7 @@ from .secret import SecretBytes
 if TYPE_CHECKING:
     from .bundle import ExportReport, ImportReport
     from .config import Settings
+    from .dataops import Value
     from .inventory import KeyInfo, VerifyResult
     from .keyids import KeyId, KeyKind
     from .keystore import KeyManager
@@ -152,6 +153,83 @@ class AsyncKeyManager:
         self, progress: Callable[[int, int], None] | None = None
     ) -> builtins.list[VerifyResult]:
         return await self._call(self.sync.verify, progress)
+
+    # -- data (Acra's containers; docs/data.md) ---------------------------------------------
+
+    async def encrypt(
+        self,
+        key_id: KeyId | str,
+        data: Value,
+        *,
+        context: bytes | None = None,
+        envelope: bool = True,
+        searchable: bool = False,
+    ) -> bytes:
+        return await self._call(
+            self.sync.encrypt,
+            key_id,
+            data,
+            context=context,
+            envelope=envelope,
+            searchable=searchable,
+        )
+
+    async def encrypt_many(
+        self,
+        key_id: KeyId | str,
+        values: Iterable[Value],
+        *,
+        context: bytes | None = None,
+        envelope: bool = True,
+        searchable: bool = False,
+    ) -> builtins.list[bytes]:
+        return await self._call(
+            self.sync.encrypt_many,
+            key_id,
+            builtins.list(values),
+            context=context,
+            envelope=envelope,
+            searchable=searchable,
+        )
+
+    async def decrypt(
+        self,
+        key_id: KeyId | str,
+        data: Value,
+        *,
+        context: bytes | None = None,
+        searchable: bool = False,
+    ) -> bytes:
+        return await self._call(
+            self.sync.decrypt, key_id, data, context=context, searchable=searchable
+        )
+
+    async def decrypt_many(
+        self,
+        key_id: KeyId | str,
+        values: Iterable[Value],
+        *,
+        context: bytes | None = None,
+        searchable: bool = False,
+    ) -> builtins.list[bytes]:
+        return await self._call(
+            self.sync.decrypt_many,
+            key_id,
+            builtins.list(values),
+            context=context,
+            searchable=searchable,
+        )
+
+    async def search_hash(self, client_id: str, data: Value) -> bytes:
+        return await self._call(self.sync.search_hash, client_id, data)
+
+    async def make_poison_record(
+        self, kind: str = "acrastruct", data_length: int | None = None
+    ) -> bytes:
+        return await self._call(self.sync.make_poison_record, kind, data_length)
+
+    async def is_poison_record(self, data: Value) -> bool:
+        return await self._call(self.sync.is_poison_record, data)
 
     # -- the master key ----------------------------------------------------------------
 

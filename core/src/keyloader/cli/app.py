@@ -74,6 +74,11 @@ BUILTIN_COMMANDS: Mapping[str, BuiltinCommand] = {
         "app",
         "Intermediate keys: generate, list, read, rotate, destroy, verify, rewrap, export, import.",
     ),
+    "data": BuiltinCommand(
+        ".data",
+        "app",
+        "Data: encrypt and decrypt Acra's containers, search hashes, poison records.",
+    ),
     "config": BuiltinCommand(
         ".config_cmd",
         "app",
