@@ -1,0 +1,401 @@
+"""Acra's data operations on a store's keys: the key never leaves keyloader (docs/data.md).
+
+:class:`DataOperations` is mixed into :class:`~keyloader.keystore.KeyManager`. The key
+id picks the container: ``client/<id>/symmetric`` makes and opens AcraBlocks,
+``client/<id>/storage`` AcraStructs (the public half encrypts, no master key needed;
+the private halves decrypt). Decrypting tries the current key, then the rotated ones
+(newest first), each unsealed at most once per call; the bulk forms unseal once for
+many values. Every key is wiped before the call returns. Anything that does not
+decrypt is one :class:`~keyloader.errors.DecryptionError` naming the key id.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from .containers import acrablock, acrastruct, poison, searchable
+from .containers.envelope import ACRABLOCK, ACRASTRUCT, NAMES, unwrap, wrap
+from .errors import (
+    ConfigError,
+    DecryptionError,
+    IntegrityError,
+    KeyloaderError,
+    KeyNotFoundError,
+)
+from .keyids import KeyId, KeyKind, key_id_of
+from .themis import keys as themis_keys
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .audit import AuditAction
+    from .secret import SecretBytes
+    from .stores.base import KeyStore
+
+__all__ = ["DataOperations", "Value"]
+
+Value = bytes | bytearray | memoryview
+_CONTAINER = {KeyKind.SYMMETRIC: ACRABLOCK, KeyKind.STORAGE: ACRASTRUCT}
+_POISON = {ACRABLOCK: KeyKind.POISON_RECORD_SYMMETRIC, ACRASTRUCT: KeyKind.POISON_RECORD}
+_POISON_KIND = {"acrablock": ACRABLOCK, "acrastruct": ACRASTRUCT}
+
+
+class DataOperations:
+    """``encrypt``/``decrypt`` (and their bulk forms), ``search_hash`` and poison records."""
+
+    store: KeyStore
+
+    if TYPE_CHECKING:  # given by KeyManager
+
+        def _decrypt(self, kid: KeyId, index: int) -> SecretBytes: ...
+        def _history(self, name: str) -> tuple[str, ...]: ...
+        def read_public(self, key_id: KeyId | str) -> bytes: ...
+        def audit(
+            self,
+            action: AuditAction,
+            kid: KeyId | None = None,
+            index: int | None = None,
+            *,
+            ok: bool = True,
+            error: BaseException | None = None,
+        ) -> None: ...
+
+    # -- encrypting --------------------------------------------------------------------
+
+    def encrypt(
+        self,
+        key_id: KeyId | str,
+        data: Value,
+        *,
+        context: bytes | None = None,
+        envelope: bool = True,
+        searchable: bool = False,
+    ) -> bytes:
+        """Encrypt ``data`` for ``key_id``: an AcraBlock (``client/<id>/symmetric``) or an
+        AcraStruct (``client/<id>/storage``), enveloped as Acra services write it unless
+        ``envelope=False``; with ``searchable``, behind the client's 33-byte search hash.
+        ``context`` is something Acra services do not send (docs/data.md)."""
+        return self.encrypt_many(
+            key_id, [data], context=context, envelope=envelope, searchable=searchable
+        )[0]
+
+    def encrypt_many(
+        self,
+        key_id: KeyId | str,
+        values: Iterable[Value],
+        *,
+        context: bytes | None = None,
+        envelope: bool = True,
+        searchable: bool = False,
+    ) -> builtins.list[bytes]:
+        """:meth:`encrypt` for many values, with one key unseal for all of them."""
+        kid, container = _data_key_id(key_id)
+        items = [_value(value) for value in values]
+        ctx = _context(context)
+        with self._audited("key_used", kid):
+            if container == ACRASTRUCT:
+                public = self._public_key(kid)
+                out = [acrastruct.encrypt(public, item, ctx) for item in items]
+            else:
+                with self._decrypt(kid, 1) as key:
+                    out = [acrablock.encrypt(key.buffer, item, ctx) for item in items]
+            if envelope:
+                out = [wrap(value, container) for value in out]
+            if searchable:
+                hashes = self._search_hashes(KeyId(KeyKind.SEARCHABLE, kid.client_id), items)
+                out = [found + value for found, value in zip(hashes, out, strict=True)]
+        return out
+
+    def search_hash(self, client_id: str, data: Value) -> bytes:
+        """The 33-byte searchable hash of ``data`` (``7F`` | HMAC-SHA256 under the client's
+        ``client/<id>/searchable`` key), as AcraServer matches it."""
+        kid = KeyId(KeyKind.SEARCHABLE, client_id)
+        with self._audited("key_used", kid):
+            return self._search_hashes(kid, [_value(data)])[0]
+
+    # -- decrypting --------------------------------------------------------------------
+
+    def decrypt(
+        self,
+        key_id: KeyId | str,
+        data: Value,
+        *,
+        context: bytes | None = None,
+        searchable: bool = False,
+    ) -> bytes:
+        """The plaintext of an enveloped or bare container made for ``key_id``; with
+        ``searchable``, of a searchable value whose hash is checked too."""
+        return self.decrypt_many(key_id, [data], context=context, searchable=searchable)[0]
+
+    def decrypt_many(
+        self,
+        key_id: KeyId | str,
+        values: Iterable[Value],
+        *,
+        context: bytes | None = None,
+        searchable: bool = False,
+    ) -> builtins.list[bytes]:
+        """:meth:`decrypt` for many values; each key is unsealed at most once for all."""
+        kid, container = _data_key_id(key_id)
+        items = [_value(value) for value in values]
+        ctx = _context(context)
+        with self._audited("key_used", kid), _Keys(self, kid) as keys:
+            hashes: list[memoryview] = []
+            if searchable:
+                hashes, items = _split_searchable(kid, items)
+            out = [_open(kid, container, item, keys, ctx) for item in items]
+            if searchable:
+                self._check_hashes(kid, hashes, out)
+        return out
+
+    # -- poison records ----------------------------------------------------------------
+
+    def make_poison_record(self, kind: str = "acrastruct", data_length: int | None = None) -> bytes:
+        """A new poison record, enveloped, as ``acra-poisonrecordmaker`` makes it: random
+        data (1 to 99 bytes, or ``data_length``) as an AcraStruct to the poison keypair
+        (``kind="acrastruct"``) or an AcraBlock under the poison symmetric key."""
+        container = _POISON_KIND.get(kind)
+        if container is None:
+            raise ConfigError(
+                f"unknown poison record type {kind[:40]!r}: use acrastruct or acrablock"
+            )
+        kid = KeyId(_POISON[container])
+        data = poison.payload(data_length)
+        with self._audited("key_used", kid):
+            self._require(kid)
+            if container == ACRASTRUCT:
+                sealed = acrastruct.encrypt(self._public_key(kid), data)
+            else:
+                with self._decrypt(kid, 1) as key:
+                    sealed = acrablock.encrypt(key.buffer, data)
+        return wrap(sealed, container)
+
+    def is_poison_record(self, data: Value) -> bool:
+        """Whether ``data`` (enveloped or bare) decrypts with a poison key, current or
+        rotated, of its container's kind. A value that is no container is not one."""
+        try:
+            container, inner = _container_of(memoryview(_value(data)))
+        except (IntegrityError, ConfigError):
+            return False
+        if container is None:
+            return False
+        kid = KeyId(_POISON[container])
+        self._require(kid)
+        with self._audited("key_used", kid), _Keys(self, kid) as keys:
+            try:
+                _open_inner(container, inner, keys, None).wipe()
+            except IntegrityError:
+                return False
+        return True
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _audited(self, action: AuditAction, kid: KeyId) -> _Audited:
+        return _Audited(self, action, kid)
+
+    def _public_key(self, kid: KeyId) -> ec.EllipticCurvePublicKey:
+        try:
+            public = self.read_public(kid)
+        except KeyNotFoundError:
+            raise KeyNotFoundError(self._missing(kid)) from None
+        return themis_keys.load_public(public, f"{kid} (public half)")
+
+    def _require(self, kid: KeyId) -> None:
+        if not any(blob.name == kid.store_name and blob.current for blob in self.store.list()):
+            raise KeyNotFoundError(self._missing(kid))
+
+    def _missing(self, kid: KeyId) -> str:
+        if kid.kind in (KeyKind.POISON_RECORD, KeyKind.POISON_RECORD_SYMMETRIC):
+            how = "keyloader keys generate --poison-record"
+            if kid.kind is KeyKind.POISON_RECORD_SYMMETRIC:
+                how += " --symmetric"
+            return f"{kid} does not exist in {self.store.location}: make it with `{how}`"
+        return f"{kid} does not exist in {self.store.location}"
+
+    def _search_hashes(self, kid: KeyId, items: list[Value]) -> builtins.list[bytes]:
+        with self._decrypt(kid, 1) as key:
+            return [searchable.search_hash(key.buffer, item) for item in items]
+
+    def _check_hashes(
+        self, kid: KeyId, hashes: builtins.list[memoryview], plain: builtins.list[bytes]
+    ) -> None:
+        hmac_kid = KeyId(KeyKind.SEARCHABLE, kid.client_id)
+        with _Keys(self, hmac_kid) as keys:
+            for found, data in zip(hashes, plain, strict=True):
+                if not any(searchable.matches(found, key.buffer, data) for key in keys):
+                    raise DecryptionError(
+                        f"the searchable hash does not match the value decrypted with {kid} "
+                        f"(checked with {hmac_kid})"
+                    )
+
+
+class _Audited:
+    """Audits one data operation (``key_used``) when the block ends, failed or not."""
+
+    __slots__ = ("_action", "_kid", "_ops")
+
+    def __init__(self, ops: DataOperations, action: AuditAction, kid: KeyId) -> None:
+        self._ops, self._action, self._kid = ops, action, kid
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self._ops.audit(self._action, self._kid, 1, ok=exc is None, error=exc)
+
+
+class _UnsealFailed(Exception):
+    """A key of the id itself failed to open (wrong master key, damaged key file): that
+    error, not the value's, is the one to report."""
+
+    def __init__(self, error: KeyloaderError) -> None:
+        super().__init__()
+        self.error = error
+
+
+class _Keys:
+    """The keys of ``kid``, current first, then the rotated ones newest first: each
+    unsealed on first need and kept until the block ends, then wiped. Iterating again
+    goes over the ones already open before unsealing more."""
+
+    def __init__(self, ops: DataOperations, kid: KeyId) -> None:
+        self._ops, self._kid = ops, kid
+        self._open: list[SecretBytes] = []
+        self._private: list[ec.EllipticCurvePrivateKey | None] = []
+        self._pending: list[int] = [1]
+        self._listed = False
+
+    def __enter__(self) -> _Keys:
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        for key in self._open:
+            key.wipe()
+        self._open.clear()
+        self._private.clear()
+        if isinstance(exc, _UnsealFailed):
+            raise exc.error from None
+
+    def __iter__(self) -> Iterator[SecretBytes]:
+        position = 0
+        while position < len(self._open) or self._unseal_next():
+            yield self._open[position]
+            position += 1
+
+    def private_keys(self) -> Iterator[ec.EllipticCurvePrivateKey]:
+        """The keys as P-256 private keys (keypair ids), each loaded once."""
+        for position, key in enumerate(self):
+            loaded = self._private[position]
+            if loaded is None:
+                try:
+                    loaded = themis_keys.load_private(key, f"{self._kid} (private half)")
+                except IntegrityError as exc:
+                    raise _UnsealFailed(exc) from None
+                self._private[position] = loaded
+            yield loaded
+
+    def _unseal_next(self) -> bool:
+        while True:
+            if not self._pending and not self._listed:
+                self._listed = True
+                rotated = len(self._ops._history(self._kid.store_name))
+                self._pending = list(range(rotated + 1, 1, -1))
+            if not self._pending:
+                return False
+            index = self._pending.pop(0)
+            try:
+                key = self._ops._decrypt(self._kid, index)
+            except KeyNotFoundError as exc:
+                if index == 1 and self._ops._history(self._kid.store_name):
+                    continue  # the current key is destroyed: rotated ones open old values
+                raise _UnsealFailed(exc) from None
+            except KeyloaderError as exc:
+                raise _UnsealFailed(exc) from None
+            self._open.append(key)
+            self._private.append(None)
+            return True
+
+
+def _open(kid: KeyId, container: int, item: Value, keys: _Keys, ctx: bytes | None) -> bytes:
+    try:
+        found, inner = _container_of(memoryview(item))
+        if found is not None and found != container:
+            raise DecryptionError(
+                f"the value is an {NAMES[found]}, but {kid} makes {NAMES[container]}s"
+            )
+        with _open_inner(container, inner, keys, ctx) as plain:
+            return plain.bytes()
+    except DecryptionError:
+        raise
+    except IntegrityError:
+        raise DecryptionError(
+            f"the value is not an {NAMES[container]} that a key of {kid} decrypts "
+            "(malformed, truncated, tampered, or made with another key or context)"
+        ) from None
+
+
+def _open_inner(container: int, inner: memoryview, keys: _Keys, ctx: bytes | None) -> SecretBytes:
+    if container == ACRABLOCK:
+        return acrablock.parse(inner).decrypt((key.buffer for key in keys), ctx)
+    parsed = acrastruct.parse(inner)
+    for private in keys.private_keys():
+        try:
+            return parsed.decrypt(private, ctx)
+        except IntegrityError:
+            continue
+    raise IntegrityError("the AcraStruct does not open with any of the keys")
+
+
+def _container_of(data: memoryview) -> tuple[int | None, memoryview]:
+    """The container kind of an enveloped or bare value (None: neither) and its bytes."""
+    found, inner = unwrap(data)
+    if found is not None:
+        return found, inner
+    if inner[: len(acrastruct.TAG)] == acrastruct.TAG:
+        return ACRASTRUCT, inner
+    if inner[: len(acrablock.TAG)] == acrablock.TAG:
+        return ACRABLOCK, inner
+    return None, inner
+
+
+def _split_searchable(
+    kid: KeyId, items: builtins.list[Value]
+) -> tuple[builtins.list[memoryview], builtins.list[Value]]:
+    hashes: list[memoryview] = []
+    rest: list[Value] = []
+    for item in items:
+        try:
+            found, container = searchable.split(memoryview(item))
+        except IntegrityError:
+            raise DecryptionError(
+                f"the value is not a searchable value of {kid}: it does not start with the "
+                "33-byte 7F hash"
+            ) from None
+        hashes.append(found)
+        rest.append(container)
+    return hashes, rest
+
+
+def _data_key_id(key_id: KeyId | str) -> tuple[KeyId, int]:
+    kid = key_id_of(key_id)
+    container = _CONTAINER.get(kid.kind)
+    if container is None:
+        raise ConfigError(
+            f"{kid} does not encrypt data: use client/<client-id>/symmetric (AcraBlock) or "
+            "client/<client-id>/storage (AcraStruct)"
+        )
+    return kid, container
+
+
+def _value(value: object) -> Value:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return value
+    raise ConfigError(f"values must be bytes-like, not {type(value).__name__}")
+
+
+def _context(context: object) -> bytes | None:
+    if context is None or isinstance(context, bytes):
+        return context or None
+    raise ConfigError("the context must be bytes (Acra services send none), not text")
