@@ -2,7 +2,8 @@
 
 Run it with `make demo`. It generates a master key, opens a key store in a temporary
 folder, generates keys for two clients, encrypts and decrypts a record with one of
-them (Acra's AcraBlock), rotates that key, and lists the store. Everything goes through the public API.
+them (Acra's AcraBlock), rotates that key, and lists the store. Everything goes through
+the public API.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def test_master_key_check_imports_only_its_group_and_no_key_store() -> None:
         "keyloader.cli.plugins_cmd",
         "keyloader.keystore",
         "keyloader.stores.base",
-        "keyloader.scell",
+        "keyloader.themis.scell",
         "keyloader._plugin_records",
         "tomllib",
         "logging",

@@ -25,6 +25,7 @@ TREE = {
     "KeyExistsError": ("KeyloaderError",),
     "IntegrityError": ("KeyloaderError",),
     "KeyFormatError": ("IntegrityError",),
+    "DecryptionError": ("IntegrityError",),
     "KeyStoreError": ("KeyloaderError",),
     "InsecurePermissionsError": ("KeyStoreError",),
 }

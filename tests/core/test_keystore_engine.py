@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from keyloader import secret_pages
 from keyloader.audit import AuditEvent
 from keyloader.errors import (
     ConfigError,
@@ -22,6 +23,7 @@ from keyloader.keyids import KeyId, KeyKind
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
+from keyloader.secret_mappings import address_of
 from keyloader.stores.filesystem import FilesystemKeyStore
 from keyloader.stores.memory import MemoryKeyStore
 from keyloader.themis import keys as themis_keys
@@ -348,10 +350,13 @@ def test_cache_serves_without_reading_and_revalidates(tmp_path: Path, master: Ma
             fresh = other.read(SYM).bytes()
         assert km.read(SYM).bytes() == fresh
         assert CountingStore.reads == reads + 1
-        # the cache never holds plaintext
+        # the cache holds keys in secret pages only
         entries = km._cache._entries.values()  # type: ignore[union-attr]
         assert entries
-        assert all(first not in blob and fresh not in blob for *_, blob in entries)
+        regions = [(r.address, r.address + r.length) for r in secret_pages.stats().regions]
+        for *_, key in entries:
+            address = address_of(key.buffer)
+            assert any(start <= address < end for start, end in regions)
 
 
 def test_cache_drops_entries_on_rotate_and_destroy(manager: KeyManager, master: MasterKey) -> None:

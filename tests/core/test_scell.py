@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from keyloader.errors import ConfigError, IntegrityError
 from keyloader.secret import SecretBytes
+from keyloader.secret_mappings import address_of
 from keyloader.themis import scell
 
 b64 = base64.b64decode
@@ -128,14 +129,15 @@ def with_field(blob: bytes, index: int, value: int) -> bytes:
 
 
 @pytest.fixture
-def zeroed_buffers(monkeypatch: pytest.MonkeyPatch) -> list[bytearray]:
-    """Every buffer ``SecretBytes.zeroed`` hands out during the test."""
-    made: list[bytearray] = []
+def zeroed_buffers(monkeypatch: pytest.MonkeyPatch) -> list[memoryview]:
+    """A view of every buffer ``SecretBytes.zeroed`` hands out during the test (a derived
+    view of the secret-page slot: it still reads the slot after a wipe gives it back)."""
+    made: list[memoryview] = []
     original = SecretBytes.zeroed.__func__  # type: ignore[attr-defined]
 
     def recording(cls: type[SecretBytes], size: int) -> SecretBytes:
         secret: SecretBytes = original(cls, size)
-        made.append(secret.buffer)
+        made.append(secret.buffer[:])
         return secret
 
     monkeypatch.setattr(SecretBytes, "zeroed", classmethod(recording))
@@ -368,7 +370,7 @@ def test_result_is_a_wipeable_secret() -> None:
     assert plain.wiped
 
 
-def test_failed_decrypt_leaves_no_partial_plaintext(zeroed_buffers: list[bytearray]) -> None:
+def test_failed_decrypt_leaves_no_partial_plaintext(zeroed_buffers: list[memoryview]) -> None:
     plaintext = b"P" * 48
     blob = scell.encrypt(KEY, plaintext, b"ctx")
     bad_tag = flipped(blob, 28 * 8)  # ciphertext intact: AES-CTR would yield the plaintext
@@ -379,11 +381,11 @@ def test_failed_decrypt_leaves_no_partial_plaintext(zeroed_buffers: list[bytearr
     assert all(b"P" not in buf for buf in zeroed_buffers)
 
 
-def test_successful_decrypt_fills_the_buffer_in_place(zeroed_buffers: list[bytearray]) -> None:
+def test_successful_decrypt_fills_the_buffer_in_place(zeroed_buffers: list[memoryview]) -> None:
     blob = scell.encrypt(KEY, b"in place", b"ctx")
     plain = scell.decrypt(KEY, blob, b"ctx")
     assert zeroed_buffers == [bytearray(b"in place")]
-    assert plain.buffer is zeroed_buffers[0]
+    assert address_of(plain.buffer) == address_of(zeroed_buffers[0])
 
 
 # --- bad arguments --------------------------------------------------------------------

@@ -40,14 +40,16 @@ def test_context_manager_wipes_on_exit_and_on_error() -> None:
     assert other.wiped
 
 
-def test_copies_its_input_and_adopt_does_not() -> None:
+def test_copies_its_input_and_adopt_moves_it_into_secret_pages() -> None:
     source = bytearray(b"abcdefgh")
     copied = SecretBytes(source)
     source[0] = 0
     assert copied.bytes() == b"abcdefgh"
     adopted = SecretBytes.adopt(source)
+    assert source == bytes(8)  # the heap copy is zeroed at once
+    assert adopted.bytes() == b"\x00bcdefgh"
     adopted.wipe()
-    assert source == bytearray()  # the very same buffer was wiped
+    assert len(adopted) == 0
 
 
 def test_repr_and_str_show_only_the_length() -> None:

@@ -118,7 +118,7 @@ def test_class_attributes() -> None:
     assert EnvProvider.aliases == ("env_master_key",)
     assert not EnvProvider.enterprise
     options = {option.name: option for option in EnvProvider.option_schema()}
-    assert list(options) == ["variable", "file", "keystore_version"]
+    assert list(options) == ["variable", "file", "scrub", "keystore_version"]
     assert options["variable"].default == "ACRA_MASTER_KEY"
     assert options["file"].type == "path"
     assert options["file"].default is None

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .errors import (
         AuthenticationError,
         ConfigError,
+        DecryptionError,
         DuplicateKeyStoreError,
         DuplicateProviderError,
         EnterpriseFeatureError,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
         ProviderNotImplementedError,
         ProviderUnavailableError,
     )
+    from .hardening import HardeningReport, harden_process
     from .keyids import KeyId, KeyKind
     from .keystore import KeyInfo, KeyManager, VerifyResult
     from .masterkey import MasterKey, generate_master_key, parse_master_key
@@ -71,6 +73,7 @@ _LAZY: dict[str, str] = {
     "AuditEvent": ".audit",
     "AuthenticationError": ".errors",
     "ConfigError": ".errors",
+    "DecryptionError": ".errors",
     "DuplicateKeyStoreError": ".errors",
     "DuplicateProviderError": ".errors",
     "EnterpriseFeatureError": ".errors",
@@ -90,6 +93,8 @@ _LAZY: dict[str, str] = {
     "ProviderNotFoundError": ".errors",
     "ProviderNotImplementedError": ".errors",
     "ProviderUnavailableError": ".errors",
+    "HardeningReport": ".hardening",
+    "harden_process": ".hardening",
     "KeyId": ".keyids",
     "KeyKind": ".keyids",
     "KeyInfo": ".keystore",
@@ -129,6 +134,8 @@ __all__ = [
     "parse_master_key",
     "SecretBytes",
     "AuditEvent",
+    "harden_process",
+    "HardeningReport",
     # plugin authors
     "make_plugin_manager",
     "MasterKeyProvider",
@@ -156,6 +163,7 @@ __all__ = [
     "KeyExistsError",
     "IntegrityError",
     "KeyFormatError",
+    "DecryptionError",
     "KeyStoreError",
     "InsecurePermissionsError",
 ]

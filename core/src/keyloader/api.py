@@ -107,12 +107,21 @@ def load_master_key(
 ) -> MasterKey:
     """Load the configured master key (``settings`` or the keyword arguments of :func:`resolve`)."""
     settings = settings if settings is not None else resolve(**kwargs)
+    _harden_if_asked(settings)
     pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
     provider = build_provider(pm, settings)
     try:
         return provider.load()
     finally:
         provider.close()
+
+
+def _harden_if_asked(settings: Settings) -> None:
+    """``KEYLOADER_HARDEN``: make the process non-dumpable before any key is loaded."""
+    if settings.harden:
+        from .hardening import harden_process
+
+        harden_process()
 
 
 def open_keystore(
@@ -131,6 +140,7 @@ def open_keystore(
     from .keystore import KeyManager
 
     settings = settings if settings is not None else resolve(**kwargs)
+    _harden_if_asked(settings)
     pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
     provider = build_provider(pm, settings)
     previous = build_provider(pm, settings, "previous") if settings.previous_provider else None

@@ -15,7 +15,6 @@ Not compatible with ``acra-keys export``.
 from __future__ import annotations
 
 import os
-import secrets
 import shlex
 import stat
 import struct
@@ -114,7 +113,7 @@ def seal_payload(
                 pos += length
                 if progress is not None:
                     progress(index + 1, len(items))
-        bundle_key = SecretBytes(secrets.token_bytes(SECRET_SIZE))
+        bundle_key = SecretBytes.random(SECRET_SIZE)
         sealed = scell.encrypt(bundle_key.buffer, payload.buffer, BUNDLE_CONTEXT)
     finally:
         payload.wipe()
@@ -166,8 +165,8 @@ def read_secret_file(path: Path) -> SecretBytes:
             f"bundle secret file {path} is {shown}, not a bundle secret ({SECRET_SIZE} raw "
             "bytes written by `keyloader keys export --secret-output`)"
         )
-    del key.buffer[SECRET_SIZE:]
-    return key
+    with key:
+        return SecretBytes(key.buffer[:SECRET_SIZE])
 
 
 def read_bundle_file(path: Path) -> bytes:

@@ -17,13 +17,15 @@ cache_ttl      KEYLOADER_CACHE_TTL   ``cache_ttl``              0 seconds
 auto_reload    KEYLOADER_AUTO_RELOAD ``auto_reload``            False
 log_level      KEYLOADER_LOG_LEVEL   (environment only)         None
 debug          KEYLOADER_DEBUG       (environment only)         False
+harden         KEYLOADER_HARDEN      (environment only)         False
 ============== ===================== ========================== ===============
 
 Rules:
 
-- An empty environment variable counts as unset, except ``KEYLOADER_ENTERPRISE``
-  and ``KEYLOADER_DEBUG``, where empty means False. Booleans read from the
-  environment accept ``1``/``true``/``yes`` and ``0``/``false``/``no``/empty.
+- An empty environment variable counts as unset, except ``KEYLOADER_ENTERPRISE``,
+  ``KEYLOADER_DEBUG`` and ``KEYLOADER_HARDEN``, where empty means False.
+  Booleans read from the environment accept ``1``/``true``/``yes`` and
+  ``0``/``false``/``no``/empty.
 - The config file is ``api.config_file`` > ``cli.config_file`` (``--config``) >
   ``KEYLOADER_CONFIG`` > ``keyloader.toml`` in ``cwd`` (read only if it exists).
   A relative path is relative to ``cwd``. A file named explicitly but missing,
@@ -33,6 +35,11 @@ Rules:
   plus that provider's options). A provider table may be named after an Acra
   alias (``[providers.env_master_key]``); naming both it and the canonical
   table is an error.
+- The environment is read by name, never copied whole: the ``KEYLOADER_*``
+  variables are copied when the settings load, an option's native names
+  (``VAULT_ADDR``) are read when its schema is resolved (:class:`_Environment`).
+  A variable no option names natively (``ACRA_MASTER_KEY`` for ``env``) is
+  never read here.
 - Relative paths in the config file (``keys_dir``, and every option of type
   ``path``) are relative to the directory of the file, not to the working
   directory. Paths from the API, the command line and the environment are
@@ -74,7 +81,7 @@ from :mod:`keyloader.registry`, which holds no plugin machinery.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -175,6 +182,7 @@ class Settings:
     auto_reload: bool = False
     log_level: str | None = None
     debug: bool = False
+    harden: bool = False
     config_file: Path | None = None
     previous_provider: str | None = None
     _api: Layer = field(default_factory=Layer, repr=False, compare=False)
@@ -335,7 +343,7 @@ def load_settings(
     """
     api = api if api is not None else Layer()
     cli = cli if cli is not None else Layer()
-    environ = dict(os.environ if env is None else env)
+    environ = _Environment(os.environ if env is None else env)
     base = Path.cwd() if cwd is None else Path(cwd)
     named = [(api.config_file, "keyword argument config_file"), (cli.config_file, "--config")]
     file = find_config(named, environ, base)
@@ -376,7 +384,12 @@ def load_settings(
             sources["previous_provider"] = source
             break
     debug_text = environ.get("KEYLOADER_DEBUG")
-    for setting, variable in (("log_level", "KEYLOADER_LOG_LEVEL"), ("debug", "KEYLOADER_DEBUG")):
+    harden_text = environ.get("KEYLOADER_HARDEN")
+    for setting, variable in (
+        ("log_level", "KEYLOADER_LOG_LEVEL"),
+        ("debug", "KEYLOADER_DEBUG"),
+        ("harden", "KEYLOADER_HARDEN"),
+    ):
         if environ.get(variable):
             sources[setting] = variable
     if file is not None:
@@ -395,6 +408,7 @@ def load_settings(
         auto_reload=bool(auto_reload),
         log_level=environ.get("KEYLOADER_LOG_LEVEL") or None,
         debug=False if debug_text is None else parse_setting_bool(debug_text, "KEYLOADER_DEBUG"),
+        harden=harden_text is not None and parse_setting_bool(harden_text, "KEYLOADER_HARDEN"),
         config_file=file.path if file is not None else None,
         previous_provider=previous,
         _api=api,
@@ -403,6 +417,49 @@ def load_settings(
         _file=file,
         _sources=sources,
     )
+
+
+class _Environment(Mapping[str, str]):
+    """The environment as settings read it: by name, never copied whole.
+
+    ``dict(os.environ)`` would decode every variable's value into a new ``str``
+    (``ACRA_MASTER_KEY`` included) and keep them all as long as the settings
+    live. Here the ``KEYLOADER_*`` variables are copied when the settings are
+    loaded (the top-level settings and keyloader's option names: a snapshot),
+    and any other name (an option's native name, ``VAULT_ADDR``) is read from
+    the source mapping when an option schema asks for it, and not kept. Only
+    names are ever iterated; no value is read but by its name.
+    """
+
+    __slots__ = ("_own", "_source")
+
+    PREFIX = "KEYLOADER_"
+
+    def __init__(self, source: Mapping[str, str]) -> None:
+        self._source = source
+        own: dict[str, str] = {}
+        for name in list(source):  # names only: iterating items() would read every value
+            if name.startswith(self.PREFIX):
+                try:
+                    own[name] = source[name]
+                except KeyError:  # removed meanwhile
+                    continue
+        self._own = own
+
+    def __getitem__(self, name: str) -> str:
+        if name.startswith(self.PREFIX):
+            return self._own[name]
+        return self._source[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._own
+        yield from (name for name in list(self._source) if not name.startswith(self.PREFIX))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"<environment: {len(self._own)} KEYLOADER_* variables, others read by name>"
 
 
 def _settings_keys_dir(

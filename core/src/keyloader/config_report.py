@@ -7,6 +7,7 @@ never shown: a given secret appears as :data:`REDACTED`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -34,6 +35,7 @@ SETTINGS = (
     "config_file",
     "log_level",
     "debug",
+    "harden",
 )
 """The top-level settings, in the order they are shown."""
 
@@ -57,6 +59,7 @@ def describe_configuration(settings: Settings, pm: KeyloaderPluginManager) -> li
         ConfigRow("settings", name, _shown(getattr(settings, name)), settings.source(name))
         for name in SETTINGS
     ]
+    rows.append(_memory_row())
     cls, resolved = resolve_provider(pm, settings)
     rows += _option_rows(f"provider {cls.name}", resolved)
     if settings.previous_provider is not None:
@@ -67,6 +70,14 @@ def describe_configuration(settings: Settings, pm: KeyloaderPluginManager) -> li
         f"key store {store.name}", settings.resolve_store_options(store.name, store.options)
     )
     return rows
+
+
+def _memory_row() -> ConfigRow:
+    """Where keys live in memory: the secret-pages mode this process gets."""
+    from .secret_pages import ENV_VAR, memory_mode
+
+    asked = os.environ.get(ENV_VAR, "").strip()
+    return ConfigRow("memory", "secret_pages", memory_mode(), ENV_VAR if asked else "default")
 
 
 def _option_rows(scope: str, resolved: ResolvedOptions) -> list[ConfigRow]:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from .containers import acrablock, acrastruct, poison, searchable
-from .containers.envelope import ACRABLOCK, ACRASTRUCT, NAMES, unwrap, wrap
+from .containers.envelope import ACRABLOCK, ACRASTRUCT, NAMES, unwrap
 from .errors import (
     ConfigError,
     DecryptionError,
@@ -26,6 +26,7 @@ from .errors import (
 )
 from .keyids import KeyId, KeyKind, key_id_of
 from .themis import keys as themis_keys
+from .themis import scell
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -97,12 +98,13 @@ class DataOperations:
         with self._audited("key_used", kid):
             if container == ACRASTRUCT:
                 public = self._public_key(kid)
-                out = [acrastruct.encrypt(public, item, ctx) for item in items]
+                out = [acrastruct.encrypt(public, item, ctx, enveloped=envelope) for item in items]
             else:
                 with self._decrypt(kid, 1) as key:
-                    out = [acrablock.encrypt(key.buffer, item, ctx) for item in items]
-            if envelope:
-                out = [wrap(value, container) for value in out]
+                    out = [
+                        acrablock.encrypt(key.buffer, item, ctx, enveloped=envelope)
+                        for item in items
+                    ]
             if searchable:
                 hashes = self._search_hashes(KeyId(KeyKind.SEARCHABLE, kid.client_id), items)
                 out = [found + value for found, value in zip(hashes, out, strict=True)]
@@ -166,11 +168,9 @@ class DataOperations:
         with self._audited("key_used", kid):
             self._require(kid)
             if container == ACRASTRUCT:
-                sealed = acrastruct.encrypt(self._public_key(kid), data)
-            else:
-                with self._decrypt(kid, 1) as key:
-                    sealed = acrablock.encrypt(key.buffer, data)
-        return wrap(sealed, container)
+                return acrastruct.encrypt(self._public_key(kid), data, enveloped=True)
+            with self._decrypt(kid, 1) as key:
+                return acrablock.encrypt(key.buffer, data, enveloped=True)
 
     def is_poison_record(self, data: Value) -> bool:
         """Whether ``data`` (enveloped or bare) decrypts with a poison key, current or
@@ -232,7 +232,8 @@ class DataOperations:
 
 
 class _Audited:
-    """Audits one data operation (``key_used``) when the block ends, failed or not."""
+    """Ends one data operation: scrubs the registers and audits it (``key_used``), failed
+    or not."""
 
     __slots__ = ("_action", "_kid", "_ops")
 
@@ -243,6 +244,7 @@ class _Audited:
         return None
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        scell.scrub()
         self._ops.audit(self._action, self._kid, 1, ok=exc is None, error=exc)
 
 

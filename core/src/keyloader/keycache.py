@@ -1,17 +1,13 @@
-"""What the engine keeps in memory: the master key, loaded once, and the sealed-key cache."""
+"""What the engine keeps in memory: the master key, loaded once, and the key cache."""
 
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from contextlib import suppress
-
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .errors import ConfigError, IntegrityError
 from .masterkey import MasterKey
@@ -23,7 +19,7 @@ __all__ = [
     "V2_UNSUPPORTED",
     "MasterKeySlot",
     "MasterKeySource",
-    "SealedKeyCache",
+    "KeyCache",
     "unseal_under",
 ]
 
@@ -106,10 +102,11 @@ class MasterKeySlot:
         source = self._source
         if isinstance(source, MasterKey):
             key = source
-        elif isinstance(source, MasterKeyProvider):
-            key = source.load()
         else:
-            key = source()
+            try:
+                key = source.load() if isinstance(source, MasterKeyProvider) else source()
+            finally:
+                scell.scrub()  # decoding the key's text left it in the registers
         if key.version != "v1":
             key.close()
             raise ConfigError(V2_UNSUPPORTED)
@@ -171,97 +168,79 @@ def unseal_under(
     )
 
 
-class SealedKeyCache:
-    """LRU of decrypted keys re-sealed under a random per-process key; never plaintext.
+class KeyCache:
+    """LRU of decrypted keys, each in secret pages (a :class:`SecretBytes`), never in the heap.
 
-    Entries are AES-256-GCM under a key made for this cache (so a hit costs one
-    AES-GCM open, no KDF), bound to their slot by the associated data, and
-    revalidated on every hit with the store's revision token. A store without
-    revision tokens (``revision()`` is None) is cached only when ``ttl`` > 0, and
-    then trusted for ``ttl`` seconds.
+    A hit hands out a copy (a new ``SecretBytes`` the caller wipes; no decryption, no
+    AES context holding a key). Every hit is revalidated with the store's revision
+    token; a store without revision tokens (``revision()`` is None) is cached only
+    when ``ttl`` > 0, and then trusted for ``ttl`` seconds. Entries leave wiped
+    (evicted, dropped, closed).
 
-    Safe to share between threads: every dictionary step is one atomic
-    operation under the GIL, and a step that loses a race (an entry dropped by
-    another thread in between) is a miss. After ``fork()`` the child makes a new
-    key and starts empty (:meth:`after_fork`).
+    Safe to share between threads: one lock covers each lookup and change, held for
+    a dictionary step and a 32-byte copy. After ``fork()`` the child starts empty:
+    the entries' pages read as zeroes there (:mod:`keyloader.secret_pages`), and
+    :meth:`after_fork` drops them.
     """
 
     def __init__(self, size: int, ttl: float) -> None:
         self.size = size
         self.ttl = ttl
-        self._aead: AESGCM | None = _new_aead()
-        # slot -> (revision, time stored, associated data, nonce || ciphertext)
-        self._entries: OrderedDict[tuple[str, str | None], tuple[object, float, bytes, bytes]] = (
+        self._open = True
+        # slot -> (revision, time stored, the key)
+        self._entries: OrderedDict[tuple[str, str | None], tuple[object, float, SecretBytes]] = (
             OrderedDict()
         )
+        self._lock = threading.Lock()
         _CACHES.add(self)
 
     def get(self, slot: tuple[str, str | None], revision: object) -> SecretBytes | None:
-        entry = self._entries.get(slot)
-        aead = self._aead
-        if entry is None or aead is None:
-            return None
-        cached_revision, stamp, aad, blob = entry
-        if revision is None:
-            if time.monotonic() - stamp > self.ttl:
-                self._entries.pop(slot, None)
+        with self._lock:
+            entry = self._entries.get(slot)
+            if entry is None:
                 return None
-        elif revision != cached_revision:
-            self._entries.pop(slot, None)
-            return None
-        with suppress(KeyError):  # dropped by another thread meanwhile: the entry is still valid
+            cached_revision, stamp, key = entry
+            if (revision is None and time.monotonic() - stamp > self.ttl) or (
+                revision is not None and revision != cached_revision
+            ):
+                del self._entries[slot]
+                key.wipe()
+                return None
             self._entries.move_to_end(slot)
-        plain = SecretBytes.zeroed(len(blob) - _NONCE - _TAG)
-        aead.decrypt_into(blob[:_NONCE], blob[_NONCE:], aad, plain.buffer)
-        return plain
+            return SecretBytes(key.buffer)
 
     def put(self, slot: tuple[str, str | None], revision: object, plain: SecretBytes) -> None:
-        aead = self._aead
-        if aead is None or (revision is None and self.ttl <= 0):
+        if not self._open or (revision is None and self.ttl <= 0):
             return
-        aad = f"{slot[0]}\0{slot[1] or ''}".encode()
-        nonce = os.urandom(_NONCE)
-        blob = nonce + aead.encrypt(nonce, plain.buffer, aad)
-        self._entries[slot] = (revision, time.monotonic(), aad, blob)
-        try:
-            self._entries.move_to_end(slot)
+        key = SecretBytes(plain.buffer)
+        with self._lock:
+            old = self._entries.pop(slot, None)
+            self._entries[slot] = (revision, time.monotonic(), key)
+            evicted = [old] if old is not None else []
             while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-        except KeyError:  # another thread emptied it meanwhile
-            pass
+                evicted.append(self._entries.popitem(last=False)[1])
+        for entry in evicted:
+            entry[2].wipe()
 
     def drop(self, name: str | None = None) -> None:
-        if name is None:
-            self._entries.clear()
-        else:
-            for slot in [s for s in list(self._entries) if s[0] == name]:
-                self._entries.pop(slot, None)
+        with self._lock:
+            slots = [s for s in self._entries if name is None or s[0] == name]
+            dropped = [self._entries.pop(s) for s in slots]
+        for entry in dropped:
+            entry[2].wipe()
 
     def after_fork(self) -> None:
-        """In a forked child: a new sealing key, no entries (nothing shared with the parent)."""
-        self._entries = OrderedDict()
-        if self._aead is not None:
-            self._aead = _new_aead()
+        """In a forked child: a new lock, no entries (their pages read as zeroes here)."""
+        self._lock = threading.Lock()
+        self.drop()
 
     def close(self) -> None:
-        self._entries.clear()
-        self._aead = None
-
-
-def _new_aead() -> AESGCM:
-    key = bytearray(secrets.token_bytes(32))
-    try:
-        return AESGCM(key)
-    finally:
-        key[:] = bytes(32)
-
-
-_NONCE = 12
-_TAG = 16
+        self._open = False
+        self.drop()
 
 
 _SLOTS: weakref.WeakSet[MasterKeySlot] = weakref.WeakSet()
-_CACHES: weakref.WeakSet[SealedKeyCache] = weakref.WeakSet()
+_CACHES: weakref.WeakSet[KeyCache] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:

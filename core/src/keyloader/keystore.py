@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import builtins
 import logging
-import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from types import TracebackType
 
 from .audit import AuditAction, AuditEvent
@@ -24,9 +23,9 @@ from .errors import (
 from .inventory import KeyInfo, VerifyResult, list_keys, location_of, verify_keys
 from .keycache import (
     V2_UNSUPPORTED,
+    KeyCache,
     MasterKeySlot,
     MasterKeySource,
-    SealedKeyCache,
     unseal_under,
 )
 from .keyids import KeyId, KeyKind, key_id_of
@@ -67,7 +66,7 @@ class KeyManager(DataOperations):
     One manager is meant to be shared by every thread of a process
     (docs/embedding.md): reads take no lock, the cache and the master key are
     thread safe, writers are serialized by the store's lock. After ``fork()``
-    the child keeps the manager, with a new cache key, an empty cache and no
+    the child keeps the manager, with an empty cache and no
     lock held. :meth:`reload_master_key` picks up a new master key (after a
     rewrap) without reopening; with ``auto_reload`` a key that no longer
     decrypts makes the manager reload once from its provider and retry.
@@ -94,7 +93,7 @@ class KeyManager(DataOperations):
             raise ConfigError(f"{store.location}: {V2_UNSUPPORTED}")
         self._master = MasterKeySlot(master_key, provider_name)
         self._previous = MasterKeySlot(previous, None) if previous is not None else None
-        self._cache = SealedKeyCache(cache_size, cache_ttl) if cache_size > 0 else None
+        self._cache = KeyCache(cache_size, cache_ttl) if cache_size > 0 else None
         self._emit = emit
         self._wants = wants
         self.auto_reload = auto_reload
@@ -145,6 +144,8 @@ class KeyManager(DataOperations):
         except Exception as exc:
             self.audit("key_read", kid, index, ok=False, error=exc)
             raise
+        finally:
+            scell.scrub()
         self.audit("key_read", kid, index)
         return secret
 
@@ -268,7 +269,11 @@ class KeyManager(DataOperations):
 
     def list(self, *, rotated: bool = False, check: bool = False) -> builtins.list[KeyInfo]:
         """Every stored blob with what it is; ``check`` also tries to decrypt each one."""
-        return list_keys(self, rotated=rotated, check=check)
+        try:
+            return list_keys(self, rotated=rotated, check=check)
+        finally:
+            if check:
+                scell.scrub()
 
     # -- writing -----------------------------------------------------------------------
 
@@ -298,7 +303,7 @@ class KeyManager(DataOperations):
             )
         )
         key = self.master_key
-        with self.store.lock():
+        with self.store.lock(), _scrubbed():
             existing = {b.name for b in self.store.list() if b.current}
             for kid in kids:
                 names = [kid.store_name, *([kid.public_name] if kid.public_name else [])]
@@ -323,7 +328,7 @@ class KeyManager(DataOperations):
         given = key_id_of(key_id)
         kid = _generatable(given.kind, given.client_id, action="rotate")
         key = self.master_key
-        with self.store.lock():
+        with self.store.lock(), _scrubbed():
             if kid.public_name is None:
                 self.store.rotate(kid.store_name, _new_blob(key, kid))
             else:
@@ -357,7 +362,10 @@ class KeyManager(DataOperations):
         """Decrypt every key, current and history; one result per blob
         (:func:`keyloader.inventory.verify_keys`). Each key checked is reported to audit
         observers as ``key_verified``; unknown files are reported with ``ok=None``."""
-        return verify_keys(self, progress)
+        try:
+            return verify_keys(self, progress)
+        finally:
+            scell.scrub()
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -400,6 +408,7 @@ class KeyManager(DataOperations):
         self._master.close()
         if self._previous is not None:
             self._previous.close()
+        scell.scrub()
         self.store.close()
 
     def __enter__(self) -> KeyManager:
@@ -447,6 +456,16 @@ class _KeyUse:
         if self._secret is not None:
             self._secret.wipe()
             self._secret = None
+        scell.scrub()  # the application's use of the key left it in the CPU's registers
+
+
+@contextmanager
+def _scrubbed() -> Iterator[None]:
+    """Scrub the registers when the block ends (it used keys), however it ends."""
+    try:
+        yield
+    finally:
+        scell.scrub()
 
 
 def _kind(kind: KeyKind | str) -> KeyKind:
@@ -466,7 +485,7 @@ def _generatable(kind: KeyKind, client_id: str | None, action: str = "generate")
 
 
 def _new_blob(key: MasterKey, kid: KeyId) -> bytes:
-    with SecretBytes(secrets.token_bytes(SYMMETRIC_KEY_LENGTH)) as fresh:
+    with SecretBytes.random(SYMMETRIC_KEY_LENGTH) as fresh:
         return scell.encrypt(key.encryption.buffer, fresh.buffer, kid.context)
 
 

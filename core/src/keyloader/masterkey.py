@@ -93,8 +93,8 @@ class MasterKey:
             if hmac.compare_digest(encryption.buffer, signature.buffer):
                 raise InvalidMasterKeyError(_equal_keys_message("the v2 master key"))
             _check_length(signature, "the v2 signature key", "", _FIX_V2)
-        self._encryption = encryption
-        self._signature = signature
+        self._encryption = encryption.inherit_on_fork()  # a preloaded worker keeps it
+        self._signature = signature.inherit_on_fork() if signature is not None else None
         self._fingerprint = fingerprint(encryption.buffer)
         self._closed = False
 
@@ -457,9 +457,8 @@ def generate_master_key(version: Literal["v1", "v2"] = "v1") -> MasterKey:
     """A new random master key: 32 bytes (v2: two independent 32-byte keys)."""
     if version not in ("v1", "v2"):
         raise ConfigError(f"keystore version must be v1 or v2, not {version!r}")
-    import secrets  # here: it costs ~4 ms to import and only generation needs it
 
-    encryption = SecretBytes(secrets.token_bytes(MIN_KEY_LENGTH))
+    encryption = SecretBytes.random(MIN_KEY_LENGTH)
     if version == "v1":
         return MasterKey(encryption)
-    return MasterKey(encryption, SecretBytes(secrets.token_bytes(MIN_KEY_LENGTH)))
+    return MasterKey(encryption, SecretBytes.random(MIN_KEY_LENGTH))

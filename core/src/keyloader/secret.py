@@ -1,63 +1,116 @@
-"""``SecretBytes``: a wipeable buffer for key material."""
+"""``SecretBytes``: key material in secret pages, zeroed when done; ``burn`` for the rest."""
 
 from __future__ import annotations
 
+import ctypes
 import hmac
+import os
+import sys
 from types import TracebackType
 from typing import Any, NoReturn
 
-__all__ = ["SecretBytes"]
+from .secret_pages import allocate, release
+
+__all__ = ["SecretBytes", "burn"]
+
+_EMPTY = memoryview(bytearray())
+_BYTES_PAYLOAD = sys.getsizeof(b"") - 1
+"""Where a ``bytes`` object's payload starts, from its address (CPython's ``ob_sval``)."""
+_memset = ctypes.memset
+
+
+def burn(data: bytes) -> None:
+    """Zero the payload of ``data``, a ``bytes`` a library handed back with key material.
+
+    For the few places where an API returns key material as ``bytes`` (an HMAC
+    digest used as a key, an ECDH shared secret): the object is overwritten in place
+    before it is freed, so the freed memory holds zeroes. Only for a fresh object
+    that nothing else references (never an interned or shared one); CPython only.
+    """
+    if len(data) > 1 and sys.getrefcount(data) <= 3:  # the caller's name and this argument
+        _memset(id(data) + _BYTES_PAYLOAD, 0, len(data))
 
 
 class SecretBytes:
-    """Key material in a ``bytearray`` that can be zeroed in place.
+    """Key material in secret pages (:mod:`keyloader.secret_pages`), zeroed when done.
 
-    Use it as a context manager, or call :meth:`wipe` when done. Its ``repr``
-    and ``str`` show only the length, it refuses pickling and hashing, and
-    ``==`` compares in constant time. :meth:`bytes` hands out an immutable copy
-    that cannot be wiped: prefer :attr:`view` or passing the object itself to
-    APIs that take any bytes-like object.
+    The bytes live in a slot of locked pages that core dumps leave out (and that not
+    even root can read where the kernel has ``memfd_secret``), never in the Python
+    heap. Use it as a context manager, or call :meth:`wipe` when done: the slot is
+    zeroed and given back. Its ``repr`` and ``str`` show only the length, it refuses
+    pickling and hashing, and ``==`` compares in constant time. :meth:`bytes` hands
+    out an immutable copy in ordinary memory that cannot be wiped: prefer
+    :attr:`view`, or pass :attr:`buffer` to APIs that take any bytes-like object.
     """
 
     __slots__ = ("__weakref__", "_buf")
 
     def __init__(self, data: bytes | bytearray | memoryview = b"") -> None:
-        self._buf = bytearray(data)
+        source = memoryview(data).cast("B") if not isinstance(data, bytes | bytearray) else data
+        self._buf = allocate(len(source))
+        self._buf[:] = source
 
     @classmethod
     def adopt(cls, buf: bytearray) -> SecretBytes:
-        """Wrap ``buf`` without copying; the caller must not keep a reference."""
+        """Move ``buf`` into secret pages and zero it (the caller drops its reference)."""
         obj = cls.__new__(cls)
-        obj._buf = buf
+        obj._buf = allocate(len(buf))
+        obj._buf[:] = buf
+        buf[:] = bytes(len(buf))
         return obj
 
     @classmethod
+    def random(cls, size: int) -> SecretBytes:
+        """``size`` bytes from the OS's CSPRNG, in secret pages (the heap copy is burnt)."""
+        fresh = os.urandom(size)
+        try:
+            return cls(fresh)
+        finally:
+            burn(fresh)
+
+    @classmethod
     def zeroed(cls, size: int) -> SecretBytes:
-        """A buffer of ``size`` zero bytes, to be filled in place."""
-        return cls.adopt(bytearray(size))
+        """A buffer of ``size`` zero bytes in secret pages, to be filled in place."""
+        obj = cls.__new__(cls)
+        obj._buf = allocate(size)
+        return obj
+
+    def inherit_on_fork(self) -> SecretBytes:
+        """Move the bytes to pages a forked child keeps a copy of (its own), and return
+        ``self``. For master keys (the preload pattern); every other key reads as zeroes
+        in a forked child."""
+        buf = self._buf
+        moved = allocate(len(buf), inherit=True)
+        moved[:] = buf
+        self._buf = moved
+        if len(buf):
+            release(buf)
+        return self
 
     @property
-    def buffer(self) -> bytearray:
-        """The underlying mutable buffer (filled in place by decrypt_into)."""
+    def buffer(self) -> memoryview:
+        """The writable bytes themselves (filled in place by ``decrypt_into``)."""
         return self._buf
 
     @property
     def view(self) -> memoryview:
         """A read-only view of the bytes, without a copy."""
-        return memoryview(self._buf).toreadonly()
+        return self._buf.toreadonly()
 
     def bytes(self) -> bytes:
-        """An immutable copy. It cannot be wiped: keep it short-lived."""
-        return bytes(self._buf)
+        """An immutable copy in ordinary memory. It cannot be wiped: keep it short-lived."""
+        return self._buf.tobytes()
 
     def wipe(self) -> None:
-        """Overwrite every byte with zero, then empty the buffer."""
-        buf = self._buf
-        buf[:] = bytes(len(buf))
-        try:
-            del buf[:]
-        except BufferError:  # a live memoryview pins the size: the zeroes stay
-            return
+        """Zero the bytes and give the slot back; the buffer is empty afterwards."""
+        buf, self._buf = self._buf, _EMPTY
+        if len(buf):
+            release(buf)
+
+    def __del__(self) -> None:  # a forgotten wipe still zeroes the slot and gives it back
+        buf = getattr(self, "_buf", _EMPTY)  # unset if __init__ failed
+        if len(buf):
+            release(buf)
 
     @property
     def wiped(self) -> bool:

@@ -16,7 +16,6 @@ tries only the keys whose id matches. Acra ignores bytes after the block, and so
 from __future__ import annotations
 
 import hashlib
-import secrets
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError, IntegrityError
 from ..secret import SecretBytes
 from ..themis import scell
+from . import envelope
 
 __all__ = ["MIN_SIZE", "TAG", "AcraBlock", "encrypt", "key_id", "parse"]
 
@@ -92,14 +92,20 @@ def encrypt(
     key: memoryview | bytearray,
     plaintext: bytes | bytearray | memoryview,
     context: bytes | None = None,
+    *,
+    enveloped: bool = False,
 ) -> bytes:
-    """A new AcraBlock of ``plaintext`` under the symmetric ``key``."""
+    """A new AcraBlock of ``plaintext`` under the symmetric ``key`` (behind the crypto
+    envelope with ``enveloped``), made with one copy of the data."""
     if len(plaintext) == 0:
         raise ConfigError("the value is empty: Acra's containers cannot hold an empty value")
     ctx = context or b""
-    with SecretBytes.adopt(bytearray(secrets.token_bytes(DATA_KEY_SIZE))) as data_key:
-        sealed_data = scell.encrypt(data_key.buffer, plaintext, ctx)
+    with SecretBytes.random(DATA_KEY_SIZE) as data_key:
+        sealed_data = scell.seal_parts(data_key.buffer, plaintext, ctx)
         sealed_key = scell.encrypt(key, data_key.buffer, ctx)
-    rest = MIN_SIZE - len(TAG) + len(sealed_key) + len(sealed_data)
-    head = _HEAD.pack(TAG, rest, SECURE_CELL, key_id(key, ctx), SECURE_CELL, len(sealed_key))
-    return b"".join((head, sealed_key, sealed_data))
+    size = MIN_SIZE + len(sealed_key) + scell.HEADER_SIZE + len(plaintext)
+    head = _HEAD.pack(
+        TAG, size - len(TAG), SECURE_CELL, key_id(key, ctx), SECURE_CELL, len(sealed_key)
+    )
+    prefix = envelope.header(envelope.ACRABLOCK, size) if enveloped else b""
+    return b"".join((prefix, head, sealed_key, *sealed_data))

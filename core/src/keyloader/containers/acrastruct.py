@@ -13,7 +13,6 @@ opening one needs the private key. Exactly one AcraStruct: no bytes may follow i
 
 from __future__ import annotations
 
-import secrets
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ from ..errors import ConfigError, IntegrityError
 from ..secret import SecretBytes
 from ..themis import keys as themis_keys
 from ..themis import scell, smessage
+from . import envelope
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -69,22 +69,20 @@ def encrypt(
     public: ec.EllipticCurvePublicKey,
     plaintext: bytes | bytearray | memoryview,
     context: bytes | None = None,
+    *,
+    enveloped: bool = False,
 ) -> bytes:
-    """A new AcraStruct of ``plaintext`` for the holder of the private half of ``public``."""
+    """A new AcraStruct of ``plaintext`` for the holder of the private half of ``public``
+    (behind the crypto envelope with ``enveloped``), made with one copy of the data."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     if len(plaintext) == 0:
         raise ConfigError("the value is empty: Acra's containers cannot hold an empty value")
     throwaway = ec.generate_private_key(ec.SECP256R1())
-    with SecretBytes.adopt(bytearray(secrets.token_bytes(DATA_KEY_SIZE))) as data_key:
+    with SecretBytes.random(DATA_KEY_SIZE) as data_key:
         wrapped = smessage.encrypt(throwaway, public, data_key.buffer)
-        cell = scell.encrypt(data_key.buffer, plaintext, context or b"")
-    return b"".join(
-        (
-            TAG,
-            themis_keys.public_container(throwaway.public_key()),
-            wrapped,
-            _LENGTH.pack(len(cell)),
-            cell,
-        )
-    )
+        cell = scell.seal_parts(data_key.buffer, plaintext, context or b"")
+    cell_size = scell.HEADER_SIZE + len(plaintext)
+    prefix = envelope.header(envelope.ACRASTRUCT, MIN_SIZE + cell_size) if enveloped else b""
+    throwaway_public = themis_keys.public_container(throwaway.public_key())
+    return b"".join((prefix, TAG, throwaway_public, wrapped, _LENGTH.pack(cell_size), *cell))

@@ -11,7 +11,7 @@ import struct
 
 from ..errors import IntegrityError
 
-__all__ = ["ACRABLOCK", "ACRASTRUCT", "HEADER_SIZE", "TAG", "unwrap", "wrap"]
+__all__ = ["ACRABLOCK", "ACRASTRUCT", "HEADER_SIZE", "TAG", "header", "unwrap", "wrap"]
 
 TAG = b"%%%"
 HEADER_SIZE = 12
@@ -23,13 +23,16 @@ NAMES = {ACRABLOCK: "AcraBlock", ACRASTRUCT: "AcraStruct"}
 _LENGTH = struct.Struct("<Q")
 
 
-def wrap(container: bytes, envelope_id: int) -> bytes:
-    """``container`` behind the envelope header."""
+def header(envelope_id: int, container_size: int) -> bytes:
+    """The 12 bytes that go before a container of ``container_size`` bytes."""
     if envelope_id not in NAMES:
         raise ValueError(f"unknown envelope id {envelope_id:#x}")
-    return b"".join(
-        (TAG, _LENGTH.pack(HEADER_SIZE + len(container)), bytes((envelope_id,)), container)
-    )
+    return TAG + _LENGTH.pack(HEADER_SIZE + container_size) + bytes((envelope_id,))
+
+
+def wrap(container: bytes, envelope_id: int) -> bytes:
+    """``container`` behind the envelope header."""
+    return header(envelope_id, len(container)) + container
 
 
 def unwrap(data: memoryview) -> tuple[int | None, memoryview]:

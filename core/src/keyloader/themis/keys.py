@@ -23,7 +23,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from ..errors import KeyFormatError
-from ..secret import SecretBytes
+from ..secret import SecretBytes, burn
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -50,7 +50,11 @@ CONTAINER_SIZE = HEADER_SIZE + KEY_SIZE
 
 _HEADER = struct.Struct(">4sI4s")
 # P-256 group order: a private scalar is in [1, n - 1].
-_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_ORDER_BYTES = bytes.fromhex("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551")
+# SEC1 ECPrivateKey DER of a P-256 scalar, without the public key: version 1, the 32-byte
+# scalar, the curve's OID (RFC 5915); OpenSSL computes the public point.
+_SEC1_HEAD = bytes.fromhex("30310201010420")
+_SEC1_TAIL = bytes.fromhex("a00a06082a8648ce3d030107")
 
 
 def _crc_table() -> tuple[int, ...]:
@@ -68,19 +72,20 @@ _CRC_TABLE = _crc_table()
 
 def crc32c(data: bytes | bytearray | memoryview) -> int:
     """The standard CRC-32C (Castagnoli, reflected, initial and final XOR 0xFFFFFFFF)."""
-    crc = 0xFFFFFFFF
-    for byte in bytes(data) if isinstance(data, memoryview) else data:
+    return _crc_update(0xFFFFFFFF, data) ^ 0xFFFFFFFF
+
+
+def _crc_update(crc: int, data: bytes | bytearray | memoryview) -> int:
+    for byte in data:  # a memoryview yields ints: no copy of a private key
         crc = _CRC_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+    return crc
 
 
 def _checksum(container: bytes | bytearray | memoryview) -> bytes:
-    zeroed = bytearray(container)
-    try:
-        zeroed[8:12] = b"\0\0\0\0"
-        return crc32c(zeroed).to_bytes(4, "little")
-    finally:
-        zeroed[:] = bytes(len(zeroed))
+    """The container's CRC-32C with its checksum field taken as zeroes (nothing copied)."""
+    crc = _crc_update(0xFFFFFFFF, container[:8])
+    crc = _crc_update(_crc_update(crc, b"\0\0\0\0"), container[12:])
+    return (crc ^ 0xFFFFFFFF).to_bytes(4, "little")
 
 
 def _container(tag: bytes, key: bytes | bytearray) -> bytearray:
@@ -118,13 +123,29 @@ def load_private(
 ) -> ec.EllipticCurvePrivateKey:
     """The P-256 private key of a ``REC2`` container, strictly checked."""
     from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_private_key
 
     data = container.buffer if isinstance(container, SecretBytes) else container
     _check(data, PRIVATE_TAG, "private", where)
-    scalar = int.from_bytes(data[HEADER_SIZE:], "big")
-    if not 1 <= scalar < _ORDER:
-        raise KeyFormatError(f"{where}: Themis private key scalar out of range for P-256")
-    return ec.derive_private_key(scalar, ec.SECP256R1())
+    with SecretBytes.zeroed(len(_SEC1_HEAD) + 32 + len(_SEC1_TAIL)) as der:
+        view = der.buffer
+        view[: len(_SEC1_HEAD)] = _SEC1_HEAD
+        view[len(_SEC1_HEAD) : -len(_SEC1_TAIL)] = data[HEADER_SIZE + 1 :]
+        view[-len(_SEC1_TAIL) :] = _SEC1_TAIL
+        if data[HEADER_SIZE] != 0 or not _in_range(view[len(_SEC1_HEAD) : -len(_SEC1_TAIL)]):
+            raise KeyFormatError(f"{where}: Themis private key scalar out of range for P-256")
+        key = load_der_private_key(view, password=None)  # the key lives in OpenSSL from here
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def _in_range(scalar: memoryview) -> bool:
+    """1 <= scalar < n, compared byte by byte (no integer copy of the key)."""
+    nonzero = any(scalar)
+    for mine, limit in zip(scalar, _ORDER_BYTES, strict=True):
+        if mine != limit:
+            return nonzero and mine < limit
+    return False
 
 
 def load_public(
@@ -145,11 +166,22 @@ def load_public(
 
 def private_container(key: ec.EllipticCurvePrivateKey) -> SecretBytes:
     """The ``REC2`` container of ``key`` (the caller wipes it)."""
-    scalar = bytearray(key.private_numbers().private_value.to_bytes(KEY_SIZE, "big"))
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    der = key.private_bytes(Encoding.DER, PrivateFormat.TraditionalOpenSSL, NoEncryption())
     try:
-        return SecretBytes.adopt(_container(PRIVATE_TAG, scalar))
+        out = SecretBytes.zeroed(CONTAINER_SIZE)
+        view = out.buffer
+        _HEADER.pack_into(view, 0, PRIVATE_TAG, CONTAINER_SIZE, b"\0\0\0\0")
+        view[HEADER_SIZE + 1 :] = memoryview(der)[len(_SEC1_HEAD) : len(_SEC1_HEAD) + 32]
+        view[8:12] = _checksum(view)
+        return out
     finally:
-        scalar[:] = bytes(KEY_SIZE)
+        burn(der)
 
 
 def public_container(key: ec.EllipticCurvePublicKey) -> bytes:

@@ -20,6 +20,7 @@ Themis 0.9.6 KDF (64-bit length) is not supported: such blobs fail to authentica
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import struct
@@ -28,9 +29,18 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import ConfigError, IntegrityError
-from ..secret import SecretBytes
+from ..secret import SecretBytes, burn
 
-__all__ = ["ALGORITHM", "HEADER_SIZE", "IV_SIZE", "TAG_SIZE", "decrypt", "encrypt"]
+__all__ = [
+    "ALGORITHM",
+    "HEADER_SIZE",
+    "IV_SIZE",
+    "TAG_SIZE",
+    "decrypt",
+    "encrypt",
+    "scrub",
+    "seal_parts",
+]
 
 ALGORITHM = 0x40010100
 """Soter algorithm id of Themis Seal with a key: AES-GCM, 256-bit key, Soter KDF."""
@@ -54,6 +64,14 @@ Bytes = bytes | bytearray | memoryview
 
 def encrypt(key: Bytes, plaintext: Bytes, context: Bytes = b"") -> bytes:
     """Seal ``plaintext`` under ``key``, bound to ``context``; a fresh random iv each call."""
+    return b"".join(seal_parts(key, plaintext, context))
+
+
+def seal_parts(
+    key: Bytes, plaintext: Bytes, context: Bytes = b""
+) -> tuple[bytes, memoryview, memoryview]:
+    """The blob :func:`encrypt` makes, as (fields and iv, tag, ciphertext): a caller that
+    builds a larger value (an AcraBlock) joins them once, with no copy in between."""
     secret = _key_bytes(key)
     aad = _context_bytes(context)
     data = plaintext
@@ -67,17 +85,15 @@ def encrypt(key: Bytes, plaintext: Bytes, context: Bytes = b"") -> bytes:
     iv = os.urandom(IV_SIZE)
     message_key = hmac.digest(secret, b"".join((_KDF_PREFIX, _U32.pack(size), aad)), "sha256")
     try:
-        sealed = AESGCM(message_key).encrypt(iv, data, aad or None)
+        sealed = memoryview(AESGCM(message_key).encrypt(iv, data, aad or None))
     except OverflowError as exc:
         raise ConfigError("plaintext or context is too large for AES-GCM (2 GiB)") from exc
-    del message_key
-    return b"".join(
-        (
-            _FIELDS.pack(ALGORITHM, IV_SIZE, TAG_SIZE, size),
-            iv,
-            sealed[-TAG_SIZE:],
-            sealed[:-TAG_SIZE],
-        )
+    finally:
+        burn(message_key)
+    return (
+        _FIELDS.pack(ALGORITHM, IV_SIZE, TAG_SIZE, size) + iv,
+        sealed[-TAG_SIZE:],
+        sealed[:-TAG_SIZE],
     )
 
 
@@ -90,7 +106,7 @@ def decrypt(key: Bytes, blob: Bytes, context: Bytes = b"") -> SecretBytes:
     """
     secret = _key_bytes(key)
     aad = _context_bytes(context)
-    sealed = blob if type(blob) is bytes else _blob_bytes(blob)
+    sealed = blob if type(blob) is bytes else _blob_view(blob)
     size = len(sealed) - HEADER_SIZE
     if size <= 0:
         raise IntegrityError(_FAILED)
@@ -102,7 +118,7 @@ def decrypt(key: Bytes, blob: Bytes, context: Bytes = b"") -> SecretBytes:
     try:
         AESGCM(message_key).decrypt_into(
             sealed[16:_TAG_START],
-            sealed[HEADER_SIZE:] + sealed[_TAG_START:HEADER_SIZE],
+            b"".join((sealed[HEADER_SIZE:], sealed[_TAG_START:HEADER_SIZE])),
             aad or None,
             plain.buffer,
         )
@@ -113,8 +129,32 @@ def decrypt(key: Bytes, blob: Bytes, context: Bytes = b"") -> SecretBytes:
         plain.wipe()
         raise
     finally:
-        del message_key
+        burn(message_key)
     return plain
+
+
+_ZERO = bytes(64)
+_scrubber: tuple[AESGCM, bytes] | None = None
+_scrub_out = bytearray(len(_ZERO))
+
+
+def scrub() -> None:
+    """Overwrite the CPU registers a Secure Cell operation leaves key material in.
+
+    AES round keys, the GHASH key, the SHA-256 state and the last blocks handled stay
+    in vector registers after an operation and reach memory at the next register
+    save (a signal frame, a context switch, a core dump's register notes). Running
+    the same code (SHA-256, then AES-256-GCM) once more on zeroes, under an all-zero
+    key, replaces them. The engine calls it at the end of every operation that used
+    a key; it costs about a microsecond.
+    """
+    global _scrubber
+    scrubber = _scrubber
+    if scrubber is None:
+        aead = AESGCM(bytes(32))
+        scrubber = _scrubber = (aead, aead.encrypt(_ZERO[:IV_SIZE], _ZERO, _ZERO[:16]))
+    hashlib.sha256(_ZERO).digest()
+    scrubber[0].decrypt_into(_ZERO[:IV_SIZE], scrubber[1], _ZERO[:16], _scrub_out)
 
 
 def _key_bytes(key: object) -> bytes | bytearray | memoryview:
@@ -126,12 +166,16 @@ def _key_bytes(key: object) -> bytes | bytearray | memoryview:
     return key
 
 
-def _blob_bytes(blob: object) -> bytes:
-    """A copy of any bytes-like ``blob`` (ciphertext, not secret); anything else fails."""
+def _blob_view(blob: object) -> memoryview:
+    """A flat byte view of any bytes-like ``blob``: no copy unless it is strided
+    (ciphertext, not secret); anything else fails."""
     try:
-        return bytes(memoryview(blob))  # type: ignore[arg-type]
+        view = memoryview(blob)  # type: ignore[arg-type]
     except TypeError:
         raise IntegrityError(_FAILED) from None
+    if view.format == "B" and view.ndim == 1 and view.c_contiguous:
+        return view
+    return memoryview(view.tobytes())
 
 
 def _context_bytes(context: object) -> bytes | bytearray | memoryview:

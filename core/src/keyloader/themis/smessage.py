@@ -17,7 +17,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError
-from ..secret import SecretBytes
+from ..secret import SecretBytes, burn
 from . import scell
 
 if TYPE_CHECKING:
@@ -76,4 +76,8 @@ def _shared_secret(
 ) -> SecretBytes:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    return SecretBytes.adopt(bytearray(private.exchange(ec.ECDH(), public)))
+    shared = private.exchange(ec.ECDH(), public)
+    try:
+        return SecretBytes(shared)
+    finally:
+        burn(shared)

@@ -158,7 +158,11 @@ class AwsKmsProvider(AwsKmsPlaceholder):
         if not force:
             self._refuse_replacing()
         with key.to_bytes() as plaintext:
-            blob = self._kms().encrypt(plaintext.buffer)
+            request = bytearray(plaintext.buffer)  # botocore takes bytes or bytearray only
+            try:
+                blob = self._kms().encrypt(request)
+            finally:
+                request[:] = bytes(len(request))
         return {self.variable: base64.b64encode(blob).decode("ascii")}
 
     def close(self) -> None:

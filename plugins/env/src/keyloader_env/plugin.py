@@ -4,12 +4,20 @@ Acra-compatible: ``ACRA_MASTER_KEY`` holds the base64 text form (v1 or v2), as
 Acra's ``env_master_key`` strategy reads it. A key file holds what
 ``keyloader master-key generate --output`` writes: raw v1 key bytes, or a v2
 pair's text form; it must not be accessible by group or others.
+
+The variable is read as the ``bytes`` Python keeps for it (``os.environb``):
+no ``str`` copy is made, and the parser copies the text only into buffers it
+wipes. With option ``scrub`` (``KEYLOADER_ENV_SCRUB=1``; off by default, since
+a child process may rely on the variable), the value is then overwritten in
+this process's memory and the variable removed (:mod:`keyloader_env.scrub`);
+the key can then be loaded from the variable only once per process.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -61,6 +69,14 @@ class EnvProvider(MasterKeyProvider):
             "a v2 text form), mode 0600; when given, it is used instead of the variable.",
             type="path",
         ),
+        Option(
+            "scrub",
+            "Once the key is loaded from the variable, overwrite its value in this process's "
+            "memory (/proc/PID/environ included) and remove it from the environment; a child "
+            "started later does not get it, and the key can be loaded only once.",
+            type="bool",
+            default=False,
+        ),
     )
 
     @classmethod
@@ -79,6 +95,11 @@ class EnvProvider(MasterKeyProvider):
         value = self.config.get("file")
         return None if value is None or value == "" else Path(value)
 
+    @property
+    def scrub(self) -> bool:
+        """Whether the variable is scrubbed from the process once the key is loaded."""
+        return bool(self.config.get("scrub"))
+
     def consumed_environment(self) -> tuple[str, ...]:
         """The variable the key is read from (unless a key file is given)."""
         extra = () if self.config.get("file") else (self.variable,)
@@ -94,15 +115,33 @@ class EnvProvider(MasterKeyProvider):
     def _load_variable(self, name: str) -> MasterKey:
         from keyloader.masterkey import parse_master_key
 
-        text = os.environ.get(name)
+        text = _variable_text(name)
         if text is None:
+            if _was_scrubbed(name):
+                raise MasterKeyNotFoundError(
+                    f"environment variable {name} was scrubbed from this process when the "
+                    f"master key was first loaded from it (option 'scrub' of provider 'env', "
+                    f"KEYLOADER_ENV_SCRUB): it cannot be read again; to load the key more than "
+                    f"once, point option 'file' at a key file, or turn 'scrub' off"
+                )
             raise MasterKeyNotFoundError(
                 f"environment variable {name} is not set: export it with the base64 master "
                 f"key ({_FIX}), or point option 'file' of provider 'env' at a key file"
             )
-        return parse_master_key(
-            text, keystore_version=self.keystore_version, source=f"environment variable {name}"
-        )
+        source = f"environment variable {name}"
+        try:
+            key = parse_master_key(text, keystore_version=self.keystore_version, source=source)
+        finally:
+            del text  # the environment's own object: scrub_variable needs the only reference
+        if self.scrub:
+            from .scrub import scrub_variable  # here: ctypes only when asked for
+
+            try:
+                scrub_variable(name)
+            except BaseException:
+                key.close()
+                raise
+        return key
 
     def _load_file(self, path: Path) -> MasterKey:
         from keyloader.masterkey import master_key_from_file_content
@@ -118,6 +157,23 @@ class EnvProvider(MasterKeyProvider):
     def __repr__(self) -> str:
         where = f"file={str(self.file)!r}" if self.file else f"variable={self.variable!r}"
         return f"<{type(self).__name__} {self.name!r} {where}>"
+
+
+def _was_scrubbed(name: str) -> bool:
+    """True if option ``scrub`` removed ``name`` earlier in this process."""
+    scrub = sys.modules.get(f"{__package__}.scrub")  # never imported: nothing was scrubbed
+    return scrub is not None and bool(scrub.was_scrubbed(name))
+
+
+def _variable_text(name: str) -> bytes | str | None:
+    """The variable's value as Python holds it, without a copy (``None`` if unset).
+
+    On POSIX that is the ``bytes`` object of ``os.environb`` (``os.environ``
+    would decode a new ``str`` on every read, which nothing can wipe).
+    """
+    if os.supports_bytes_environ:
+        return os.environb.get(os.fsencode(name))
+    return os.environ.get(name)
 
 
 def _shell_quoted(path: Path) -> str:

@@ -1,0 +1,178 @@
+"""Look for secrets in a live process's memory, as a whole and as a core dump would hold it.
+
+:func:`scan` reads every readable mapping of ``/proc/PID/maps`` through
+``/proc/PID/mem`` (root, or the parent of the process, may) and counts each needle.
+A mapping that fails to read (memfd_secret pages, ``[vsyscall]``, device memory) is
+listed in :attr:`ScanResult.unreadable`; ``[vvar]`` is skipped outright.
+
+The core view leaves out mappings whose ``VmFlags`` in ``/proc/PID/smaps`` hold
+``dd`` (``MADV_DONTDUMP``, and memfd_secret pages). The kernel leaves out more: ``io``
+mappings, and whatever ``/proc/PID/coredump_filter`` excludes (by default file-backed
+pages never written to). So the core view may count a copy a real core would not
+hold, never the reverse.
+
+:func:`push_registers` makes a child's CPU registers reach memory before a scan: a
+signal it handles (in Python) makes the kernel save them in a signal frame on the
+stack of the thread taking it.
+
+Test modules import it relatively (``from ..memscan import scan``), like leakscan.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Mapping as MappingOf
+from dataclasses import dataclass, field
+
+__all__ = ["Hit", "Mapping", "ScanResult", "push_registers", "read_mappings", "scan"]
+
+_HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) [0-9a-f]+ \S+ \d+\s*(.*)$")
+_CHUNK = 1 << 20
+_SKIPPED = ("[vvar", "[vvar_vclock]")
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One line of ``/proc/PID/maps`` with its ``VmFlags`` from ``smaps``."""
+
+    start: int
+    end: int
+    perms: str
+    pathname: str
+    vmflags: frozenset[str]
+
+    @property
+    def dumped(self) -> bool:
+        """False for mappings a core dump leaves out (``dd``: MADV_DONTDUMP, memfd_secret)."""
+        return "dd" not in self.vmflags
+
+    def __str__(self) -> str:
+        flags = " ".join(sorted(self.vmflags))
+        return f"{self.start:#x}-{self.end:#x} {self.perms} {self.pathname or '[anon]'} ({flags})"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A needle found at ``address``, inside ``mapping``."""
+
+    needle: str
+    address: int
+    mapping: Mapping
+
+
+@dataclass
+class ScanResult:
+    """Every hit of every needle, and the mappings that could not be read."""
+
+    needles: tuple[str, ...]
+    hits: list[Hit] = field(default_factory=list)
+    unreadable: list[Mapping] = field(default_factory=list)
+    scanned: int = 0
+    """Bytes read."""
+
+    def count(self, name: str) -> int:
+        """Copies of the needle anywhere in readable memory."""
+        return sum(1 for hit in self.hits if hit.needle == name)
+
+    def core_count(self, name: str) -> int:
+        """Copies of the needle a core dump would hold (see the module docstring)."""
+        return sum(1 for hit in self.hits if hit.needle == name and hit.mapping.dumped)
+
+    def where(self, name: str) -> str:
+        """Where the copies are, one per line, for an assertion message."""
+        found = [f"{hit.address:#x} in {hit.mapping}" for hit in self.hits if hit.needle == name]
+        return "\n".join(found) or "nowhere"
+
+
+def read_mappings(pid: int) -> list[Mapping]:
+    """The mappings of ``pid``, from ``/proc/PID/smaps``."""
+    mappings: list[Mapping] = []
+    start = end = 0
+    perms = pathname = ""
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            header = _HEADER.match(line)
+            if header:
+                start, end = int(header[1], 16), int(header[2], 16)
+                perms, pathname = header[3], header[4]
+            elif line.startswith("VmFlags:"):
+                flags = frozenset(line.split()[1:])
+                mappings.append(Mapping(start, end, perms, pathname, flags))
+    return mappings
+
+
+def scan(pid: int, needles: MappingOf[str, bytes]) -> ScanResult:
+    """Count each needle (16 bytes or more) in the readable memory of ``pid``."""
+    for name, needle in needles.items():
+        if len(needle) < 16:
+            raise ValueError(f"needle {name!r} is shorter than 16 bytes: it would match by chance")
+    overlap = max(len(needle) for needle in needles.values()) - 1 if needles else 0
+    result = ScanResult(tuple(needles))
+    fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+    try:
+        for mapping in read_mappings(pid):
+            if mapping.perms[0] != "r" or mapping.pathname.startswith(_SKIPPED):
+                continue
+            if not _scan_mapping(fd, mapping, needles, overlap, result):
+                result.unreadable.append(mapping)
+    finally:
+        os.close(fd)
+    return result
+
+
+def _scan_mapping(
+    fd: int, mapping: Mapping, needles: MappingOf[str, bytes], overlap: int, result: ScanResult
+) -> bool:
+    """Search one mapping chunk by chunk; False if a read failed (hits so far are kept)."""
+    tail = b""
+    address = mapping.start
+    while address < mapping.end:
+        try:
+            chunk = os.pread(fd, min(_CHUNK, mapping.end - address), address)
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        result.scanned += len(chunk)
+        data = tail + chunk
+        origin = address - len(tail)
+        for name, needle in needles.items():
+            at = data.find(needle)
+            while at >= 0:
+                if at + len(needle) > len(tail):  # not wholly in the tail: not counted yet
+                    result.hits.append(Hit(name, origin + at, mapping))
+                at = data.find(needle, at + 1)
+        tail = data[-overlap:] if overlap else b""
+        address += len(chunk)
+    return True
+
+
+def _signal_mask(pid: int, field_name: str) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1], 16)
+    raise LookupError(f"{field_name} not in /proc/{pid}/status")
+
+
+def push_registers(
+    pid: int, signum: int = signal.SIGUSR1, timeout: float = 5.0, settle: float = 0.05
+) -> None:
+    """Make ``pid`` take ``signum``, so its registers land in a signal frame in memory.
+
+    The process must handle ``signum`` (``signal.signal(signal.SIGUSR1, lambda *_: None)``
+    in Python): the default action of most signals would kill it, so this checks first.
+    """
+    bit = 1 << (signum - 1)
+    if not _signal_mask(pid, "SigCgt") & bit:
+        raise RuntimeError(f"process {pid} does not handle signal {signum}: it would die")
+    os.kill(pid, signum)
+    deadline = time.monotonic() + timeout
+    while (_signal_mask(pid, "SigPnd") | _signal_mask(pid, "ShdPnd")) & bit:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process {pid} did not take signal {signum} in {timeout} s")
+        time.sleep(0.001)
+    time.sleep(settle)  # delivered: the frame is written on the way back to user space
