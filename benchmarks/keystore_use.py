@@ -3,10 +3,16 @@
 Floors, measured in the same run:
 - cached use()   vs a bare `scell.decrypt` loop of the same blob      (target <= 1.25)
 - uncached use() vs a raw file read + bare `scell.decrypt`             (target <= 1.5)
+- the price of safety: the default `open_keystore()` + `use()` (secret pages, register
+  scrubbing) vs a naive unseal of the same file's bytes (`hmac.digest` + `AESGCM.decrypt`,
+  nothing wiped)                                                        (target <= 1.5)
 """
 
 from __future__ import annotations
 
+import base64
+import hmac
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -14,7 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import interleaved_medians, ratio, report
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+import keyloader
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
@@ -40,6 +48,17 @@ def main() -> None:
     context = b"bench-client"
 
     cached, uncached = manager(16), manager(0)
+    os.environ["ACRA_MASTER_KEY"] = base64.b64encode(mk).decode()
+    default = keyloader.open_keystore(keys_dir=keys_dir)
+    naive_prefix = b"\x00\x00\x00\x01Themis secure cell message key\x00" + blob[12:16] + context
+
+    def naive_unseal() -> bytes:
+        message_key = hmac.digest(mk, naive_prefix, "sha256")
+        return AESGCM(message_key).decrypt(blob[16:28], blob[44:] + blob[28:44], context)
+
+    def use_default() -> None:
+        with default.use(KEY_ID):
+            pass
 
     def bare_decrypt() -> None:
         scell.decrypt(mk, blob, context).wipe()
@@ -63,6 +82,8 @@ def main() -> None:
             "use() cached": use_cached,
             "floor: read + decrypt": read_and_decrypt,
             "use() uncached": use_uncached,
+            "floor: naive unseal": naive_unseal,
+            "open_keystore() use()": use_default,
         },
         calls=2000,
         rounds=9,
@@ -74,8 +95,14 @@ def main() -> None:
         medians["use() uncached"] / medians["floor: read + decrypt"],
         1.5,
     )
+    ratio(
+        "default_use_vs_naive_unseal",
+        medians["open_keystore() use()"] / medians["floor: naive unseal"],
+        1.5,
+    )
     cached.close()
     uncached.close()
+    default.close()
     master.close()
 
 

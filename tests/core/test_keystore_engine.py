@@ -448,3 +448,23 @@ def test_key_ids_accept_objects(manager: KeyManager) -> None:
     kid = KeyId(KeyKind.SEARCHABLE, "client9")
     manager.generate([kid.kind], client_id=kid.client_id)
     assert len(manager.read(kid)) == 32
+
+
+def test_a_key_in_use_survives_its_eviction_and_close_wipes_the_cache(
+    tmp_path: Path, master: MasterKey
+) -> None:
+    store = fs_store(tmp_path / "keys")
+    with KeyManager(store, _copy(master), cache_size=1) as km:
+        km.generate(["symmetric", "searchable"], client_id="client1")
+        expected = km.read(SYM).bytes()
+        with km.use(SYM) as key:
+            slot = key.view[:]
+            with km.use("client/client1/searchable"):
+                pass  # evicts SYM's entry (cache_size 1) while the block still uses it
+            assert key.bytes() == expected
+            assert SYM.split("/")[1] + "_storage_sym" not in {s[0] for s in km._cache._entries}  # type: ignore[union-attr]
+        assert slot == bytes(32)  # evicted, and no longer leased: zeroed
+        with km.use(SYM) as key:
+            cached = key.view[:]
+        assert cached == expected  # cached again
+    assert cached == bytes(32)  # close() wiped the cache

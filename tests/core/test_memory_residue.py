@@ -152,3 +152,21 @@ def test_the_scan_finds_keys_kept_in_ordinary_memory(store: tuple[Path, MasterKe
     assert found.count("client/client1/symmetric") >= 1
     assert found.count("master key") >= 1
     assert found.count("master key base64") >= 1
+
+
+@pytest.mark.slow
+def test_with_locked_pages_every_copy_is_in_pages_a_core_dump_leaves_out(
+    store: tuple[Path, MasterKey],
+) -> None:
+    """Without memfd_secret (older kernels), keys live in mlock'ed MADV_DONTDUMP pages:
+    root can read them, a core dump cannot hold them, and no copy is anywhere else."""
+    found, needles = _run(
+        *store, "single", 1000, KEYLOADER_SECRET_MEMORY="locked", KEYLOADER_ENV_SCRUB="1"
+    )
+    assert found.count("client/client1/symmetric") >= 1  # readable: not memfd_secret
+    for name in needles:
+        assert found.core_count(name) == 0, found.where(name)
+    outside = [hit for hit in found.hits if {"dd", "lo"} - hit.mapping.vmflags]
+    assert not outside, "\n".join(
+        f"{hit.needle} at {hit.address:#x} in {hit.mapping}" for hit in outside
+    )

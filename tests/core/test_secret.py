@@ -97,3 +97,27 @@ def test_zeroed_allocates_a_fillable_buffer() -> None:
     assert secret.bytes() == bytes(12)
     secret.buffer[:3] = b"abc"
     assert secret.bytes().startswith(b"abc")
+
+
+def test_a_lease_keeps_the_bytes_alive_and_read_only_until_both_let_go() -> None:
+    owner = SecretBytes(b"k" * 32)
+    slot = owner.buffer[:]  # a derived view: reads the slot after it is given back
+    lease = owner.lease()
+    assert lease == b"k" * 32
+    assert lease.buffer.readonly
+    del owner  # the cache dropped its entry: the lease still holds the key
+    assert lease.bytes() == b"k" * 32
+    assert slot == b"k" * 32
+    lease.wipe()
+    assert lease.wiped
+    assert len(lease) == 0
+    assert slot == bytes(32)  # no holder left: zeroed
+
+
+def test_detach_copies_a_lease_and_returns_an_owned_key_itself() -> None:
+    owner = SecretBytes(b"k" * 32)
+    owned = owner.lease().detach()
+    owner.wipe()
+    assert owned.bytes() == b"k" * 32
+    assert owned.detach() is owned
+    owned.wipe()

@@ -8,6 +8,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 
 from .errors import ConfigError, IntegrityError
 from .masterkey import MasterKey
@@ -171,16 +172,18 @@ def unseal_under(
 class KeyCache:
     """LRU of decrypted keys, each in secret pages (a :class:`SecretBytes`), never in the heap.
 
-    A hit hands out a copy (a new ``SecretBytes`` the caller wipes; no decryption, no
-    AES context holding a key). Every hit is revalidated with the store's revision
-    token; a store without revision tokens (``revision()`` is None) is cached only
-    when ``ttl`` > 0, and then trusted for ``ttl`` seconds. Entries leave wiped
-    (evicted, dropped, closed).
+    A hit hands out a lease on the cached key (a read-only :class:`SecretBytes` the caller
+    wipes like any other): no copy, no decryption, no AES context holding a key. An entry
+    that leaves the cache (evicted, dropped, replaced) is wiped as soon as no lease holds it
+    (CPython frees it then, and a ``SecretBytes`` zeroes its slot when freed); :meth:`close`
+    wipes every entry at once. Every hit is revalidated with the store's revision token; a
+    store without revision tokens (``revision()`` is None) is cached only when ``ttl`` > 0,
+    and then trusted for ``ttl`` seconds.
 
-    Safe to share between threads: one lock covers each lookup and change, held for
-    a dictionary step and a 32-byte copy. After ``fork()`` the child starts empty:
-    the entries' pages read as zeroes there (:mod:`keyloader.secret_pages`), and
-    :meth:`after_fork` drops them.
+    Safe to share between threads without a lock: every dictionary step is one atomic
+    operation under the GIL, a step that loses a race (an entry dropped by another thread
+    in between) is a miss, and a lease keeps its key alive. After ``fork()`` the child
+    starts empty: the entries' pages read as zeroes there (:mod:`keyloader.secret_pages`).
     """
 
     def __init__(self, size: int, ttl: float) -> None:
@@ -191,52 +194,55 @@ class KeyCache:
         self._entries: OrderedDict[tuple[str, str | None], tuple[object, float, SecretBytes]] = (
             OrderedDict()
         )
-        self._lock = threading.Lock()
         _CACHES.add(self)
 
     def get(self, slot: tuple[str, str | None], revision: object) -> SecretBytes | None:
-        with self._lock:
-            entry = self._entries.get(slot)
-            if entry is None:
-                return None
-            cached_revision, stamp, key = entry
-            if (revision is None and time.monotonic() - stamp > self.ttl) or (
-                revision is not None and revision != cached_revision
-            ):
-                del self._entries[slot]
-                key.wipe()
-                return None
+        entry = self._entries.get(slot)
+        if entry is None:
+            return None
+        cached_revision, stamp, key = entry
+        if (revision is None and time.monotonic() - stamp > self.ttl) or (
+            revision is not None and revision != cached_revision
+        ):
+            self._entries.pop(slot, None)
+            return None
+        with suppress(KeyError):  # dropped by another thread meanwhile: the lease still holds
             self._entries.move_to_end(slot)
-            return SecretBytes(key.buffer)
+        return key.lease()
 
-    def put(self, slot: tuple[str, str | None], revision: object, plain: SecretBytes) -> None:
+    def put(
+        self, slot: tuple[str, str | None], revision: object, plain: SecretBytes
+    ) -> SecretBytes:
+        """Keep ``plain`` (the cache owns it from now on) and return a lease on it; when
+        the store's revision cannot be trusted, ``plain`` itself is returned, uncached."""
         if not self._open or (revision is None and self.ttl <= 0):
-            return
-        key = SecretBytes(plain.buffer)
-        with self._lock:
-            old = self._entries.pop(slot, None)
-            self._entries[slot] = (revision, time.monotonic(), key)
-            evicted = [old] if old is not None else []
+            return plain
+        self._entries[slot] = (revision, time.monotonic(), plain)
+        try:
+            self._entries.move_to_end(slot)
             while len(self._entries) > self.size:
-                evicted.append(self._entries.popitem(last=False)[1])
-        for entry in evicted:
-            entry[2].wipe()
+                self._entries.popitem(last=False)
+        except KeyError:  # another thread emptied it meanwhile
+            pass
+        return plain.lease()
 
     def drop(self, name: str | None = None) -> None:
-        with self._lock:
-            slots = [s for s in self._entries if name is None or s[0] == name]
-            dropped = [self._entries.pop(s) for s in slots]
-        for entry in dropped:
-            entry[2].wipe()
+        if name is None:
+            self._entries.clear()
+        else:
+            for slot in [s for s in list(self._entries) if s[0] == name]:
+                self._entries.pop(slot, None)
 
     def after_fork(self) -> None:
-        """In a forked child: a new lock, no entries (their pages read as zeroes here)."""
-        self._lock = threading.Lock()
-        self.drop()
+        """In a forked child: no entries (their pages read as zeroes here)."""
+        self._entries = OrderedDict()
 
     def close(self) -> None:
+        """Wipe every entry now, leased or not."""
         self._open = False
-        self.drop()
+        entries, self._entries = self._entries, OrderedDict()
+        for _, _, key in entries.values():
+            key.wipe()
 
 
 _SLOTS: weakref.WeakSet[MasterKeySlot] = weakref.WeakSet()

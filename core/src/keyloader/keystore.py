@@ -140,7 +140,7 @@ class KeyManager(DataOperations):
         """Decrypt a key (``index`` 1 = current, 2 = oldest history ...). Caller wipes it."""
         kid = key_id_of(key_id)
         try:
-            secret = self._decrypt(kid, index)
+            secret = self._decrypt(kid, index).detach()  # the caller's own: it may outlive us
         except Exception as exc:
             self.audit("key_read", kid, index, ok=False, error=exc)
             raise
@@ -201,7 +201,7 @@ class KeyManager(DataOperations):
         )
         secret = self.unseal(blob, kid.context, location_of(self.store, name, timestamp))
         if cache is not None:
-            cache.put(slot, revision, secret)
+            return cache.put(slot, revision, secret)
         return secret
 
     def unseal(self, blob: bytes, context: bytes, where: str) -> SecretBytes:

@@ -75,6 +75,19 @@ class SecretBytes:
         obj._buf = allocate(size)
         return obj
 
+    def lease(self) -> SecretBytes:
+        """A read-only ``SecretBytes`` on the same bytes, which keeps them alive: wiping
+        it lets go of them, and they are zeroed once neither it nor ``self`` holds them
+        (how the key cache hands out a key without a copy)."""
+        lease = _Lease.__new__(_Lease)
+        lease._buf = self._buf.toreadonly()
+        lease._owner = self
+        return lease
+
+    def detach(self) -> SecretBytes:
+        """``self``, or for a lease a ``SecretBytes`` of its own (a copy), the lease let go."""
+        return self
+
     def inherit_on_fork(self) -> SecretBytes:
         """Move the bytes to pages a forked child keeps a copy of (its own), and return
         ``self``. For master keys (the preload pattern); every other key reads as zeroes
@@ -161,3 +174,26 @@ class SecretBytes:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SecretBytes:
         return SecretBytes(self._buf)
+
+
+class _Lease(SecretBytes):
+    """What :meth:`SecretBytes.lease` returns: read-only, and wiping it only lets go."""
+
+    __slots__ = ("_owner",)
+
+    _owner: SecretBytes | None
+
+    def wipe(self) -> None:
+        self._buf = _EMPTY
+        self._owner = None
+
+    def __del__(self) -> None:
+        pass
+
+    def detach(self) -> SecretBytes:
+        owned = SecretBytes(self._buf)
+        self.wipe()
+        return owned
+
+    def inherit_on_fork(self) -> SecretBytes:
+        raise TypeError("a leased key belongs to the cache: copy it with SecretBytes(lease)")
