@@ -185,7 +185,7 @@ class DataOperations:
         self._require(kid)
         with self._audited("key_used", kid), _Keys(self, kid) as keys:
             try:
-                _open_inner(container, inner, keys, None).wipe()
+                _open_inner(container, inner, keys, None)
             except IntegrityError:
                 return False
         return True
@@ -327,8 +327,7 @@ def _open(kid: KeyId, container: int, item: Value, keys: _Keys, ctx: bytes | Non
             raise DecryptionError(
                 f"the value is an {NAMES[found]}, but {kid} makes {NAMES[container]}s"
             )
-        with _open_inner(container, inner, keys, ctx) as plain:
-            return plain.bytes()
+        return _open_inner(container, inner, keys, ctx)
     except DecryptionError:
         raise
     except IntegrityError:
@@ -338,7 +337,7 @@ def _open(kid: KeyId, container: int, item: Value, keys: _Keys, ctx: bytes | Non
         ) from None
 
 
-def _open_inner(container: int, inner: memoryview, keys: _Keys, ctx: bytes | None) -> SecretBytes:
+def _open_inner(container: int, inner: memoryview, keys: _Keys, ctx: bytes | None) -> bytes:
     if container == ACRABLOCK:
         return acrablock.parse(inner).decrypt((key.buffer for key in keys), ctx)
     parsed = acrastruct.parse(inner)

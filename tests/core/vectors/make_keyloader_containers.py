@@ -97,8 +97,8 @@ def containers() -> dict[str, list[dict[str, Any]]]:
             structs.append(_struct(poison_private, record, plain, None))
             record = keys.make_poison_record("acrablock", data_length=64)
             block = acrablock.parse(envelope.unwrap(memoryview(record))[1])
-            with block.decrypt([bytearray(poison_symmetric)]) as plain_block:
-                blocks.append(_block(poison_symmetric, record, plain_block.bytes(), None, cells))
+            plain_block = block.decrypt([bytearray(poison_symmetric)])
+            blocks.append(_block(poison_symmetric, record, plain_block, None, cells))
     return {"acrastructs": structs, "acrablocks": blocks, "scells": cells}
 
 
@@ -106,8 +106,7 @@ def _poison_plaintext(keys: KeyManager, record: bytes, private: str) -> bytes:
     from keyloader.containers import acrastruct
 
     parsed = acrastruct.parse(envelope.unwrap(memoryview(record))[1])
-    with parsed.decrypt(themis_keys.load_private(bytes.fromhex(private))) as plain:
-        return plain.bytes()
+    return parsed.decrypt(themis_keys.load_private(bytes.fromhex(private)))
 
 
 def _struct(private: str, value: bytes, plaintext: bytes, context: bytes | None) -> dict[str, Any]:

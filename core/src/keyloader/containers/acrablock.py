@@ -45,9 +45,9 @@ class AcraBlock:
 
     def decrypt(
         self, keys: Iterable[memoryview | bytearray], context: bytes | None = None
-    ) -> SecretBytes:
+    ) -> bytes:
         """The plaintext, opened with the first of ``keys`` whose KEK id matches and that
-        opens the data key; :class:`IntegrityError` if none does. The caller wipes it."""
+        opens the data key (which stays in secret pages); :class:`IntegrityError` if none."""
         ctx = context or b""
         for key in keys:
             if key_id(key, ctx) != self.key_id:
@@ -57,7 +57,7 @@ class AcraBlock:
             except IntegrityError:
                 continue
             with data_key:
-                return scell.decrypt(data_key.buffer, self.sealed_data, ctx)
+                return scell.decrypt_data(data_key.buffer, self.sealed_data, ctx)
         raise IntegrityError("the AcraBlock does not open with any of the keys")
 
 

@@ -45,13 +45,12 @@ class AcraStruct:
     wrapped_key: memoryview
     cell: memoryview
 
-    def decrypt(
-        self, private: ec.EllipticCurvePrivateKey, context: bytes | None = None
-    ) -> SecretBytes:
-        """The plaintext, opened with the storage ``private`` key; the caller wipes it."""
+    def decrypt(self, private: ec.EllipticCurvePrivateKey, context: bytes | None = None) -> bytes:
+        """The plaintext, opened with the storage ``private`` key (the data key and the
+        shared secret stay in secret pages)."""
         public = themis_keys.load_public(self.throwaway_public, "the AcraStruct's public key")
         with smessage.decrypt(private, public, self.wrapped_key) as data_key:
-            return scell.decrypt(data_key.buffer, self.cell, context or b"")
+            return scell.decrypt_data(data_key.buffer, self.cell, context or b"")
 
 
 def parse(data: memoryview) -> AcraStruct:

@@ -37,6 +37,7 @@ __all__ = [
     "IV_SIZE",
     "TAG_SIZE",
     "decrypt",
+    "decrypt_data",
     "encrypt",
     "scrub",
     "seal_parts",
@@ -100,10 +101,38 @@ def seal_parts(
 def decrypt(key: Bytes, blob: Bytes, context: Bytes = b"") -> SecretBytes:
     """Open a Seal ``blob`` into a new ``SecretBytes``; any failure is ``IntegrityError``.
 
-    The caller owns the result and must wipe it. A bad ``key`` or ``context``
-    argument (not bytes-like, empty key) is a ``ConfigError``: that is a caller
-    bug, not bad data.
+    For key material: the plaintext goes straight into secret pages. The caller owns
+    the result and must wipe it. A bad ``key`` or ``context`` argument (not
+    bytes-like, empty key) is a ``ConfigError``: that is a caller bug, not bad data.
     """
+    nonce, sealed, aad, message_key = _opening(key, blob, context)
+    plain = SecretBytes.zeroed(len(sealed) - TAG_SIZE)
+    try:
+        AESGCM(message_key).decrypt_into(nonce, sealed, aad or None, plain.buffer)
+    except (InvalidTag, ValueError, OverflowError):
+        plain.wipe()
+        raise IntegrityError(_FAILED) from None
+    except BaseException:
+        plain.wipe()
+        raise
+    finally:
+        burn(message_key)
+    return plain
+
+
+def decrypt_data(key: Bytes, blob: Bytes, context: Bytes = b"") -> bytes:
+    """Open a Seal ``blob`` whose plaintext is data, not a key: into ordinary ``bytes``."""
+    nonce, sealed, aad, message_key = _opening(key, blob, context)
+    try:
+        return AESGCM(message_key).decrypt(nonce, sealed, aad or None)
+    except (InvalidTag, ValueError, OverflowError):
+        raise IntegrityError(_FAILED) from None
+    finally:
+        burn(message_key)
+
+
+def _opening(key: Bytes, blob: Bytes, context: Bytes) -> tuple[Bytes, bytes, Bytes, bytes]:
+    """(nonce, ciphertext || tag, associated data, message key) of a checked blob."""
     secret = _key_bytes(key)
     aad = _context_bytes(context)
     sealed = blob if type(blob) is bytes else _blob_view(blob)
@@ -114,23 +143,8 @@ def decrypt(key: Bytes, blob: Bytes, context: Bytes = b"") -> SecretBytes:
     if alg != ALGORITHM or iv_len != IV_SIZE or tag_len != TAG_SIZE or msg_len != size:
         raise IntegrityError(_FAILED)
     message_key = hmac.digest(secret, b"".join((_KDF_PREFIX, sealed[12:16], aad)), "sha256")
-    plain = SecretBytes.zeroed(size)
-    try:
-        AESGCM(message_key).decrypt_into(
-            sealed[16:_TAG_START],
-            b"".join((sealed[HEADER_SIZE:], sealed[_TAG_START:HEADER_SIZE])),
-            aad or None,
-            plain.buffer,
-        )
-    except (InvalidTag, ValueError, OverflowError):
-        plain.wipe()
-        raise IntegrityError(_FAILED) from None
-    except BaseException:
-        plain.wipe()
-        raise
-    finally:
-        burn(message_key)
-    return plain
+    data = b"".join((sealed[HEADER_SIZE:], sealed[_TAG_START:HEADER_SIZE]))
+    return sealed[16:_TAG_START], data, aad, message_key
 
 
 _ZERO = bytes(64)
