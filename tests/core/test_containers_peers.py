@@ -102,4 +102,5 @@ def test_keyloader_acrablock_cells_are_the_ones_the_peer_opened(case: dict[str, 
     cells = {entry["blob"] for entry in OURS["scells"]}
     assert block.sealed_key.hex() in cells
     assert block.sealed_data.hex() in cells
-    assert block.decrypt([key], context) == bytes.fromhex(case["plaintext"])
+    with acrablock.Kek(key, context) as kek:
+        assert block.decrypt([kek]) == bytes.fromhex(case["plaintext"])

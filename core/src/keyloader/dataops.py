@@ -12,7 +12,8 @@ decrypt is one :class:`~keyloader.errors.DecryptionError` naming the key id.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import closing
 from typing import TYPE_CHECKING
 
 from .containers import acrablock, acrastruct, poison, searchable
@@ -25,6 +26,7 @@ from .errors import (
     KeyNotFoundError,
 )
 from .keyids import KeyId, KeyKind, key_id_of
+from .secret import SecretBytes
 from .themis import keys as themis_keys
 from .themis import scell
 
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from .audit import AuditAction
-    from .secret import SecretBytes
     from .stores.base import KeyStore
 
 __all__ = ["DataOperations", "Value"]
@@ -95,15 +96,18 @@ class DataOperations:
         kid, container = _data_key_id(key_id)
         items = [_value(value) for value in values]
         ctx = _context(context)
-        with self._audited("key_used", kid):
+        with self._audited("key_used", kid), closing(_data_keys(len(items))) as data_keys:
             if container == ACRASTRUCT:
                 public = self._public_key(kid)
-                out = [acrastruct.encrypt(public, item, ctx, enveloped=envelope) for item in items]
+                out = [
+                    acrastruct.encrypt(public, item, ctx, enveloped=envelope, data_key=data_key)
+                    for item, data_key in zip(items, data_keys, strict=False)
+                ]
             else:
-                with self._decrypt(kid, 1) as key:
+                with self._decrypt(kid, 1) as key, acrablock.Kek(key.buffer, ctx) as kek:
                     out = [
-                        acrablock.encrypt(key.buffer, item, ctx, enveloped=envelope)
-                        for item in items
+                        acrablock.encrypt(kek, item, enveloped=envelope, data_key=data_key)
+                        for item, data_key in zip(items, data_keys, strict=False)
                     ]
             if searchable:
                 hashes = self._search_hashes(KeyId(KeyKind.SEARCHABLE, kid.client_id), items)
@@ -169,8 +173,8 @@ class DataOperations:
             self._require(kid)
             if container == ACRASTRUCT:
                 return acrastruct.encrypt(self._public_key(kid), data, enveloped=True)
-            with self._decrypt(kid, 1) as key:
-                return acrablock.encrypt(key.buffer, data, enveloped=True)
+            with self._decrypt(kid, 1) as key, acrablock.Kek(key.buffer) as kek:
+                return acrablock.encrypt(kek, data, enveloped=True)
 
     def is_poison_record(self, data: Value) -> bool:
         """Whether ``data`` (enveloped or bare) decrypts with a poison key, current or
@@ -266,6 +270,7 @@ class _Keys:
         self._ops, self._kid = ops, kid
         self._open: list[SecretBytes] = []
         self._private: list[ec.EllipticCurvePrivateKey | None] = []
+        self._keks: list[acrablock.Kek | None] = []
         self._pending: list[int] = [1]
         self._listed = False
 
@@ -273,10 +278,14 @@ class _Keys:
         return self
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        for kek in self._keks:
+            if kek is not None:
+                kek.close()
         for key in self._open:
             key.wipe()
         self._open.clear()
         self._private.clear()
+        self._keks.clear()
         if isinstance(exc, _UnsealFailed):
             raise exc.error from None
 
@@ -298,6 +307,14 @@ class _Keys:
                 self._private[position] = loaded
             yield loaded
 
+    def keks(self, context: bytes | None) -> Iterator[acrablock.Kek]:
+        """The keys as AcraBlock KEKs under ``context`` (one per call), each made once."""
+        for position, key in enumerate(self):
+            kek = self._keks[position]
+            if kek is None:
+                kek = self._keks[position] = acrablock.Kek(key.buffer, context)
+            yield kek
+
     def _unseal_next(self) -> bool:
         while True:
             if not self._pending and not self._listed:
@@ -317,6 +334,7 @@ class _Keys:
                 raise _UnsealFailed(exc) from None
             self._open.append(key)
             self._private.append(None)
+            self._keks.append(None)
             return True
 
 
@@ -339,7 +357,7 @@ def _open(kid: KeyId, container: int, item: Value, keys: _Keys, ctx: bytes | Non
 
 def _open_inner(container: int, inner: memoryview, keys: _Keys, ctx: bytes | None) -> bytes:
     if container == ACRABLOCK:
-        return acrablock.parse(inner).decrypt((key.buffer for key in keys), ctx)
+        return acrablock.parse(inner).decrypt(keys.keks(ctx))
     parsed = acrastruct.parse(inner)
     for private in keys.private_keys():
         try:
@@ -347,6 +365,19 @@ def _open_inner(container: int, inner: memoryview, keys: _Keys, ctx: bytes | Non
         except IntegrityError:
             continue
     raise IntegrityError("the AcraStruct does not open with any of the keys")
+
+
+def _data_keys(count: int, chunk: int = 128) -> Generator[memoryview, None, None]:
+    """``count`` random 32-byte data keys in secret pages, drawn ``chunk`` at a time (one
+    CSPRNG read and one burnt heap copy per chunk); each chunk is wiped once used, and the
+    last when the generator is closed."""
+    while count > 0:
+        batch = min(chunk, count)
+        with SecretBytes.random(batch * acrablock.DATA_KEY_SIZE) as keys:
+            view = keys.buffer
+            for start in range(0, len(view), acrablock.DATA_KEY_SIZE):
+                yield view[start : start + acrablock.DATA_KEY_SIZE]
+        count -= batch
 
 
 def _container_of(data: memoryview) -> tuple[int | None, memoryview]:

@@ -97,7 +97,8 @@ def containers() -> dict[str, list[dict[str, Any]]]:
             structs.append(_struct(poison_private, record, plain, None))
             record = keys.make_poison_record("acrablock", data_length=64)
             block = acrablock.parse(envelope.unwrap(memoryview(record))[1])
-            plain_block = block.decrypt([bytearray(poison_symmetric)])
+            with acrablock.Kek(poison_symmetric) as kek:
+                plain_block = block.decrypt([kek])
             blocks.append(_block(poison_symmetric, record, plain_block, None, cells))
     return {"acrastructs": structs, "acrablocks": blocks, "scells": cells}
 

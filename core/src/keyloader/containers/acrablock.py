@@ -25,7 +25,7 @@ from ..secret import SecretBytes
 from ..themis import scell
 from . import envelope
 
-__all__ = ["MIN_SIZE", "TAG", "AcraBlock", "encrypt", "key_id", "parse"]
+__all__ = ["MIN_SIZE", "TAG", "AcraBlock", "Kek", "encrypt", "key_id", "parse"]
 
 TAG = b'"' * 4
 SECURE_CELL = 0
@@ -33,6 +33,34 @@ DATA_KEY_SIZE = 32
 MIN_SIZE = 18
 """Tag, rest length, both backend bytes, KEK id and the data-key length."""
 _HEAD = struct.Struct("<4sQB2sBH")
+
+
+class Kek:
+    """A symmetric key as AcraBlocks use it under one context: its KEK id, and the Secure
+    Cell that seals 32-byte data keys under it (its message key derived once, as Themis'
+    KDF takes no iv). Made once for many blocks; :meth:`close` lets go of its AES context."""
+
+    __slots__ = ("_cell", "context", "key_id")
+
+    def __init__(self, key: memoryview | bytearray | bytes, context: bytes | None = None) -> None:
+        self.context = context or b""
+        self.key_id = key_id(key, self.context)
+        self._cell = scell.SizedCell(key, DATA_KEY_SIZE, self.context)
+
+    def seal(self, data_key: memoryview | bytearray) -> bytes:
+        return self._cell.seal(data_key)
+
+    def open(self, sealed_key: memoryview) -> SecretBytes:
+        return self._cell.open(sealed_key)
+
+    def close(self) -> None:
+        self._cell.close()
+
+    def __enter__(self) -> Kek:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -43,21 +71,18 @@ class AcraBlock:
     sealed_key: memoryview
     sealed_data: memoryview
 
-    def decrypt(
-        self, keys: Iterable[memoryview | bytearray], context: bytes | None = None
-    ) -> bytes:
-        """The plaintext, opened with the first of ``keys`` whose KEK id matches and that
+    def decrypt(self, keks: Iterable[Kek]) -> bytes:
+        """The plaintext, opened with the first of ``keks`` whose KEK id matches and that
         opens the data key (which stays in secret pages); :class:`IntegrityError` if none."""
-        ctx = context or b""
-        for key in keys:
-            if key_id(key, ctx) != self.key_id:
+        for kek in keks:
+            if kek.key_id != self.key_id:
                 continue
             try:
-                data_key = scell.decrypt(key, self.sealed_key, ctx)
+                data_key = kek.open(self.sealed_key)
             except IntegrityError:
                 continue
             with data_key:
-                return scell.decrypt_data(data_key.buffer, self.sealed_data, ctx)
+                return scell.decrypt_data(data_key.buffer, self.sealed_data, kek.context)
         raise IntegrityError("the AcraBlock does not open with any of the keys")
 
 
@@ -89,23 +114,27 @@ def parse(data: memoryview) -> AcraBlock:
 
 
 def encrypt(
-    key: memoryview | bytearray,
+    kek: Kek,
     plaintext: bytes | bytearray | memoryview,
-    context: bytes | None = None,
     *,
     enveloped: bool = False,
+    data_key: memoryview | None = None,
 ) -> bytes:
-    """A new AcraBlock of ``plaintext`` under the symmetric ``key`` (behind the crypto
-    envelope with ``enveloped``), made with one copy of the data."""
+    """A new AcraBlock of ``plaintext`` under ``kek`` (behind the crypto envelope with
+    ``enveloped``), made with one copy of the data. ``data_key``: 32 random bytes in
+    secret pages to use (a batch draws them at once), else drawn here."""
     if len(plaintext) == 0:
         raise ConfigError("the value is empty: Acra's containers cannot hold an empty value")
-    ctx = context or b""
-    with SecretBytes.random(DATA_KEY_SIZE) as data_key:
-        sealed_data = scell.seal_parts(data_key.buffer, plaintext, ctx)
-        sealed_key = scell.encrypt(key, data_key.buffer, ctx)
+    fresh = SecretBytes.random(DATA_KEY_SIZE) if data_key is None else None
+    key = fresh.buffer if fresh is not None else data_key
+    assert key is not None
+    try:
+        sealed_data = scell.seal_parts(key, plaintext, kek.context)
+        sealed_key = kek.seal(key)
+    finally:
+        if fresh is not None:
+            fresh.wipe()
     size = MIN_SIZE + len(sealed_key) + scell.HEADER_SIZE + len(plaintext)
-    head = _HEAD.pack(
-        TAG, size - len(TAG), SECURE_CELL, key_id(key, ctx), SECURE_CELL, len(sealed_key)
-    )
+    head = _HEAD.pack(TAG, size - len(TAG), SECURE_CELL, kek.key_id, SECURE_CELL, len(sealed_key))
     prefix = envelope.header(envelope.ACRABLOCK, size) if enveloped else b""
     return b"".join((prefix, head, sealed_key, *sealed_data))

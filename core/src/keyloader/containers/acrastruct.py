@@ -70,17 +70,25 @@ def encrypt(
     context: bytes | None = None,
     *,
     enveloped: bool = False,
+    data_key: memoryview | None = None,
 ) -> bytes:
     """A new AcraStruct of ``plaintext`` for the holder of the private half of ``public``
-    (behind the crypto envelope with ``enveloped``), made with one copy of the data."""
+    (behind the crypto envelope with ``enveloped``), made with one copy of the data.
+    ``data_key``: 32 random bytes in secret pages to use, else drawn here."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     if len(plaintext) == 0:
         raise ConfigError("the value is empty: Acra's containers cannot hold an empty value")
     throwaway = ec.generate_private_key(ec.SECP256R1())
-    with SecretBytes.random(DATA_KEY_SIZE) as data_key:
-        wrapped = smessage.encrypt(throwaway, public, data_key.buffer)
-        cell = scell.seal_parts(data_key.buffer, plaintext, context or b"")
+    fresh = SecretBytes.random(DATA_KEY_SIZE) if data_key is None else None
+    key = fresh.buffer if fresh is not None else data_key
+    assert key is not None
+    try:
+        wrapped = smessage.encrypt(throwaway, public, key)
+        cell = scell.seal_parts(key, plaintext, context or b"")
+    finally:
+        if fresh is not None:
+            fresh.wipe()
     cell_size = scell.HEADER_SIZE + len(plaintext)
     prefix = envelope.header(envelope.ACRASTRUCT, MIN_SIZE + cell_size) if enveloped else b""
     throwaway_public = themis_keys.public_container(throwaway.public_key())

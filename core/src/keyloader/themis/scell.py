@@ -36,6 +36,7 @@ __all__ = [
     "HEADER_SIZE",
     "IV_SIZE",
     "TAG_SIZE",
+    "SizedCell",
     "decrypt",
     "decrypt_data",
     "encrypt",
@@ -96,6 +97,66 @@ def seal_parts(
         sealed[-TAG_SIZE:],
         sealed[:-TAG_SIZE],
     )
+
+
+class SizedCell:
+    """Seals of one plaintext size under one key and context, for many of them.
+
+    Themis' KDF takes the key, the size and the context, not the iv: every Seal of
+    ``size`` bytes under ``key`` and ``context`` has the same message key. It is derived
+    once here (and burnt); the AES context made from it lives until :meth:`close` (or the
+    end of a ``with`` block), which frees it (OpenSSL clears it). What an AcraBlock's
+    data-key cells use, 32 bytes under the client's symmetric key.
+    """
+
+    __slots__ = ("_aad", "_aead", "_head", "size")
+
+    def __init__(self, key: Bytes, size: int, context: Bytes = b"") -> None:
+        secret = _key_bytes(key)
+        self._aad = bytes(_context_bytes(context))
+        if not 0 < size <= _MAX_MESSAGE:
+            raise ConfigError(f"a Secure Cell holds 1 byte to 4 GiB, not {size}")
+        self.size = size
+        length = _U32.pack(size)
+        message_key = hmac.digest(secret, b"".join((_KDF_PREFIX, length, self._aad)), "sha256")
+        try:
+            self._aead: AESGCM | None = AESGCM(message_key)
+        finally:
+            burn(message_key)
+        self._head = _FIELDS.pack(ALGORITHM, IV_SIZE, TAG_SIZE, size)
+
+    def seal(self, plaintext: Bytes) -> bytes:
+        """The Seal of ``plaintext`` (exactly :attr:`size` bytes), as :func:`encrypt` makes it."""
+        if len(plaintext) != self.size or self._aead is None:
+            raise ConfigError(f"this cell seals {self.size} bytes, and only while open")
+        iv = os.urandom(IV_SIZE)
+        sealed = memoryview(self._aead.encrypt(iv, plaintext, self._aad or None))
+        return b"".join((self._head, iv, sealed[-TAG_SIZE:], sealed[:-TAG_SIZE]))
+
+    def open(self, blob: Bytes) -> SecretBytes:
+        """Open a Seal of :attr:`size` bytes into secret pages; ``IntegrityError`` if it fails."""
+        sealed = blob if type(blob) is bytes else _blob_view(blob)
+        if len(sealed) != HEADER_SIZE + self.size or sealed[:16] != self._head:
+            raise IntegrityError(_FAILED)
+        if self._aead is None:
+            raise ConfigError("this cell is closed")
+        plain = SecretBytes.zeroed(self.size)
+        data = b"".join((sealed[HEADER_SIZE:], sealed[_TAG_START:HEADER_SIZE]))
+        try:
+            self._aead.decrypt_into(sealed[16:_TAG_START], data, self._aad or None, plain.buffer)
+        except (InvalidTag, ValueError):
+            plain.wipe()
+            raise IntegrityError(_FAILED) from None
+        return plain
+
+    def close(self) -> None:
+        self._aead = None
+
+    def __enter__(self) -> SizedCell:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def decrypt(key: Bytes, blob: Bytes, context: Bytes = b"") -> SecretBytes:
