@@ -32,6 +32,8 @@ def one_round(keys: keyloader.KeyManager) -> dict[str, str]:
     for key_id in (SYM, STORAGE, "client/client1/searchable"):
         with keys.use(key_id) as key:
             AESGCM(key.view[:32]).encrypt(NONCE, b"application data", None)
+    with keys.read(SYM) as key:  # the caller's own copy, wiped by the block
+        AESGCM(key.view).encrypt(NONCE, b"application data", None)
     block = keys.encrypt(SYM, b"a row", searchable=True)
     struct = keys.encrypt(STORAGE, b"a row")
     assert keys.decrypt(SYM, block, searchable=True) == b"a row"
