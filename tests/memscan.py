@@ -23,11 +23,23 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from collections.abc import Mapping as MappingOf
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-__all__ = ["Hit", "Mapping", "ScanResult", "push_registers", "read_mappings", "scan"]
+__all__ = [
+    "Hit",
+    "Mapping",
+    "ScanResult",
+    "push_registers",
+    "python_child",
+    "read_mappings",
+    "scan",
+]
 
 _HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) [0-9a-f]+ \S+ \d+\s*(.*)$")
 _CHUNK = 1 << 20
@@ -176,3 +188,25 @@ def push_registers(
             raise TimeoutError(f"process {pid} did not take signal {signum} in {timeout} s")
         time.sleep(0.001)
     time.sleep(settle)  # delivered: the frame is written on the way back to user space
+
+
+@contextmanager
+def python_child(
+    code: str, *args: str, env: MappingOf[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """A Python child running ``code`` (``-c``) with text pipes on stdin and stdout,
+    killed and reaped by its PID when the block ends: the process a memory test looks at."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=None if env is None else dict(env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)

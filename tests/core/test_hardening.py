@@ -24,6 +24,8 @@ import pytest
 
 from keyloader.hardening import HardeningReport
 
+from ..memscan import python_child
+
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="prctl and /proc are Linux's")
 
 NOBODY = 65534
@@ -74,21 +76,12 @@ class Child:
 
 @contextmanager
 def child(harden: bool, drop: bool) -> Iterator[Child]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, "harden" if harden else "plain", "drop" if drop else "keep"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    try:
+    args = ("harden" if harden else "plain", "drop" if drop else "keep")
+    with python_child(CHILD, *args) as proc:
+        assert proc.stdout is not None
         line = proc.stdout.readline()
         assert proc.stdout.readline() == "ready\n", line
         yield Child(proc.pid, json.loads(line))
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def core_limits(pid: int) -> list[str]:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from ..memscan import push_registers, read_mappings, scan
+from ..memscan import push_registers, python_child, read_mappings, scan
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/PID/mem")
 
@@ -37,22 +37,13 @@ sys.stdin.readline()
 @contextmanager
 def child_holding(needle: bytes, where: str) -> Iterator[subprocess.Popen[str]]:
     """A Python child holding ``needle`` in a ``bytearray`` or a MADV_DONTDUMP mmap."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, where],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    try:
+    with python_child(CHILD, where) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
         proc.stdin.write(needle.hex() + "\n")
         proc.stdin.flush()
         assert proc.stdout.readline() == "ready\n"
         yield proc
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def test_a_needle_in_a_bytearray_is_found_in_both_views() -> None:

@@ -24,7 +24,7 @@ from keyloader import secret_mappings, secret_pages
 from keyloader.errors import ConfigError
 from keyloader.secret_pages import ENV_VAR, MODES, PageAllocator, SecretMemoryError
 
-from ..memscan import Mapping, push_registers, read_mappings, scan
+from ..memscan import Mapping, push_registers, python_child, read_mappings, scan
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="secret pages are Linux pages")
 
@@ -464,22 +464,12 @@ def lcg_pattern(seed: int) -> bytes:
 def holder(request: pytest.FixtureRequest) -> Iterator[tuple[int, int, bytes]]:
     """A child holding a pattern in a slot of mode ``request.param``: (pid, address, pattern)."""
     seed = secrets.randbits(64)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(SECRET_HOLDER), str(seed)],
-        env=child_env(request.param),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    try:
+    code = PRELUDE + textwrap.dedent(SECRET_HOLDER)
+    with python_child(code, str(seed), env=child_env(request.param)) as proc:
+        assert proc.stdout is not None
         started = json.loads(proc.stdout.readline())
         assert started["mode"] == {"secret": "memfd_secret"}.get(request.param, request.param)
         yield proc.pid, started["address"], lcg_pattern(seed)
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 @needs_secret
