@@ -192,13 +192,14 @@ def push_registers(
 
 @contextmanager
 def python_child(
-    code: str, *args: str, env: MappingOf[str, str] | None = None
+    code: str, *args: str, env: MappingOf[str, str] | None = None, cwd: str | None = None
 ) -> Iterator[subprocess.Popen[str]]:
     """A Python child running ``code`` (``-c``) with text pipes on stdin and stdout,
     killed and reaped by its PID when the block ends: the process a memory test looks at."""
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *args],
         env=None if env is None else dict(env),
+        cwd=cwd,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -150,3 +150,30 @@ def test_control_an_ordinary_nobody_child_is_readable_by_nobody() -> None:
         allowed = read_as_nobody(f"/proc/{plain.pid}/environ")
         assert allowed.returncode == 0, allowed.stderr
         assert b"PATH=" in allowed.stdout
+
+
+OPENER = r"""
+import ctypes, os, sys
+import keyloader
+libc = ctypes.CDLL(None)
+how = sys.argv[1]
+options = {"harden": True} if how == "keyword" else {}
+with keyloader.open_keystore(keys_dir=sys.argv[2], **options):
+    print(libc.prctl(3, 0, 0, 0, 0), flush=True)  # PR_GET_DUMPABLE
+"""
+
+
+@pytest.mark.parametrize("how", ["keyword", "environment", "config file", "off"])
+def test_the_harden_setting_hardens_the_process_when_a_store_opens(
+    how: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "ACRA_MASTER_KEY": "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdC0="}
+    if how == "environment":
+        env["KEYLOADER_HARDEN"] = "1"
+    elif how == "config file":
+        (tmp_path / "keyloader.toml").write_text("harden = true\n")
+    keys_dir = str(tmp_path / ".acrakeys")
+    with python_child(OPENER, how, keys_dir, env=env, cwd=str(tmp_path)) as proc:
+        assert proc.stdout is not None
+        dumpable = proc.stdout.readline().strip()
+    assert dumpable == ("1" if how == "off" else "0")

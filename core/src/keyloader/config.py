@@ -17,13 +17,13 @@ cache_ttl      KEYLOADER_CACHE_TTL   ``cache_ttl``              0 seconds
 auto_reload    KEYLOADER_AUTO_RELOAD ``auto_reload``            False
 log_level      KEYLOADER_LOG_LEVEL   (environment only)         None
 debug          KEYLOADER_DEBUG       (environment only)         False
-harden         KEYLOADER_HARDEN      (environment only)         False
+harden         KEYLOADER_HARDEN      ``harden``                 False
 ============== ===================== ========================== ===============
 
 Rules:
 
-- An empty environment variable counts as unset, except ``KEYLOADER_ENTERPRISE``,
-  ``KEYLOADER_DEBUG`` and ``KEYLOADER_HARDEN``, where empty means False.
+- An empty environment variable counts as unset, except ``KEYLOADER_ENTERPRISE``
+  and ``KEYLOADER_DEBUG``, where empty means False.
   Booleans read from the environment accept ``1``/``true``/``yes`` and
   ``0``/``false``/``no``/empty.
 - The config file is ``api.config_file`` > ``cli.config_file`` (``--config``) >
@@ -146,6 +146,7 @@ class Layer:
     cache_size: int | None = None
     cache_ttl: float | None = None
     auto_reload: bool | None = None
+    harden: bool | None = None
     previous_provider: str | None = None
     previous_options: Mapping[str, object] = field(default_factory=dict)
     rewrap_to_options: Mapping[str, object] = field(default_factory=dict)
@@ -373,6 +374,7 @@ def load_settings(
     cache_size = pick("cache_size", api.cache_size, cli.cache_size, "--cache-size")
     cache_ttl = pick("cache_ttl", api.cache_ttl, cli.cache_ttl, "--cache-ttl")
     auto_reload = pick("auto_reload", api.auto_reload, cli.auto_reload, "--auto-reload")
+    harden = pick("harden", api.harden, cli.harden, "--harden")
     previous = None
     for value, source in (
         (api.previous_provider, "keyword argument previous_provider"),
@@ -384,12 +386,7 @@ def load_settings(
             sources["previous_provider"] = source
             break
     debug_text = environ.get("KEYLOADER_DEBUG")
-    harden_text = environ.get("KEYLOADER_HARDEN")
-    for setting, variable in (
-        ("log_level", "KEYLOADER_LOG_LEVEL"),
-        ("debug", "KEYLOADER_DEBUG"),
-        ("harden", "KEYLOADER_HARDEN"),
-    ):
+    for setting, variable in (("log_level", "KEYLOADER_LOG_LEVEL"), ("debug", "KEYLOADER_DEBUG")):
         if environ.get(variable):
             sources[setting] = variable
     if file is not None:
@@ -408,7 +405,7 @@ def load_settings(
         auto_reload=bool(auto_reload),
         log_level=environ.get("KEYLOADER_LOG_LEVEL") or None,
         debug=False if debug_text is None else parse_setting_bool(debug_text, "KEYLOADER_DEBUG"),
-        harden=harden_text is not None and parse_setting_bool(harden_text, "KEYLOADER_HARDEN"),
+        harden=bool(harden),
         config_file=file.path if file is not None else None,
         previous_provider=previous,
         _api=api,

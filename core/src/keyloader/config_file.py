@@ -37,6 +37,7 @@ FILE_KEYS = (
     "cache_size",
     "cache_ttl",
     "auto_reload",
+    "harden",
     "providers",
     "stores",
     "rewrap",
@@ -165,7 +166,7 @@ def _check_file_value(path: Path, key: str, value: object, *, kind: str | None =
     kind = kind or key
     if kind in ("provider", "keystore", "keys_dir"):
         ok, expected = isinstance(value, str) and value != "", "a non-empty string"
-    elif kind in ("enterprise", "auto_reload"):
+    elif kind in ("enterprise", "auto_reload", "harden"):
         ok = isinstance(value, bool) or (isinstance(value, str) and boolean_word(value) is not None)
         expected = "a boolean (true or false, or one of the words 1/0, yes/no, on/off)"
     elif kind == "cache_size":

@@ -74,6 +74,7 @@ PARSERS: dict[str, Callable[[object, str], Any]] = {
     "cache_size": parse_count,
     "cache_ttl": parse_seconds,
     "auto_reload": parse_setting_bool,
+    "harden": parse_setting_bool,
 }
 
 
