@@ -212,10 +212,10 @@ class DataOperations:
 
     def _missing(self, kid: KeyId) -> str:
         if kid.kind in (KeyKind.POISON_RECORD, KeyKind.POISON_RECORD_SYMMETRIC):
-            how = "keyloader keys generate --poison-record"
-            if kid.kind is KeyKind.POISON_RECORD_SYMMETRIC:
-                how += " --symmetric"
-            return f"{kid} does not exist in {self.store.location}: make it with `{how}`"
+            return (
+                f"{kid} does not exist in {self.store.location}: make the poison keys with "
+                "`keyloader keys generate --poison-record`"
+            )
         return f"{kid} does not exist in {self.store.location}"
 
     def _search_hashes(self, kid: KeyId, items: list[Value]) -> builtins.list[bytes]:
