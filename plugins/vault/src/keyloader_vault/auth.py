@@ -4,22 +4,35 @@ First that is configured: ``token_file`` > AppRole (``role_id`` with
 ``secret_id_file`` or ``secret_id``) > ``token`` (``VAULT_TOKEN``) > Acra's
 ``VAULT_API_TOKEN`` (base64 of the token, trailing newline trimmed).
 ``~/.vault-token`` is never read unless ``token_file`` names it.
+
+A token is handed out in a :class:`~keyloader.secret.SecretBytes`. One from
+``token_file`` is read from the file straight into secret pages and checked there;
+only a file with non-ASCII bytes (whose token is refused, unless Unicode whitespace
+surrounds it) goes through a ``str``, as it always did. One from an option is a
+``str`` already (the option's value); its copy is in secret pages too.
 """
 
 from __future__ import annotations
 
 import binascii
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from keyloader.errors import ConfigError
+from keyloader.secret import SecretBytes, burn
 
 from .config import VaultConfig
+from .jsonfield import has_non_ascii
+from .registers import scrub_registers
 
 __all__ = ["Credentials", "resolve_credentials"]
 
 MAX_FILE_SIZE = 64 * 1024
+_FIRST_READ = 4096
+_SPACE = frozenset(b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")  # what str.strip() removes, in ASCII
+_NOT_TOKEN = re.compile(rb"[^!-~]")  # anything but printable ASCII without space
 _HOW = (
     "set option 'token_file', AppRole ('role_id' with 'secret_id_file' or "
     "KEYLOADER_VAULT_SECRET_ID), VAULT_TOKEN, or Acra's VAULT_API_TOKEN; ~/.vault-token is "
@@ -29,26 +42,29 @@ _HOW = (
 
 @dataclass(frozen=True)
 class Credentials:
-    """A token, or an AppRole role id and secret id, and where they came from (for messages)."""
+    """A token, or an AppRole role id and secret id, and where they came from (for messages).
+
+    Whoever uses ``token`` wipes it (the transport, at the end of the operation).
+    """
 
     source: str
-    token: str | None = field(default=None, repr=False)
+    token: SecretBytes | None = field(default=None, repr=False)
     role_id: str | None = None
     secret_id: str | None = field(default=None, repr=False)
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The secret values, to scrub them from any text shown."""
-        return tuple(value for value in (self.token, self.secret_id) if value)
+        """The secret values as text, to scrub them from a failure's messages (only then:
+        a token becomes a ``str`` here)."""
+        token = self.token.bytes().decode("ascii", "replace") if self.token else None
+        return tuple(value for value in (token, self.secret_id) if value)
 
 
 def resolve_credentials(config: VaultConfig) -> Credentials:
     """The credentials to use now; :class:`ConfigError` if none is configured or one is bad."""
     if config.token_file is not None:
         source = f"token file {config.token_file} (option 'token_file')"
-        return Credentials(
-            source, token=_checked(_read_file(config.token_file, "token_file"), source)
-        )
+        return Credentials(source, token=_read_token_file(config.token_file, source))
     if config.role_id:
         if config.secret_id_file is not None:
             secret_id = _read_file(config.secret_id_file, "secret_id_file")
@@ -63,10 +79,11 @@ def resolve_credentials(config: VaultConfig) -> Credentials:
         return Credentials(source, role_id=config.role_id, secret_id=secret_id)
     if config.token:
         source = "option 'token' (VAULT_TOKEN)"
-        return Credentials(source, token=_checked(config.token.strip(), source))
+        return Credentials(source, token=_secret(_checked(config.token.strip(), source)))
     if config.api_token:
         source = "VAULT_API_TOKEN (option 'api_token')"
-        return Credentials(source, token=_checked(_decode_api_token(config.api_token), source))
+        token = _checked(_decode_api_token(config.api_token), source)
+        return Credentials(source, token=_secret(token))
     raise ConfigError(f"provider 'vault' has no Vault credentials: {_HOW}")
 
 
@@ -99,17 +116,83 @@ def _checked(token: str, source: str) -> str:
         return token  # only "!" to "~": the usual case, checked at C speed
     position = next((i for i, char in enumerate(token) if not "!" <= char <= "~"), None)
     if position is not None:
-        raise ConfigError(
-            f"the Vault token from {source} has a space, control or non-ASCII character at "
-            f"position {position + 1}: store the token alone"
-        )
+        raise ConfigError(_bad_character(source, position))
     return token
 
 
-def _read_file(path: Path, option: str) -> str:
-    """A small secret file's text, surrounding whitespace removed."""
+def _bad_character(source: str, position: int) -> str:
+    return (
+        f"the Vault token from {source} has a space, control or non-ASCII character at "
+        f"position {position + 1}: store the token alone"
+    )
+
+
+def _secret(token: str) -> SecretBytes:
+    """A checked (ASCII) token in secret pages; the ``bytes`` on the way is burnt."""
+    data = token.encode("ascii")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        return SecretBytes(data)
+    finally:
+        burn(data)
+
+
+def _read_token_file(path: Path, source: str) -> SecretBytes:
+    """The token in ``path``, surrounding whitespace removed, checked, in secret pages.
+
+    Read into secret pages, and trimmed and checked there, with the messages of
+    :func:`_read_file` and :func:`_checked`. A file with non-ASCII bytes takes their
+    ``str`` road (Unicode whitespace around the token is trimmed, as before).
+    """
+    option = "token_file"
+    fd = _open(path, option)
+    buffer = SecretBytes.zeroed(_FIRST_READ)
+    try:
+        size = 0
+        with os.fdopen(fd, "rb", buffering=0) as handle:
+            while size <= MAX_FILE_SIZE:
+                if size == len(buffer):
+                    grown = SecretBytes.zeroed(min(2 * size, MAX_FILE_SIZE + 1))
+                    grown.buffer[:size] = buffer.buffer
+                    buffer.wipe()
+                    buffer = grown
+                try:
+                    count = handle.readinto(buffer.buffer[size:])
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot read file {path} (option {option!r} of provider 'vault'): "
+                        f"{exc.strerror or type(exc).__name__}"
+                    ) from None
+                if not count:
+                    break
+                size += count
+        if size > MAX_FILE_SIZE:
+            raise ConfigError(f"file {path} (option {option!r} of provider 'vault') is too large")
+        view = buffer.buffer[:size]
+        if has_non_ascii(view):
+            data = view.tobytes()
+            try:
+                return _secret(_checked(_text(data, path, option), source))
+            finally:
+                burn(data)
+        start, end = 0, size
+        while start < end and view[start] in _SPACE:
+            start += 1
+        while end > start and view[end - 1] in _SPACE:
+            end -= 1
+        if start == end:
+            raise ConfigError(f"file {path} (option {option!r} of provider 'vault') is empty")
+        bad = _NOT_TOKEN.search(view, start, end)
+        if bad is not None:
+            raise ConfigError(_bad_character(source, bad.start() - start))
+        return SecretBytes(view[start:end])
+    finally:
+        buffer.wipe()
+        scrub_registers(tls=False)
+
+
+def _open(path: Path, option: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
     except FileNotFoundError:
         raise ConfigError(
             f"file {path} (option {option!r} of provider 'vault') does not exist: fix the path"
@@ -119,6 +202,11 @@ def _read_file(path: Path, option: str) -> str:
             f"cannot open file {path} (option {option!r} of provider 'vault'): "
             f"{exc.strerror or type(exc).__name__}"
         ) from None
+
+
+def _read_file(path: Path, option: str) -> str:
+    """A small secret file's text, surrounding whitespace removed."""
+    fd = _open(path, option)
     with os.fdopen(fd, "rb", buffering=0) as handle:
         try:
             data = handle.read(MAX_FILE_SIZE + 1)
@@ -129,6 +217,14 @@ def _read_file(path: Path, option: str) -> str:
             ) from None
     if len(data) > MAX_FILE_SIZE:
         raise ConfigError(f"file {path} (option {option!r} of provider 'vault') is too large")
+    try:
+        return _text(data, path, option)
+    finally:
+        burn(data)
+
+
+def _text(data: bytes, path: Path, option: str) -> str:
+    """``data`` (a file's content) as text, surrounding whitespace removed."""
     try:
         text = data.decode("utf-8").strip()
     except UnicodeDecodeError:

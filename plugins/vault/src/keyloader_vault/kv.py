@@ -16,10 +16,13 @@ import hvac.exceptions
 from keyloader.errors import ConfigError, KeyExistsError, MasterKeyNotFoundError
 
 from .config import VaultConfig
+from .jsonfield import Path
 from .options import split_path
 
 __all__ = [
     "SecretLocation",
+    "field_path",
+    "field_paths",
     "field_text",
     "locate",
     "read_as_kv2",
@@ -215,8 +218,24 @@ def write_field(
         fields.clear()
 
 
+def field_path(kv_version: int, field: str) -> Path:
+    """Where ``field`` of a secret is in a read's answer: ``data.<field>`` (KV v1) or
+    ``data.data.<field>`` (KV v2)."""
+    name = field.encode("utf-8", "surrogatepass")
+    return (b"data", b"data", name) if kv_version == 2 else (b"data", name)
+
+
+def field_paths(field: str) -> tuple[Path, Path]:
+    """Where ``field`` may be in a read's answer, KV v2 and KV v1 (a guess reads both)."""
+    return field_path(2, field), field_path(1, field)
+
+
 def field_text(fields: dict[str, Any], field: str, location: SecretLocation, where: str) -> str:
-    """The text of ``field``; a missing or non-string field is :class:`MasterKeyNotFoundError`."""
+    """The text of ``field``; a missing or non-string field is :class:`MasterKeyNotFoundError`.
+
+    When the transport took the value out of the answer (``jsonfield``), the text is
+    its placeholder: the value is the one the transport holds.
+    """
     if field not in fields:
         known = ", ".join(sorted(repr(name) for name in fields)) or "none"
         raise MasterKeyNotFoundError(

@@ -62,16 +62,25 @@ class VaultProvider(MasterKeyProvider):
         return self._connect().session
 
     def load(self) -> MasterKey:
-        """Read the field and parse it (one HTTP request with a token and kv_version pinned)."""
+        """Read the field and parse it (one HTTP request with a token and kv_version pinned).
+
+        The field's text goes from the answer's bytes to the key in secret pages, without
+        a ``str`` on the way (docs/vault.md, Memory).
+        """
         from keyloader.masterkey import parse_master_key
+        from keyloader.secret import SecretBytes
 
         from .runtime import read_key_text
 
         config = self.vault_config
         text = read_key_text(self._connect(), config)
-        return parse_master_key(
-            text, keystore_version=self.keystore_version, source=config.key_source
-        )
+        try:
+            return parse_master_key(
+                text, keystore_version=self.keystore_version, source=config.key_source
+            )
+        finally:
+            if isinstance(text, SecretBytes):
+                text.wipe()
 
     def store(self, key: MasterKey, *, force: bool = False) -> None:
         """Write ``key``'s text form into the field, keeping the other fields of the secret.

@@ -1,6 +1,10 @@
 """One load or store against Vault: credentials, login, locate, read or write, typed errors.
 
 Imported only when a provider is first used (it imports hvac through ``transport``).
+
+While an operation runs, the transport takes the secret field's value (and an AppRole
+login's token) out of every answer before hvac parses it (``jsonfield``): hvac's
+``dict`` holds a placeholder, and the value comes from the transport, in secret pages.
 """
 
 from __future__ import annotations
@@ -11,16 +15,29 @@ from typing import Any, TypeVar
 import hvac.exceptions
 import requests
 
+from keyloader.secret import SecretBytes
+
 from .auth import Credentials, resolve_credentials
 from .config import VaultConfig
 from .failures import Context, scrub, translate
-from .kv import SecretLocation, field_text, locate, read_as_kv2, read_fields, write_field
+from .jsonfield import Capture, Path, first_non_ascii
+from .kv import (
+    SecretLocation,
+    field_path,
+    field_paths,
+    field_text,
+    locate,
+    read_as_kv2,
+    read_fields,
+    write_field,
+)
 from .transport import GaveUp, VaultTransport
 
 __all__ = ["read_key_text", "write_key_text"]
 
 _Result = TypeVar("_Result")
 _FAILURES = (hvac.exceptions.VaultError, requests.exceptions.RequestException, GaveUp)
+_LOGIN_TOKEN: Path = (b"auth", b"client_token")
 
 
 class _Operation:
@@ -31,11 +48,18 @@ class _Operation:
         self.step = "login"
 
 
-def read_key_text(transport: VaultTransport, config: VaultConfig) -> str:
+def read_key_text(transport: VaultTransport, config: VaultConfig) -> SecretBytes | str:
     """The text of the master-key field: one request with a token on a KV v2 mount (auto) or
-    with kv_version pinned; with auto and anything else, the mount is detected first."""
+    with kv_version pinned; with auto and anything else, the mount is detected first.
 
-    def action(client: Any, operation: _Operation) -> str:
+    A ``SecretBytes`` the caller wipes; a ``str`` only when the value could not be taken
+    out of the answer (an answer the tokenizer does not read: hvac's ``str``), or for a
+    value with a non-ASCII character, which is no key's text: then ``A`` characters up to
+    that one, on which :func:`~keyloader.masterkey.parse_master_key` raises the error it
+    would raise on the value (its position), without the value.
+    """
+
+    def action(client: Any, operation: _Operation, capture: Capture) -> SecretBytes | str:
         operation.step = "locate"
         guessed = read_as_kv2(client, config) if config.kv_version == "auto" else None
         if guessed is not None:
@@ -45,9 +69,17 @@ def read_key_text(transport: VaultTransport, config: VaultConfig) -> str:
             operation.step = "read"
             fields = read_fields(client, location, config.secret_version)
         try:
-            return field_text(fields, config.field, location, config.where)
+            text = field_text(fields, config.field, location, config.where)
         finally:
             fields.clear()
+        value = capture.pop(field_path(location.kv_version, config.field))
+        if value is None:
+            return text  # hvac's str: the transport could not take the value out
+        position = first_non_ascii(value.view)
+        if position >= 0:  # no key's text: a stand-in that parses to the same error (where)
+            value.wipe()
+            return "A" * position + "\x80"
+        return value
 
     return _run(transport, config, action)
 
@@ -57,13 +89,22 @@ def write_key_text(
 ) -> None:
     """Write the master-key field, keeping the secret's other fields (KV v2 check-and-set)."""
 
-    def action(client: Any, operation: _Operation) -> None:
+    def action(client: Any, operation: _Operation, capture: Capture) -> None:
         operation.step = "locate"
         location = _locate(transport, client, config)
         operation.step = "write"
         write_field(client, location, config.field, text, force=force, where=config.where)
 
     _run(transport, config, action)
+
+
+def _login_token(answer: Any, capture: Capture) -> SecretBytes:
+    """The token an AppRole login answered, as the transport took it out of the answer."""
+    token = capture.pop(_LOGIN_TOKEN)
+    if token is not None:
+        return token
+    text: str = answer["auth"]["client_token"]  # hvac's own read, and failure, of it
+    return SecretBytes(text.encode("utf-8", "surrogatepass"))
 
 
 def _locate(transport: VaultTransport, client: Any, config: VaultConfig) -> SecretLocation:
@@ -79,32 +120,36 @@ def _locate(transport: VaultTransport, client: Any, config: VaultConfig) -> Secr
 def _run(
     transport: VaultTransport,
     config: VaultConfig,
-    action: Callable[[Any, _Operation], _Result],
+    action: Callable[[Any, _Operation, Capture], _Result],
 ) -> _Result:
     """Authenticate, run ``action`` under the deadline, and translate failures outside ``except``.
 
     Raising outside the ``except`` block keeps the original exception (whose request
-    carries the token) out of ``__context__``; ``__cause__`` is a scrubbed copy.
+    carries the token) out of ``__context__``; ``__cause__`` is a scrubbed copy. The
+    token (and the values taken out of answers) are wiped when the operation ends.
     """
     credentials = resolve_credentials(config)
     operation = _Operation(credentials)
     failure: BaseException | None = None
     secrets: tuple[str, ...] = ()
     client = transport.begin()
+    capture = transport.capture((*field_paths(config.field), _LOGIN_TOKEN))
     try:
         try:
             if credentials.role_id is not None:
-                client.auth.approle.login(
+                answer = client.auth.approle.login(
                     role_id=credentials.role_id,
                     secret_id=credentials.secret_id,
                     mount_point=config.approle_mount,
+                    use_token=False,  # hvac would keep it in a str and send it itself
                 )
+                transport.use_token(_login_token(answer, capture))
             else:
-                transport.token = credentials.token or ""
-            return action(client, operation)
+                transport.use_token(credentials.token)
+            return action(client, operation, capture)
         except _FAILURES as exc:
             failure = exc
-            secrets = (*credentials.secrets, transport.token)
+            secrets = (*credentials.secrets, transport.token_text())
     finally:
         transport.end()
     assert failure is not None

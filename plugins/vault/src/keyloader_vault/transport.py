@@ -7,15 +7,27 @@ hvac and requests read the environment on their own (``VAULT_TOKEN``,
 ``.netrc``). Everything is passed explicitly here and the session does not trust
 the environment, so keyloader's own option precedence holds; only the proxy
 variables (``HTTPS_PROXY``, ``NO_PROXY``...) are honoured, for the address alone.
+
+Memory (docs/vault.md, Memory): answers are read through :mod:`.wire` (a reader whose
+buffer is in secret pages), straight into a :class:`~keyloader.secret.SecretBytes`; the
+string values the operation asked for (the key's text, a login's token) are taken out
+there (:mod:`keyloader_vault.jsonfield`) and hvac parses a copy without them. The
+token lives in a ``SecretBytes``; each request gets its ``X-Vault-Token`` value as a
+fresh ``bytes`` that is burnt once the request is sent, and the request head is built
+in secret pages, its token line burnt too. Over TLS, OpenSSL zeroes each record's
+plaintext once read (``SSL_OP_CLEANSE_PLAINTEXT``); after each request the vector
+registers that copied (or decrypted) it all are overwritten (:mod:`.registers`).
 """
 
 from __future__ import annotations
 
+import http.client
 import random
 import ssl
 import sys
 import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +37,22 @@ import hvac.exceptions
 import requests
 import requests.adapters
 import requests.utils
+import urllib3
+import urllib3.connection
 import urllib3.exceptions
 from urllib3.exceptions import InsecureRequestWarning
 
-from keyloader.deadline import Deadline, read_body
+from keyloader.deadline import Deadline
 from keyloader.errors import ConfigError
+from keyloader.secret import SecretBytes, burn
 
 from .config import VaultConfig
+from .jsonfield import Capture
+from .jsonfield import Path as FieldPath
+from .registers import scrub_registers
+from .wire import POOL_CLASSES, TOKEN_HEADER, read_secret
 
-__all__ = ["GaveUp", "VaultTransport", "tls_failure"]
+__all__ = ["TOKEN_HEADER", "GaveUp", "VaultTransport", "tls_failure"]
 
 BACKOFF_BASE = 0.1
 """Seconds before the first retry (then doubled, with jitter)."""
@@ -53,16 +72,62 @@ class GaveUp(Exception):
         self.timed_out = timed_out
 
 
-class _ServerNameAdapter(requests.adapters.HTTPAdapter):
-    """A transport adapter that sends ``server_name`` as SNI and verifies the certificate for it."""
+class _State:
+    """What the operation running sends and takes: its token, and the values to take out
+    of the answers. Shared by the session and its transport adapters."""
 
-    def __init__(self, server_name: str) -> None:
+    __slots__ = ("capture", "token")
+
+    def __init__(self) -> None:
+        self.token: SecretBytes | None = None
+        self.capture: Capture | None = None
+
+
+class _VaultHTTPAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with :class:`_SecretHTTPConnection` pools, ``server_name`` as SNI
+    (and for the certificate check) when given, and the operation's token in each
+    request's ``X-Vault-Token``: a fresh ``bytes`` burnt once the request is sent."""
+
+    def __init__(self, state: _State, server_name: str | None = None) -> None:
+        self.state = state
         self.server_name = server_name
         super().__init__()
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["server_hostname"] = self.server_name
-        super().init_poolmanager(*args, **kwargs)
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        if self.server_name:
+            pool_kwargs["server_hostname"] = self.server_name
+        super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools are urllib3's own
+            manager.pool_classes_by_scheme = POOL_CLASSES
+        return manager
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: dict[str, str] | None = None,
+    ) -> requests.Response:
+        token = self.state.token
+        value = token.bytes() if token else None
+        if value is not None:
+            request.headers[TOKEN_HEADER] = value
+        try:
+            return super().send(
+                request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+            )
+        finally:
+            if value is not None:
+                request.headers.pop(TOKEN_HEADER, None)
+                burn(value)  # skipped if something still holds it (a failure's traceback)
 
 
 class _DeadlineAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]
@@ -131,12 +196,13 @@ class _DeadlineAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]
 class VaultTransport:
     """One hvac client for one provider: address, TLS, namespace, deadline and retries.
 
-    The token is set per operation (:attr:`token`); nothing is sent until a call.
+    The token is given per operation (:meth:`use_token`); nothing is sent until a call.
     """
 
     def __init__(self, config: VaultConfig) -> None:
         self.config = config
-        self.session = _session(config)
+        self.state = _State()
+        self.session = _session(config, self.state)
         verify: bool | str = True
         if config.https:
             if config.tls_skip_verify:
@@ -170,13 +236,23 @@ class VaultTransport:
         self._quiet: warnings.catch_warnings[None] | None = None
         self.pinned: Any = None  # the SecretLocation of a pinned kv_version, once computed
 
-    @property
-    def token(self) -> str:
-        return str(self.adapter.token or "")
+    def use_token(self, token: SecretBytes | None) -> None:
+        """Send ``token`` with every request until :meth:`end`, which wipes it (hvac's own
+        ``token`` stays empty: it would keep the token in a ``str``)."""
+        old, self.state.token = self.state.token, token
+        if old is not None and old is not token:
+            old.wipe()
 
-    @token.setter
-    def token(self, value: str) -> None:
-        self.adapter.token = value
+    def token_text(self) -> str:
+        """The token in use as text: only to redact it from a failure's messages."""
+        token = self.state.token
+        return token.bytes().decode("ascii", "replace") if token else ""
+
+    def capture(self, paths: Iterable[FieldPath]) -> Capture:
+        """Take the string values at ``paths`` out of every answer until :meth:`end`."""
+        capture = Capture(paths)
+        self.state.capture = capture
+        return capture
 
     def begin(self) -> hvac.Client:
         """Start one load or store: a fresh deadline; warns once if verification is off."""
@@ -200,11 +276,16 @@ class VaultTransport:
         return self.client
 
     def end(self) -> None:
-        """End the operation started by :meth:`begin`: forget the token and the deadline."""
+        """End the operation started by :meth:`begin`: wipe the token and the values taken,
+        forget the deadline."""
         self.adapter.deadline = float("inf")
         if isinstance(self.session, _DeadlineSession):
             self.session.deadline = float("inf")
         self.adapter.token = ""
+        self.use_token(None)
+        capture, self.state.capture = self.state.capture, None
+        if capture is not None:
+            capture.clear()
         quiet, self._quiet = self._quiet, None
         if quiet is not None:
             quiet.__exit__(None, None, None)
@@ -231,25 +312,37 @@ def tls_failure(exc: BaseException) -> bool:
 
 
 class _DeadlineSession(requests.Session):
-    """A session that reads each answer's body under the operation's overall deadline.
+    """A session that reads each answer's body under the operation's overall deadline,
+    into secret pages, and takes the operation's secret values out of it.
 
     requests' timeout applies to each socket read, so a server that answers its
-    headers and then one byte a second would hold a load for ever. Here the body
-    is read with :func:`keyloader.deadline.read_body`: past the deadline the read
-    fails as a timeout.
+    headers and then one byte a second would hold a load for ever. Here every socket
+    read of the body may take only the time left (as :func:`keyloader.deadline.read_body`
+    does): past the deadline the read fails as a timeout. What requests and hvac then
+    see as the body (``response.content``) is the body without the values the
+    operation's :class:`~keyloader_vault.jsonfield.Capture` takes.
     """
 
     deadline: float = float("inf")
 
+    def __init__(self, state: _State) -> None:
+        super().__init__()
+        self.state = state
+
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         if kwargs.pop("stream", False) or self.deadline == float("inf"):
             return super().send(request, **kwargs)
+        try:
+            return self._send(request, **kwargs)
+        finally:  # what copied the token's header and the answer, and decrypted it
+            scrub_registers(tls=not (request.url or "").startswith("http:"))
+
+    def _send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         response = super().send(request, stream=True, **kwargs)
         deadline = Deadline.at(self.deadline)
-        decode = "Content-Encoding" in response.headers
         try:
-            body = read_body(response.raw, deadline, decode=decode)
-        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            body = read_secret(response, deadline)
+        except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException) as exc:
             response.close()
             if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError):
                 raise requests.exceptions.ReadTimeout(str(exc), request=request) from None
@@ -257,18 +350,23 @@ class _DeadlineSession(requests.Session):
         except BaseException:
             response.close()
             raise
-        response._content = body
+        try:
+            capture = self.state.capture
+            response._content = capture.take(body.view) if capture else body.view.tobytes()
+        finally:
+            body.wipe()
         response._content_consumed = True
         response.raw.release_conn()
         return response
 
 
-def _session(config: VaultConfig) -> requests.Session:
-    session = _DeadlineSession()
+def _session(config: VaultConfig, state: _State) -> requests.Session:
+    session = _DeadlineSession(state)
     session.trust_env = False  # no REQUESTS_CA_BUNDLE, no .netrc: keyloader's options decide
     session.proxies = dict(requests.utils.get_environ_proxies(config.address))
-    if config.https and config.tls_server_name:
-        session.mount("https://", _ServerNameAdapter(config.tls_server_name))
+    server_name = config.tls_server_name if config.https else None
+    session.mount("http://", _VaultHTTPAdapter(state))
+    session.mount("https://", _VaultHTTPAdapter(state, server_name))
     return session
 
 
