@@ -12,28 +12,19 @@ with ``memfd_secret`` cannot be read at all, so a copy outside them is a copy fo
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
-import struct
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from keyloader.containers import acrablock, acrastruct, envelope
-from keyloader.keyids import key_id_of
-from keyloader.keystore import KeyManager
-from keyloader.masterkey import MasterKey, generate_master_key
-from keyloader.secret import SecretBytes
-from keyloader.stores.filesystem import FilesystemKeyStore
-from keyloader.themis import keys as themis_keys
-from keyloader.themis import scell
+from keyloader.masterkey import MasterKey
 
 from ..memscan import ScanResult, push_registers, scan
+from ..residue import key_needles, residue_store
 
 CHILD = Path(__file__).resolve().parents[1] / "memchild.py"
 CPU_PATHS = {
@@ -41,15 +32,6 @@ CPU_PATHS = {
     # OpenSSL without AVX-512, VAES and VPCLMULQDQ: the AES-NI/AVX2 code of most servers
     "avx2": {"OPENSSL_ia32cap": ":~0x60000010000"},
 }
-KDF = b"\x00\x00\x00\x01Themis secure cell message key\x00"
-KEY_IDS = (
-    "client/client1/symmetric",
-    "client/client1/searchable",
-    "client/client1/storage",
-    "poison-record",
-    "poison-record-symmetric",
-)
-
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or os.geteuid() != 0,
     reason="reads another process's memory through /proc/PID/mem (Linux, root)",
@@ -58,47 +40,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, MasterKey]]:
-    keys_dir = tmp_path_factory.mktemp("residue") / ".acrakeys"
-    with generate_master_key() as master:
-        fs = FilesystemKeyStore({"keys_dir": keys_dir})
-        with KeyManager(fs, MasterKey(SecretBytes(master.encryption.buffer))) as keys:
-            keys.generate(["symmetric", "searchable", "storage"], client_id="client1")
-            keys.generate(["poison-record", "poison-record-symmetric"])
-        yield keys_dir, master
-
-
-def _needles(keys_dir: Path, master: MasterKey, last: dict[str, str]) -> dict[str, bytes]:
-    """Every secret the child holds or held, from this process's own unseal."""
-    mk = master.encryption.bytes()
-    with master.to_text() as text:
-        needles = {"master key": mk, "master key base64": text.bytes()}
-    plain: dict[str, bytes] = {}
-    for key_id in KEY_IDS:
-        kid = key_id_of(key_id)
-        fs = FilesystemKeyStore({"keys_dir": keys_dir})
-        with KeyManager(fs, MasterKey(SecretBytes(mk)), cache_size=0) as keys:
-            blob = fs.get(kid.store_name)
-            with keys.read(key_id) as key:
-                plain[key_id] = key.bytes()
-        secret = plain[key_id]
-        secret = secret if len(secret) == 32 else secret[13:]  # a private scalar
-        needles[key_id] = secret
-        needles[f"{key_id} first half"] = secret[:16]  # AES-256 round keys 0 and 1: the key
-        needles[f"{key_id} second half"] = secret[16:]  # in two registers, maybe apart
-        length = struct.pack("<I", len(blob) - scell.HEADER_SIZE)
-        needles[f"{key_id} message key"] = hmac.digest(mk, KDF + length + kid.context, "sha256")
-    symmetric = plain["client/client1/symmetric"]
-    block = acrablock.parse(envelope.unwrap(memoryview(bytes.fromhex(last["acrablock"][66:])))[1])
-    with scell.decrypt(symmetric, block.sealed_key) as data_key:
-        needles["AcraBlock data key"] = data_key.bytes()
-    private = themis_keys.load_private(plain["client/client1/storage"])
-    parsed = acrastruct.parse(envelope.unwrap(memoryview(bytes.fromhex(last["acrastruct"])))[1])
-    throwaway = themis_keys.load_public(parsed.throwaway_public)
-    shared = private.exchange(ec.ECDH(), throwaway)
-    needles["ECDH shared secret"] = shared
-    with scell.decrypt(shared, parsed.wrapped_key[8:]) as data_key:
-        needles["AcraStruct data key"] = data_key.bytes()
-    return needles
+    yield from residue_store(tmp_path_factory.mktemp("residue") / ".acrakeys")
 
 
 def _run(
@@ -118,7 +60,7 @@ def _run(
         line = child.stdout.readline()
         assert line, f"the child failed (exit {child.wait()})"
         push_registers(child.pid)
-        needles = _needles(keys_dir, master, json.loads(line))
+        needles = key_needles(keys_dir, master, json.loads(line))
         found = scan(child.pid, needles)
         assert found.scanned > 10 * 1024 * 1024  # the whole process was read
         return found, needles

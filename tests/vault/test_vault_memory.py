@@ -6,7 +6,7 @@ runs 200 rounds of ``use()`` and of every data operation, then waits; it is sent
 signal it handles (its CPU registers land in a signal frame) and every readable mapping
 of ``/proc/PID/mem`` is scanned (tests/memscan.py) for: the master key, its base64 text
 (what the KV secret holds), the Vault token, and every intermediate key, message key and
-data key of tests/core/test_memory_residue.py. Counted in full and as a core dump would
+data key (tests/residue.py). Counted in full and as a core dump would
 hold it. With ``memfd_secret`` pages nothing kept in secret pages can be read, so any
 copy found is one outside them: none is allowed.
 
@@ -29,14 +29,11 @@ from pathlib import Path
 
 import pytest
 
-from keyloader.keystore import KeyManager
-from keyloader.masterkey import MasterKey, generate_master_key
-from keyloader.secret import SecretBytes
-from keyloader.stores.filesystem import FilesystemKeyStore
+from keyloader.masterkey import MasterKey
 
-from ..core.test_memory_residue import _needles
 from ..keytext import text_of
 from ..memscan import ScanResult, push_registers, scan
+from ..residue import key_needles, residue_store
 from .conftest import APPROLE_POLICY, BaoServer
 
 CHILD = Path(__file__).resolve().parent / "vault_memchild.py"
@@ -54,14 +51,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, MasterKey]]:
-    """A key store with client keys and poison keys, sealed with a fresh v1 master key."""
-    keys_dir = tmp_path_factory.mktemp("vault-residue") / ".acrakeys"
-    with generate_master_key() as master:
-        fs = FilesystemKeyStore({"keys_dir": keys_dir})
-        with KeyManager(fs, MasterKey(SecretBytes(master.encryption.buffer))) as keys:
-            keys.generate(["symmetric", "searchable", "storage"], client_id="client1")
-            keys.generate(["poison-record", "poison-record-symmetric"])
-        yield keys_dir, master
+    yield from residue_store(tmp_path_factory.mktemp("vault-residue") / ".acrakeys")
 
 
 def _token(server: BaoServer, policy: str) -> str:
@@ -118,7 +108,7 @@ def _run(
         line = child.stdout.readline()
         assert line, f"the child failed (exit {child.wait()})"
         push_registers(child.pid)
-        needles = _needles(keys_dir, master, json.loads(line))
+        needles = key_needles(keys_dir, master, json.loads(line))
         needles[TOKEN] = token.encode()
         found = scan(child.pid, needles)
         assert found.scanned > 10 * 1024 * 1024  # the whole process was read
