@@ -9,8 +9,10 @@ data keys and ECDH secret of the child's last values), from this process's own u
 from __future__ import annotations
 
 import hmac
+import json
 import struct
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,7 +26,9 @@ from keyloader.stores.filesystem import FilesystemKeyStore
 from keyloader.themis import keys as themis_keys
 from keyloader.themis import scell
 
-__all__ = ["KEY_IDS", "key_needles", "residue_store"]
+from .memscan import ScanResult, push_registers, scan
+
+__all__ = ["KEY_IDS", "key_needles", "residue_store", "scan_service"]
 
 KDF = b"\x00\x00\x00\x01Themis secure cell message key\x00"
 KEY_IDS = (
@@ -78,3 +82,28 @@ def key_needles(keys_dir: Path, master: MasterKey, last: dict[str, str]) -> dict
     with scell.decrypt(shared, parsed.wrapped_key[8:]) as data_key:
         needles["AcraStruct data key"] = data_key.bytes()
     return needles
+
+
+def scan_service(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    keys_dir: Path,
+    master: MasterKey,
+    extra: Mapping[str, bytes] | None = None,
+) -> tuple[ScanResult, dict[str, bytes]]:
+    """Start a child service (it prints one JSON line of its last values, then waits on
+    stdin), push its registers, and scan it for :func:`key_needles` and ``extra``."""
+    child = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert line, f"the child failed (exit {child.wait()})"
+        push_registers(child.pid)
+        needles = {**key_needles(keys_dir, master, json.loads(line)), **(extra or {})}
+        found = scan(child.pid, needles)
+        assert found.scanned > 10 * 1024 * 1024  # the whole process was read
+        return found, needles
+    finally:
+        if child.stdin is not None:
+            child.stdin.close()
+        child.wait(timeout=30)

@@ -12,9 +12,7 @@ with ``memfd_secret`` cannot be read at all, so a copy outside them is a copy fo
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +21,8 @@ import pytest
 
 from keyloader.masterkey import MasterKey
 
-from ..memscan import ScanResult, push_registers, scan
-from ..residue import key_needles, residue_store
+from ..memscan import ScanResult
+from ..residue import residue_store, scan_service
 
 CHILD = Path(__file__).resolve().parents[1] / "memchild.py"
 CPU_PATHS = {
@@ -49,25 +47,8 @@ def _run(
     """Start the child service, let it run its rounds, push its registers, scan it."""
     with master.to_text() as text:
         environment = {**os.environ, "ACRA_MASTER_KEY": text.bytes().decode(), **env}
-    child = subprocess.Popen(
-        [sys.executable, str(CHILD), str(keys_dir), mode, str(cache_size)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=environment,
-    )
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        assert line, f"the child failed (exit {child.wait()})"
-        push_registers(child.pid)
-        needles = key_needles(keys_dir, master, json.loads(line))
-        found = scan(child.pid, needles)
-        assert found.scanned > 10 * 1024 * 1024  # the whole process was read
-        return found, needles
-    finally:
-        if child.stdin is not None:
-            child.stdin.close()
-        child.wait(timeout=30)
+    command = [sys.executable, str(CHILD), str(keys_dir), mode, str(cache_size)]
+    return scan_service(command, environment, keys_dir, master)
 
 
 @pytest.mark.slow

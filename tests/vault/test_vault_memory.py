@@ -19,9 +19,7 @@ base64 text and 2 or 3 of the token after such a load, all in what a core dump h
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -32,8 +30,8 @@ import pytest
 from keyloader.masterkey import MasterKey
 
 from ..keytext import text_of
-from ..memscan import ScanResult, push_registers, scan
-from ..residue import key_needles, residue_store
+from ..memscan import ScanResult
+from ..residue import residue_store, scan_service
 from .conftest import APPROLE_POLICY, BaoServer
 
 CHILD = Path(__file__).resolve().parent / "vault_memchild.py"
@@ -97,26 +95,8 @@ def _run(
     command += [str(token_file), mode]
     if server.ca_cert is not None:
         command.append(str(server.ca_cert))
-    child = subprocess.Popen(
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env={**os.environ, **env},  # the test's environment: no KEYLOADER_* or VAULT_*
-    )
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        assert line, f"the child failed (exit {child.wait()})"
-        push_registers(child.pid)
-        needles = key_needles(keys_dir, master, json.loads(line))
-        needles[TOKEN] = token.encode()
-        found = scan(child.pid, needles)
-        assert found.scanned > 10 * 1024 * 1024  # the whole process was read
-        return found, needles
-    finally:
-        if child.stdin is not None:
-            child.stdin.close()
-        child.wait(timeout=30)
+    environment = {**os.environ, **env}  # the test's environment: no KEYLOADER_* or VAULT_*
+    return scan_service(command, environment, keys_dir, master, {TOKEN: token.encode()})
 
 
 def _leaks(found: ScanResult, needles: dict[str, bytes]) -> str:
