@@ -9,6 +9,7 @@ the data.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keyloader import dataops, freshbytes
 from keyloader.containers import acrablock, acrastruct, envelope, searchable
 from keyloader.errors import DecryptionError, IntegrityError
 from keyloader.keystore import KeyManager
@@ -236,3 +238,59 @@ def test_the_bulk_forms_give_one_result_per_value_in_order(keys: KeyManager) -> 
 def test_envelope_wrap_refuses_an_unknown_id() -> None:
     with pytest.raises(ValueError, match="unknown envelope id"):
         envelope.wrap(b"x", 0x42)
+
+
+@pytest.mark.parametrize("size", [acrablock.LARGE - 1, acrablock.LARGE, (1 << 20) + 3])
+@pytest.mark.parametrize("context", [None, b"row-17"])
+def test_large_blocks_are_written_in_place_with_the_same_layout(
+    keys: KeyManager, size: int, context: bytes | None
+) -> None:
+    data = os.urandom(size)
+    value = keys.encrypt(SYM, data, context=context)
+    assert type(value) is bytes
+    assert len(value) == envelope.HEADER_SIZE + acrablock.MIN_SIZE + 76 + 44 + size
+    assert keys.decrypt(SYM, value, context=context) == data
+    _found, inner = envelope.unwrap(memoryview(value))
+    block = acrablock.parse(inner)
+    with keys.read(SYM) as key, acrablock.Kek(key.bytes(), context) as kek:
+        assert block.decrypt([kek]) == data  # a KEK derived here, not the cached one
+
+
+def test_fresh_bytes_are_filled_through_their_view() -> None:
+    value, view = freshbytes.fresh(5)
+    with view:
+        view[:] = b"hello"
+    assert value == b"hello"
+    assert type(value) is bytes
+    with pytest.raises(ValueError, match="size of 2"):
+        freshbytes.fresh(1)
+
+
+def test_a_cached_key_derives_its_kek_once_and_the_data_key_slot_is_zeroed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+    derive = acrablock._derive_kek
+
+    def counted(key: SecretBytes) -> tuple[bytes, SecretBytes]:
+        calls.append(1)
+        return derive(key)
+
+    monkeypatch.setattr(acrablock, "_derive_kek", counted)
+    with generate_master_key() as master:
+        manager = KeyManager(MemoryKeyStore({}), MasterKey(SecretBytes(master.encryption.buffer)))
+        manager.generate(["symmetric"], client_id="client1")
+        with manager:
+            values = [manager.encrypt(SYM, ROW) for _ in range(5)]
+            assert [manager.decrypt(SYM, value) for value in values] == [ROW] * 5
+            assert len(calls) == 1  # made with the cached key, kept with it
+            assert manager.encrypt(SYM, ROW, context=b"ctx")  # a context: not kept
+            assert len(calls) == 1
+            scratch = dataops._take_scratch()
+            assert scratch.buffer.tobytes() == bytes(32)  # the last data key is gone
+            dataops._give_back(scratch)
+    uncached = KeyManager(MemoryKeyStore({}), MasterKey(SecretBytes(os.urandom(32))), cache_size=0)
+    uncached.generate(["symmetric"], client_id="client1")
+    with uncached:
+        assert uncached.decrypt(SYM, uncached.encrypt(SYM, ROW)) == ROW
+    assert len(calls) == 3  # without a cache: derived per call, wiped with the key

@@ -121,3 +121,25 @@ def test_detach_copies_a_lease_and_returns_an_owned_key_itself() -> None:
     assert owned.bytes() == b"k" * 32
     assert owned.detach() is owned
     owned.wipe()
+
+
+def test_what_is_derived_from_a_key_is_made_once_and_wiped_with_it() -> None:
+    made: list[SecretBytes] = []
+
+    def derive(key: SecretBytes) -> tuple[bytes, SecretBytes]:
+        made.append(SecretBytes(bytes(reversed(key.bytes()))))
+        return b"id", made[-1]
+
+    key = SecretBytes(os.urandom(32))
+    lease = key.lease()
+    first = lease._derived("label", derive)
+    assert key._derived("label", derive) is first  # the lease asked its owner
+    assert len(made) == 1
+    assert first[1] == bytes(reversed(key.bytes()))
+    lease.wipe()
+    with pytest.raises(ValueError, match="let go"):
+        lease._derived("label", derive)
+    assert not made[0].wiped  # letting a lease go keeps the owner's
+    key.wipe()
+    assert made[0].wiped
+    assert len(made[0]) == 0

@@ -12,12 +12,14 @@ decrypt is one :class:`~keyloader.errors.DecryptionError` naming the key id.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Generator, Iterable, Iterator
+import threading
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
 from typing import TYPE_CHECKING
 
 from .containers import acrablock, acrastruct, poison, searchable
 from .containers.envelope import ACRABLOCK, ACRASTRUCT, NAMES, unwrap
+from .containers.envelope import TAG as ENVELOPE_TAG
 from .errors import (
     ConfigError,
     DecryptionError,
@@ -96,19 +98,23 @@ class DataOperations:
         kid, container = _data_key_id(key_id)
         items = [_value(value) for value in values]
         ctx = _context(context)
-        with self._audited("key_used", kid), closing(_data_keys(len(items))) as data_keys:
+        with self._audited("key_used", kid):
             if container == ACRASTRUCT:
                 public = self._public_key(kid)
-                out = [
-                    acrastruct.encrypt(public, item, ctx, enveloped=envelope, data_key=data_key)
-                    for item, data_key in zip(items, data_keys, strict=False)
-                ]
+                out = _each(
+                    items,
+                    lambda item, data_key: acrastruct.encrypt(
+                        public, item, ctx, enveloped=envelope, data_key=data_key
+                    ),
+                )
             else:
-                with self._decrypt(kid, 1) as key, acrablock.Kek(key.buffer, ctx) as kek:
-                    out = [
-                        acrablock.encrypt(kek, item, enveloped=envelope, data_key=data_key)
-                        for item, data_key in zip(items, data_keys, strict=False)
-                    ]
+                with self._decrypt(kid, 1) as key, acrablock.Kek.of(key, ctx) as kek:
+                    out = _each(
+                        items,
+                        lambda item, data_key: acrablock.encrypt(
+                            kek, item, enveloped=envelope, data_key=data_key
+                        ),
+                    )
             if searchable:
                 hashes = self._search_hashes(KeyId(KeyKind.SEARCHABLE, kid.client_id), items)
                 out = [found + value for found, value in zip(hashes, out, strict=True)]
@@ -173,7 +179,7 @@ class DataOperations:
             self._require(kid)
             if container == ACRASTRUCT:
                 return acrastruct.encrypt(self._public_key(kid), data, enveloped=True)
-            with self._decrypt(kid, 1) as key, acrablock.Kek(key.buffer) as kek:
+            with self._decrypt(kid, 1) as key, acrablock.Kek.of(key) as kek:
                 return acrablock.encrypt(kek, data, enveloped=True)
 
     def is_poison_record(self, data: Value) -> bool:
@@ -264,25 +270,31 @@ class _UnsealFailed(Exception):
 class _Keys:
     """The keys of ``kid``, current first, then the rotated ones newest first: each
     unsealed on first need and kept until the block ends, then wiped. Iterating again
-    goes over the ones already open before unsealing more."""
+    goes over the ones already open before unsealing more. :attr:`scratch` is 32 bytes
+    in secret pages for the data key of the value being opened."""
+
+    __slots__ = ("_keks", "_kid", "_listed", "_open", "_ops", "_pending", "_private", "scratch")
 
     def __init__(self, ops: DataOperations, kid: KeyId) -> None:
         self._ops, self._kid = ops, kid
         self._open: list[SecretBytes] = []
         self._private: list[ec.EllipticCurvePrivateKey | None] = []
-        self._keks: list[acrablock.Kek | None] = []
+        self._keks: list[acrablock.Kek] = []
         self._pending: list[int] = [1]
         self._listed = False
+        self.scratch: SecretBytes | None = None
 
     def __enter__(self) -> _Keys:
         return self
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         for kek in self._keks:
-            if kek is not None:
-                kek.close()
+            kek.close()
         for key in self._open:
             key.wipe()
+        if self.scratch is not None:
+            _give_back(self.scratch)
+            self.scratch = None
         self._open.clear()
         self._private.clear()
         self._keks.clear()
@@ -307,13 +319,32 @@ class _Keys:
                 self._private[position] = loaded
             yield loaded
 
-    def keks(self, context: bytes | None) -> Iterator[acrablock.Kek]:
-        """The keys as AcraBlock KEKs under ``context`` (one per call), each made once."""
+    def open_block(self, block: acrablock.AcraBlock, context: bytes | None) -> bytes:
+        """The plaintext of ``block``, from the first of the keys (as AcraBlock KEKs under
+        ``context``, each made once) that opens it."""
+        scratch = self.scratch
+        if scratch is None:
+            scratch = self.scratch = _take_scratch()
+        keks = self._keks
+        if not keks and (self._open or self._unseal_next()):
+            keks.append(acrablock.Kek.of(self._open[0], context))
+        if keks and keks[0].key_id == block.key_id:  # the common case: the current key
+            kek, data_key = keks[0], scratch.buffer
+            try:
+                kek.open_into(block.sealed_key, data_key)
+                return scell.decrypt_data(data_key, block.sealed_data, kek.context)
+            except IntegrityError:
+                pass
+            finally:
+                data_key[:] = acrablock.ZERO_KEY
+        return block.decrypt(self._keks_from(context), scratch.buffer)
+
+    def _keks_from(self, context: bytes | None) -> Iterator[acrablock.Kek]:
+        keks = self._keks
         for position, key in enumerate(self):
-            kek = self._keks[position]
-            if kek is None:
-                kek = self._keks[position] = acrablock.Kek(key.buffer, context)
-            yield kek
+            if position == len(keks):
+                keks.append(acrablock.Kek.of(key, context))
+            yield keks[position]
 
     def _unseal_next(self) -> bool:
         while True:
@@ -334,7 +365,6 @@ class _Keys:
                 raise _UnsealFailed(exc) from None
             self._open.append(key)
             self._private.append(None)
-            self._keks.append(None)
             return True
 
 
@@ -357,7 +387,7 @@ def _open(kid: KeyId, container: int, item: Value, keys: _Keys, ctx: bytes | Non
 
 def _open_inner(container: int, inner: memoryview, keys: _Keys, ctx: bytes | None) -> bytes:
     if container == ACRABLOCK:
-        return acrablock.parse(inner).decrypt(keys.keks(ctx))
+        return keys.open_block(acrablock.parse(inner), ctx)
     parsed = acrastruct.parse(inner)
     for private in keys.private_keys():
         try:
@@ -365,6 +395,41 @@ def _open_inner(container: int, inner: memoryview, keys: _Keys, ctx: bytes | Non
         except IntegrityError:
             continue
     raise IntegrityError("the AcraStruct does not open with any of the keys")
+
+
+_local = threading.local()
+
+
+def _take_scratch() -> SecretBytes:
+    """32 zero bytes in secret pages for a data key, from this thread's free list (one
+    slot per thread and nesting depth, instead of one per call)."""
+    free: list[SecretBytes] | None = getattr(_local, "free", None)
+    if free:
+        return free.pop()
+    return SecretBytes.zeroed(acrablock.DATA_KEY_SIZE)
+
+
+def _give_back(scratch: SecretBytes) -> None:
+    """Zero ``scratch`` and keep it for this thread's next call."""
+    scratch.buffer[:] = acrablock.ZERO_KEY
+    free: list[SecretBytes] | None = getattr(_local, "free", None)
+    if free is None:
+        free = _local.free = []
+    if len(free) < 4:
+        free.append(scratch)
+    else:
+        scratch.wipe()
+
+
+def _each(
+    items: builtins.list[Value], make: Callable[[Value, memoryview | None], bytes]
+) -> builtins.list[bytes]:
+    """``make(item, data_key)`` for each item: one value draws its own data key, many
+    draw theirs from :func:`_data_keys`."""
+    if len(items) == 1:
+        return [make(items[0], None)]
+    with closing(_data_keys(len(items))) as data_keys:
+        return [make(item, key) for item, key in zip(items, data_keys, strict=False)]
 
 
 def _data_keys(count: int, chunk: int = 128) -> Generator[memoryview, None, None]:
@@ -382,14 +447,14 @@ def _data_keys(count: int, chunk: int = 128) -> Generator[memoryview, None, None
 
 def _container_of(data: memoryview) -> tuple[int | None, memoryview]:
     """The container kind of an enveloped or bare value (None: neither) and its bytes."""
-    found, inner = unwrap(data)
-    if found is not None:
-        return found, inner
-    if inner[: len(acrastruct.TAG)] == acrastruct.TAG:
-        return ACRASTRUCT, inner
-    if inner[: len(acrablock.TAG)] == acrablock.TAG:
-        return ACRABLOCK, inner
-    return None, inner
+    head = data[:8].tobytes()
+    if head.startswith(ENVELOPE_TAG):
+        return unwrap(data)
+    if head == acrastruct.TAG:
+        return ACRASTRUCT, data
+    if head.startswith(acrablock.TAG):
+        return ACRABLOCK, data
+    return None, data
 
 
 def _split_searchable(

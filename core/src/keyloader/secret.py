@@ -6,14 +6,17 @@ import ctypes
 import hmac
 import os
 import sys
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from .secret_pages import allocate, release
 
 __all__ = ["SecretBytes", "burn"]
 
 _EMPTY = memoryview(bytearray())
+_MISSING = object()
+_T = TypeVar("_T")
 _BYTES_PAYLOAD = sys.getsizeof(b"") - 1
 """Where a ``bytes`` object's payload starts, from its address (CPython's ``ob_sval``)."""
 _memset = ctypes.memset
@@ -43,7 +46,9 @@ class SecretBytes:
     :attr:`view`, or pass :attr:`buffer` to APIs that take any bytes-like object.
     """
 
-    __slots__ = ("__weakref__", "_buf")
+    __slots__ = ("__weakref__", "_buf", "_memo")
+
+    _memo: dict[str, Any] | None
 
     def __init__(self, data: bytes | bytearray | memoryview = b"") -> None:
         source = memoryview(data).cast("B") if not isinstance(data, bytes | bytearray) else data
@@ -62,11 +67,11 @@ class SecretBytes:
     @classmethod
     def random(cls, size: int) -> SecretBytes:
         """``size`` bytes from the OS's CSPRNG, in secret pages (the heap copy is burnt)."""
+        obj = cls.zeroed(size)
         fresh = os.urandom(size)
-        try:
-            return cls(fresh)
-        finally:
-            burn(fresh)
+        obj._buf[:] = fresh
+        burn(fresh)
+        return obj
 
     @classmethod
     def zeroed(cls, size: int) -> SecretBytes:
@@ -119,6 +124,29 @@ class SecretBytes:
         buf, self._buf = self._buf, _EMPTY
         if len(buf):
             release(buf)
+        memo = getattr(self, "_memo", None)
+        if memo:
+            self._memo = None
+            for value in list(memo.values()):
+                for part in value if isinstance(value, tuple) else (value,):
+                    if isinstance(part, SecretBytes):
+                        part.wipe()
+
+    def _derived(self, label: str, make: Callable[[SecretBytes], _T]) -> _T:
+        """``make(self)``, made once and kept as long as these bytes are (a cached key's
+        for as long as the cache holds it); a ``SecretBytes`` among them is wiped with
+        them (also inside a tuple). For the engine: what is derived from a key is as
+        secret as the key."""
+        memo: dict[str, Any] | None = getattr(self, "_memo", None)
+        if memo is None:
+            memo = self._memo = {}
+        found = memo.get(label, _MISSING)
+        if found is _MISSING:
+            made = make(self)
+            found = memo.setdefault(label, made)
+            if found is not made and isinstance(made, SecretBytes):
+                made.wipe()  # another thread made it meanwhile
+        return found  # type: ignore[no-any-return]
 
     def __del__(self) -> None:  # a forgotten wipe still zeroes the slot and gives it back
         buf = getattr(self, "_buf", _EMPTY)  # unset if __init__ failed
@@ -194,6 +222,12 @@ class _Lease(SecretBytes):
         owned = SecretBytes(self._buf)
         self.wipe()
         return owned
+
+    def _derived(self, label: str, make: Callable[[SecretBytes], _T]) -> _T:
+        owner = self._owner
+        if owner is None:
+            raise ValueError("this lease was let go")
+        return owner._derived(label, make)
 
     def inherit_on_fork(self) -> SecretBytes:
         raise TypeError("a leased key belongs to the cache: copy it with SecretBytes(lease)")

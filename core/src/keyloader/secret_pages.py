@@ -33,8 +33,10 @@ exactly the size asked. :func:`release` zeroes the whole slot, releases that vie
 (using it afterwards raises ``ValueError``) and reuses the slot; releasing it again is
 ignored, releasing a view :func:`allocate` did not return raises ``ValueError``.
 Views derived from a slot (slices, ``toreadonly()``) are not invalidated: they read
-zeroes, or the next owner's bytes. One re-entrant lock makes the allocator thread
-safe (a finaliser may release a slot while the same thread allocates one).
+zeroes, or the next owner's bytes. Taking a free slot and giving one back need no
+lock (a list's ``pop`` and ``append`` and a dict's ``pop`` are atomic under the GIL);
+making arenas and mappings takes one re-entrant lock (a finaliser may release a slot
+while the same thread allocates one).
 
 Fork. In a child every slot allocated before the fork stays allocated (it may use and
 release them), no page is shared with the parent, and a slot reads as zeroes unless
@@ -222,39 +224,42 @@ class PageAllocator:
             return memoryview(bytearray())
         slot_size = MIN_SLOT if size <= MIN_SLOT else 1 << (size - 1).bit_length()
         pool = self._pools[1 if inherit else 0]
+        free = pool.free.get(slot_size)
+        if free:  # the hot path takes no lock: list.pop and a dict store are atomic
+            try:
+                base, offset = free.pop()
+            except IndexError:  # another thread took the last one meanwhile
+                pass
+            else:
+                return self._hand_out(base, offset, size, slot_size, pool)
         with self._lock:
             if slot_size > self._arena_size // 2:
                 return self._allocate_large(size, pool)
             free = pool.free[slot_size]
-            if free:
-                base, offset = free.pop()
-            else:
-                base, offset = self._carve(pool, slot_size)
-            view = base[offset : offset + size]
-            self._live[id(view)] = (view, base, offset, slot_size, pool)
-            return view
+            base, offset = free.pop() if free else self._carve(pool, slot_size)
+            return self._hand_out(base, offset, size, slot_size, pool)
 
     def release(self, view: memoryview) -> None:
         """Zero the slot of ``view``, release ``view`` and reuse the slot."""
-        with self._lock:
-            slot = self._live.pop(id(view), None)
-            if slot is None:
-                try:
-                    empty = view.nbytes == 0
-                except ValueError:  # released already: by an earlier release()
-                    return
-                if empty:
-                    view.release()
-                    return
-                raise ValueError("release() takes a view that allocate() returned")
-            _, base, offset, size, pool = slot
-            zeros = self._zeros.get(size)  # slot sizes have zeroes ready, large ones not
-            if zeros is None:  # a mapping of its own
+        slot = self._live.pop(id(view), None)  # atomic: one thread gets the slot
+        if slot is None:
+            try:
+                empty = view.nbytes == 0
+            except ValueError:  # released already: by an earlier release()
+                return
+            if empty:
+                view.release()
+                return
+            raise ValueError("release() takes a view that allocate() returned")
+        _, base, offset, size, pool = slot
+        zeros = self._zeros.get(size)  # slot sizes have zeroes ready, large ones not
+        if zeros is None:  # a mapping of its own
+            with self._lock:
                 base[offset : offset + size] = bytes(size)
                 base.release()
-            else:
-                base[offset : offset + size] = zeros
-                pool.free[size].append((base, offset))
+        else:  # zeroed before it is free again; appending is atomic
+            base[offset : offset + size] = zeros
+            pool.free[size].append((base, offset))
         try:
             view.release()
         except BufferError:  # something holds a buffer of the view: it reads zeroes
@@ -292,7 +297,7 @@ class PageAllocator:
                 Region(r.address, r.length, r.mode, r.inherited)
                 for r in list(self._regions.values())
             )
-            in_use = sum(slot[3] for slot in self._live.values())
+            in_use = sum(slot[3] for slot in list(self._live.values()))
             return PageStats(regions, len(self._live), in_use)
 
     # -- mappings --------------------------------------------------------------------
@@ -377,6 +382,13 @@ class PageAllocator:
             offset += size
             rest -= size
 
+    def _hand_out(
+        self, base: memoryview, offset: int, size: int, slot_size: int, pool: _Pool
+    ) -> memoryview:
+        view = base[offset : offset + size]
+        self._live[id(view)] = (view, base, offset, slot_size, pool)
+        return view
+
     def _allocate_large(self, size: int, pool: _Pool) -> memoryview:
         length = -(-size // PAGE_SIZE) * PAGE_SIZE
         base = self._new_region(length, arena=False, inherit=pool.inherit)
@@ -396,7 +408,7 @@ class PageAllocator:
                 _log().error(
                     "secret pages at %#x are unusable in this child: %s", region.address, exc
                 )
-        for _, base, _, size, pool in self._live.values():
+        for _, base, _, size, pool in list(self._live.values()):
             if not pool.inherit and size not in self._zeros and type(base.obj) is bytearray:
                 base[:] = bytes(len(base))  # a large ordinary buffer
 
@@ -476,12 +488,12 @@ def default_allocator() -> PageAllocator:
 def allocate(size: int, *, inherit: bool = False) -> memoryview:
     """A writable, zero-filled view of ``size`` bytes in secret pages; with ``inherit``,
     a forked child keeps its content (in pages of its own)."""
-    return default_allocator().allocate(size, inherit=inherit)
+    return (_default or default_allocator()).allocate(size, inherit=inherit)
 
 
 def release(view: memoryview) -> None:
     """Zero the slot of ``view`` (from :func:`allocate`), release the view, reuse the slot."""
-    default_allocator().release(view)
+    (_default or default_allocator()).release(view)
 
 
 def memory_mode() -> str:

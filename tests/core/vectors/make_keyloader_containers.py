@@ -13,7 +13,8 @@ passed::
 What it makes (bytes as hex): Secure Messages between keyloader keypairs; AcraStructs
 (bare and enveloped, with and without a context) and poison records from a
 ``KeyManager`` on a memory store, with the private key that opens each; AcraBlocks
-with the symmetric key, whose two inner Secure Cells (the data key under the
+with the symmetric key (also two of acrablock.LARGE bytes and more, which are
+written in place rather than joined), whose two inner Secure Cells (the data key under the
 symmetric key, the data under the data key) are listed under ``scells`` for the
 peer to open.
 """
@@ -91,6 +92,10 @@ def containers() -> dict[str, list[dict[str, Any]]]:
                     structs.append(_struct(storage_private, value, plaintext, context))
                     value = keys.encrypt("client/client1/symmetric", plaintext, context=context)
                     blocks.append(_block(symmetric, value, plaintext, context, cells))
+        for context in CONTEXTS:  # written in place (acrablock.LARGE), not joined
+            plaintext = secrets.token_bytes(acrablock.LARGE + 5)
+            value = keys.encrypt("client/client1/symmetric", plaintext, context=context)
+            blocks.append(_block(symmetric, value, plaintext, context, cells))
         for _ in range(3):
             record = keys.make_poison_record("acrastruct")
             plain = _poison_plaintext(keys, record, poison_private)

@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
+from .. import freshbytes
 from ..errors import ConfigError, IntegrityError
 from ..secret import SecretBytes
 from ..themis import scell
@@ -40,12 +41,35 @@ class Kek:
     Cell that seals 32-byte data keys under it (its message key derived once, as Themis'
     KDF takes no iv). Made once for many blocks; :meth:`close` lets go of its AES context."""
 
-    __slots__ = ("_cell", "context", "key_id")
+    __slots__ = ("_cell", "context", "key_id", "open_into")
 
-    def __init__(self, key: memoryview | bytearray | bytes, context: bytes | None = None) -> None:
+    def __init__(
+        self,
+        key: memoryview | bytearray | bytes,
+        context: bytes | None = None,
+        *,
+        derived: tuple[bytes, SecretBytes] | None = None,
+    ) -> None:
         self.context = context or b""
-        self.key_id = key_id(key, self.context)
-        self._cell = scell.SizedCell(key, DATA_KEY_SIZE, self.context)
+        if derived is None:
+            self.key_id = key_id(key, self.context)
+            self._cell = scell.SizedCell(key, DATA_KEY_SIZE, self.context)
+        else:
+            self.key_id, message_key = derived
+            self._cell = scell.SizedCell(
+                None, DATA_KEY_SIZE, self.context, message_key=message_key.view
+            )
+        self.open_into = self._cell.open_into
+        """Open a sealed data key into 32 bytes of secret pages (``IntegrityError`` if not)."""
+
+    @classmethod
+    def of(cls, key: SecretBytes, context: bytes | None = None) -> Kek:
+        """The KEK of ``key``; without a context (what Acra services use) its KEK id and
+        message key are derived once and kept with ``key`` (a cached key: for as long as
+        the cache holds it, in secret pages), so a block costs no key derivation."""
+        if context:
+            return cls(key.buffer, context)
+        return cls(key.buffer, derived=key._derived("acrablock kek", _derive_kek))
 
     def seal(self, data_key: memoryview | bytearray) -> bytes:
         return self._cell.seal(data_key)
@@ -63,33 +87,48 @@ class Kek:
         self.close()
 
 
-@dataclass(frozen=True)
-class AcraBlock:
+class AcraBlock(NamedTuple):
     """The parts of a parsed AcraBlock (views into the value, nothing copied)."""
 
     key_id: bytes
     sealed_key: memoryview
     sealed_data: memoryview
 
-    def decrypt(self, keks: Iterable[Kek]) -> bytes:
+    def decrypt(self, keks: Iterable[Kek], scratch: memoryview | None = None) -> bytes:
         """The plaintext, opened with the first of ``keks`` whose KEK id matches and that
-        opens the data key (which stays in secret pages); :class:`IntegrityError` if none."""
-        for kek in keks:
-            if kek.key_id != self.key_id:
-                continue
-            try:
-                data_key = kek.open(self.sealed_key)
-            except IntegrityError:
-                continue
-            with data_key:
-                return scell.decrypt_data(data_key.buffer, self.sealed_data, kek.context)
+        opens the data key; :class:`IntegrityError` if none. The data key goes into
+        ``scratch`` (32 bytes in secret pages, zeroed on return) or a slot of its own."""
+        if scratch is None:
+            with SecretBytes.zeroed(DATA_KEY_SIZE) as own:
+                return self.decrypt(keks, own.buffer)
+        try:
+            for kek in keks:
+                if kek.key_id != self.key_id:
+                    continue
+                try:
+                    kek.open_into(self.sealed_key, scratch)
+                except IntegrityError:
+                    continue
+                return scell.decrypt_data(scratch, self.sealed_data, kek.context)
+        finally:
+            scratch[:] = ZERO_KEY
         raise IntegrityError("the AcraBlock does not open with any of the keys")
+
+
+ZERO_KEY = bytes(DATA_KEY_SIZE)
+LARGE = 1 << 14
+"""From this many bytes of data on, a block is written in place (:mod:`keyloader.freshbytes`)."""
+
+
+def _derive_kek(key: SecretBytes) -> tuple[bytes, SecretBytes]:
+    return key_id(key.buffer), scell.message_key(key.buffer, DATA_KEY_SIZE)
 
 
 def key_id(key: memoryview | bytearray | bytes, context: bytes = b"") -> bytes:
     """The 2-byte KEK id of ``key`` under ``context``."""
     digest = hashlib.sha256(key)
-    digest.update(context)
+    if context:
+        digest.update(context)
     return digest.digest()[:2]
 
 
@@ -110,7 +149,10 @@ def parse(data: memoryview) -> AcraBlock:
     data_start = MIN_SIZE + key_size
     if key_size <= scell.HEADER_SIZE or data_start + scell.HEADER_SIZE >= end:
         raise IntegrityError("not an AcraBlock: its data-key length does not fit the block")
-    return AcraBlock(bytes(kek_id), data[MIN_SIZE:data_start], data[data_start:end])
+    return _new_block(AcraBlock, (kek_id, data[MIN_SIZE:data_start], data[data_start:end]))
+
+
+_new_block = tuple.__new__  # AcraBlock(...) without NamedTuple's Python-level __new__
 
 
 def encrypt(
@@ -128,13 +170,23 @@ def encrypt(
     fresh = SecretBytes.random(DATA_KEY_SIZE) if data_key is None else None
     key = fresh.buffer if fresh is not None else data_key
     assert key is not None
+    size = len(plaintext)
+    total = MIN_SIZE + scell.HEADER_SIZE + DATA_KEY_SIZE + scell.HEADER_SIZE + size
+    prefix = envelope.header(envelope.ACRABLOCK, total) if enveloped else b""
     try:
-        sealed_data = scell.seal_parts(key, plaintext, kek.context)
         sealed_key = kek.seal(key)
+        head = _HEAD.pack(
+            TAG, total - len(TAG), SECURE_CELL, kek.key_id, SECURE_CELL, len(sealed_key)
+        )
+        if size < LARGE or not freshbytes.AVAILABLE:
+            sealed_data = scell.seal_parts(key, plaintext, kek.context)
+            return b"".join((prefix, head, sealed_key, *sealed_data))
+        start = len(prefix) + MIN_SIZE + len(sealed_key)
+        value, view = freshbytes.fresh(start + scell.HEADER_SIZE + size)
+        with view:
+            view[:start] = b"".join((prefix, head, sealed_key))
+            scell.seal_into(key, plaintext, view[start:], kek.context)
+        return value
     finally:
         if fresh is not None:
             fresh.wipe()
-    size = MIN_SIZE + len(sealed_key) + scell.HEADER_SIZE + len(plaintext)
-    head = _HEAD.pack(TAG, size - len(TAG), SECURE_CELL, kek.key_id, SECURE_CELL, len(sealed_key))
-    prefix = envelope.header(envelope.ACRABLOCK, size) if enveloped else b""
-    return b"".join((prefix, head, sealed_key, *sealed_data))

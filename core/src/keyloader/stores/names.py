@@ -11,6 +11,7 @@ value that cannot be a key). See docs/plugins.md, "Writing a key store".
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from ..errors import ConfigError, KeyStoreError
@@ -77,6 +78,13 @@ def check_name(name: str) -> tuple[str, ...]:
     """
     if not isinstance(name, str) or not name:
         raise ConfigError(f"invalid key store name {name!r}: it must be a non-empty string")
+    return _checked(str(name))
+
+
+@lru_cache(maxsize=4096)
+def _checked(name: str) -> tuple[str, ...]:
+    """:func:`check_name` of a ``str``, remembered: every store call checks its name, and a
+    name that passed once always passes (a failure raises and is not remembered)."""
     if "\0" in name:
         raise ConfigError(f"invalid key store name {name!r}: it contains a NUL character")
     if name.startswith("/"):

@@ -40,7 +40,9 @@ __all__ = [
     "decrypt",
     "decrypt_data",
     "encrypt",
+    "message_key",
     "scrub",
+    "seal_into",
     "seal_parts",
 ]
 
@@ -55,6 +57,7 @@ _MAX_MESSAGE = 0xFFFFFFFF
 _FIELDS = struct.Struct("<4I")
 _U32 = struct.Struct("<I")
 _KDF_PREFIX = b"\x00\x00\x00\x01Themis secure cell message key\x00"
+_FIXED_FIELDS = struct.pack("<3I", ALGORITHM, IV_SIZE, TAG_SIZE)
 _TAG_START = 4 * 4 + IV_SIZE
 _FAILED = (
     "cannot decrypt the Secure Cell: wrong master key, tampered data, "
@@ -99,6 +102,29 @@ def seal_parts(
     )
 
 
+def seal_into(key: Bytes, plaintext: Bytes, out: memoryview, context: Bytes = b"") -> None:
+    """The blob :func:`encrypt` makes, written into ``out`` (exactly :data:`HEADER_SIZE`
+    + ``len(plaintext)`` bytes): for large values, built in place with no copy of the
+    ciphertext but one move of it (AES-GCM puts the tag after it, Themis before)."""
+    secret = _key_bytes(key)
+    aad = _context_bytes(context)
+    size = len(plaintext)
+    if not 0 < size <= _MAX_MESSAGE or len(out) != HEADER_SIZE + size:
+        raise ConfigError("seal_into takes 1 byte to 4 GiB and a buffer of the blob's size")
+    iv = os.urandom(IV_SIZE)
+    message_key = hmac.digest(secret, b"".join((_KDF_PREFIX, _U32.pack(size), aad)), "sha256")
+    try:
+        AESGCM(message_key).encrypt_into(iv, plaintext, aad or None, out[_TAG_START:])
+    except OverflowError as exc:
+        raise ConfigError("plaintext or context is too large for AES-GCM (2 GiB)") from exc
+    finally:
+        burn(message_key)
+    tag = bytes(out[-TAG_SIZE:])
+    out[HEADER_SIZE:] = out[_TAG_START:-TAG_SIZE]  # an overlapping move
+    out[:_TAG_START] = _FIELDS.pack(ALGORITHM, IV_SIZE, TAG_SIZE, size) + iv
+    out[_TAG_START:HEADER_SIZE] = tag
+
+
 class SizedCell:
     """Seals of one plaintext size under one key and context, for many of them.
 
@@ -111,19 +137,22 @@ class SizedCell:
 
     __slots__ = ("_aad", "_aead", "_head", "size")
 
-    def __init__(self, key: Bytes, size: int, context: Bytes = b"") -> None:
-        secret = _key_bytes(key)
+    def __init__(
+        self, key: Bytes | None, size: int, context: Bytes = b"", *, message_key: Bytes = b""
+    ) -> None:
         self._aad = bytes(_context_bytes(context))
         if not 0 < size <= _MAX_MESSAGE:
             raise ConfigError(f"a Secure Cell holds 1 byte to 4 GiB, not {size}")
         self.size = size
-        length = _U32.pack(size)
-        message_key = hmac.digest(secret, b"".join((_KDF_PREFIX, length, self._aad)), "sha256")
-        try:
-            self._aead: AESGCM | None = AESGCM(message_key)
-        finally:
-            burn(message_key)
         self._head = _FIELDS.pack(ALGORITHM, IV_SIZE, TAG_SIZE, size)
+        if key is None:  # the message key given, derived earlier (message_key())
+            self._aead: AESGCM | None = AESGCM(message_key)
+            return
+        derived = _derive(_key_bytes(key), size, self._aad)
+        try:
+            self._aead = AESGCM(derived)
+        finally:
+            burn(derived)
 
     def seal(self, plaintext: Bytes) -> bytes:
         """The Seal of ``plaintext`` (exactly :attr:`size` bytes), as :func:`encrypt` makes it."""
@@ -135,19 +164,28 @@ class SizedCell:
 
     def open(self, blob: Bytes) -> SecretBytes:
         """Open a Seal of :attr:`size` bytes into secret pages; ``IntegrityError`` if it fails."""
-        sealed = blob if type(blob) is bytes else _blob_view(blob)
+        plain = SecretBytes.zeroed(self.size)
+        try:
+            self.open_into(blob, plain.buffer)
+        except BaseException:
+            plain.wipe()
+            raise
+        return plain
+
+    def open_into(self, blob: Bytes, out: memoryview) -> None:
+        """Open a Seal of :attr:`size` bytes into ``out`` (:attr:`size` bytes in secret
+        pages, reused for many); ``IntegrityError`` if it fails, ``out`` then undefined."""
+        sealed = blob if type(blob) is bytes or _is_flat(blob) else _blob_view(blob)
         if len(sealed) != HEADER_SIZE + self.size or sealed[:16] != self._head:
             raise IntegrityError(_FAILED)
-        if self._aead is None:
+        aead = self._aead
+        if aead is None:
             raise ConfigError("this cell is closed")
-        plain = SecretBytes.zeroed(self.size)
         data = b"".join((sealed[HEADER_SIZE:], sealed[_TAG_START:HEADER_SIZE]))
         try:
-            self._aead.decrypt_into(sealed[16:_TAG_START], data, self._aad or None, plain.buffer)
+            aead.decrypt_into(sealed[16:_TAG_START], data, self._aad or None, out)
         except (InvalidTag, ValueError):
-            plain.wipe()
             raise IntegrityError(_FAILED) from None
-        return plain
 
     def close(self) -> None:
         self._aead = None
@@ -157,6 +195,22 @@ class SizedCell:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def message_key(key: Bytes, size: int, context: Bytes = b"") -> SecretBytes:
+    """The message key of every Seal of ``size`` bytes under ``key`` and ``context``, in
+    secret pages: Themis' KDF takes no iv, so it can be derived once and kept with the
+    key it comes from (a :class:`SizedCell` takes it as ``message_key``)."""
+    derived = _derive(_key_bytes(key), size, _context_bytes(context))
+    try:
+        return SecretBytes(derived)
+    finally:
+        burn(derived)
+
+
+def _derive(key: Bytes, size: int, context: Bytes) -> bytes:
+    """Themis' KDF, as ``bytes`` the caller burns."""
+    return hmac.digest(key, b"".join((_KDF_PREFIX, _U32.pack(size), context)), "sha256")
 
 
 def decrypt(key: Bytes, blob: Bytes, context: Bytes = b"") -> SecretBytes:
@@ -194,18 +248,22 @@ def decrypt_data(key: Bytes, blob: Bytes, context: Bytes = b"") -> bytes:
 
 def _opening(key: Bytes, blob: Bytes, context: Bytes) -> tuple[Bytes, bytes, Bytes, bytes]:
     """(nonce, ciphertext || tag, associated data, message key) of a checked blob."""
-    secret = _key_bytes(key)
-    aad = _context_bytes(context)
-    sealed = blob if type(blob) is bytes else _blob_view(blob)
+    secret = key if type(key) is bytes or _is_flat(key) else _key_bytes(key)
+    if not secret:
+        _key_bytes(secret)  # raises the error an empty key gets
+    aad = context if type(context) is bytes else _context_bytes(context)
+    sealed = blob if type(blob) is bytes or _is_flat(blob) else _blob_view(blob)
     size = len(sealed) - HEADER_SIZE
-    if size <= 0:
-        raise IntegrityError(_FAILED)
-    alg, iv_len, tag_len, msg_len = _FIELDS.unpack_from(sealed)
-    if alg != ALGORITHM or iv_len != IV_SIZE or tag_len != TAG_SIZE or msg_len != size:
+    if size <= 0 or sealed[:12] != _FIXED_FIELDS or _U32.unpack_from(sealed, 12)[0] != size:
         raise IntegrityError(_FAILED)
     message_key = hmac.digest(secret, b"".join((_KDF_PREFIX, sealed[12:16], aad)), "sha256")
     data = b"".join((sealed[HEADER_SIZE:], sealed[_TAG_START:HEADER_SIZE]))
     return sealed[16:_TAG_START], data, aad, message_key
+
+
+def _is_flat(data: object) -> bool:
+    """Whether ``data`` is a memoryview of plain bytes (what secret pages hand out)."""
+    return type(data) is memoryview and data.format == "B" and data.ndim == 1 and data.c_contiguous
 
 
 _ZERO = bytes(64)
