@@ -12,6 +12,7 @@ decrypt is one :class:`~keyloader.errors.DecryptionError` naming the key id.
 from __future__ import annotations
 
 import builtins
+import os
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
@@ -28,7 +29,7 @@ from .errors import (
     KeyNotFoundError,
 )
 from .keyids import KeyId, KeyKind, key_id_of
-from .secret import SecretBytes
+from .secret import SecretBytes, burn
 from .themis import keys as themis_keys
 from .themis import scell
 
@@ -424,10 +425,17 @@ def _give_back(scratch: SecretBytes) -> None:
 def _each(
     items: builtins.list[Value], make: Callable[[Value, memoryview | None], bytes]
 ) -> builtins.list[bytes]:
-    """``make(item, data_key)`` for each item: one value draws its own data key, many
-    draw theirs from :func:`_data_keys`."""
+    """``make(item, data_key)`` for each item, each with a fresh random data key: one
+    value's in this thread's scratch slot, many values' from :func:`_data_keys`."""
     if len(items) == 1:
-        return [make(items[0], None)]
+        scratch = _take_scratch()
+        fresh = os.urandom(acrablock.DATA_KEY_SIZE)
+        scratch.buffer[:] = fresh
+        burn(fresh)
+        try:
+            return [make(items[0], scratch.buffer)]
+        finally:
+            _give_back(scratch)
     with closing(_data_keys(len(items))) as data_keys:
         return [make(item, key) for item, key in zip(items, data_keys, strict=False)]
 

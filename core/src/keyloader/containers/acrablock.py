@@ -43,23 +43,14 @@ class Kek:
 
     __slots__ = ("_cell", "context", "key_id", "open_into")
 
-    def __init__(
-        self,
-        key: memoryview | bytearray | bytes,
-        context: bytes | None = None,
-        *,
-        derived: tuple[bytes, SecretBytes] | None = None,
-    ) -> None:
-        self.context = context or b""
-        if derived is None:
-            self.key_id = key_id(key, self.context)
-            self._cell = scell.SizedCell(key, DATA_KEY_SIZE, self.context)
-        else:
-            self.key_id, message_key = derived
-            self._cell = scell.SizedCell(
-                None, DATA_KEY_SIZE, self.context, message_key=message_key.view
-            )
-        self.open_into = self._cell.open_into
+    def __init__(self, key: memoryview | bytearray | bytes, context: bytes | None = None) -> None:
+        self._set(key_id(key, context or b""), scell.SizedCell(key, DATA_KEY_SIZE, context or b""))
+
+    def _set(self, kek_id: bytes, cell: scell.SizedCell) -> None:
+        self.context = cell.context
+        self.key_id = kek_id
+        self._cell = cell
+        self.open_into = cell.open_into
         """Open a sealed data key into 32 bytes of secret pages (``IntegrityError`` if not)."""
 
     @classmethod
@@ -69,7 +60,10 @@ class Kek:
         the cache holds it, in secret pages), so a block costs no key derivation."""
         if context:
             return cls(key.buffer, context)
-        return cls(key.buffer, derived=key._derived("acrablock kek", _derive_kek))
+        kek_id, message_key = key._derived("acrablock kek", _derive_kek)
+        kek = cls.__new__(cls)
+        kek._set(kek_id, scell.SizedCell.keyed(message_key, DATA_KEY_SIZE))
+        return kek
 
     def seal(self, data_key: memoryview | bytearray) -> bytes:
         return self._cell.seal(data_key)
@@ -182,10 +176,12 @@ def encrypt(
             sealed_data = scell.seal_parts(key, plaintext, kek.context)
             return b"".join((prefix, head, sealed_key, *sealed_data))
         start = len(prefix) + MIN_SIZE + len(sealed_key)
-        value, view = freshbytes.fresh(start + scell.HEADER_SIZE + size)
+        end = start + scell.HEADER_SIZE + size
+        value, view = freshbytes.fresh(end + scell.TAG_SIZE)  # room for AES-GCM's tag
         with view:
             view[:start] = b"".join((prefix, head, sealed_key))
             scell.seal_into(key, plaintext, view[start:], kek.context)
+        freshbytes.trim(value, end)
         return value
     finally:
         if fresh is not None:

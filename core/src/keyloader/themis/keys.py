@@ -20,6 +20,7 @@ strict: tag, length, checksum, scalar range and point on the curve, each a
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ..errors import KeyFormatError
@@ -83,9 +84,18 @@ def _crc_update(crc: int, data: bytes | bytearray | memoryview) -> int:
 
 def _checksum(container: bytes | bytearray | memoryview) -> bytes:
     """The container's CRC-32C with its checksum field taken as zeroes (nothing copied)."""
-    crc = _crc_update(0xFFFFFFFF, container[:8])
-    crc = _crc_update(_crc_update(crc, b"\0\0\0\0"), container[12:])
+    head = bytes(container[:8])  # tag and length: no key bytes
+    crc = _HEAD_CRC.get(head)
+    if crc is None:
+        crc = _crc_update(_crc_update(0xFFFFFFFF, head), b"\0\0\0\0")
+        if len(_HEAD_CRC) < 16:
+            _HEAD_CRC[head] = crc
+    crc = _crc_update(crc, container[12:])
     return (crc ^ 0xFFFFFFFF).to_bytes(4, "little")
+
+
+_HEAD_CRC: dict[bytes, int] = {}
+"""The CRC state after a header (tag, length, zeroed checksum): there are two in use."""
 
 
 def _container(tag: bytes, key: bytes | bytearray) -> bytearray:
@@ -125,8 +135,14 @@ def load_private(
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import load_der_private_key
 
-    data = container.buffer if isinstance(container, SecretBytes) else container
-    _check(data, PRIVATE_TAG, "private", where)
+    data: bytes | bytearray | memoryview
+    if isinstance(container, SecretBytes):
+        data = container.buffer
+        # a cached key is checked once, not at each use
+        container._derived("REC2 checked", lambda _: _check(data, PRIVATE_TAG, "private", where))
+    else:
+        data = container
+        _check(data, PRIVATE_TAG, "private", where)
     with SecretBytes.zeroed(len(_SEC1_HEAD) + 32 + len(_SEC1_TAIL)) as der:
         view = der.buffer
         view[: len(_SEC1_HEAD)] = _SEC1_HEAD
@@ -151,17 +167,36 @@ def _in_range(scalar: memoryview) -> bool:
 def load_public(
     container: bytes | bytearray | memoryview, where: str = "public key"
 ) -> ec.EllipticCurvePublicKey:
-    """The P-256 public key of a ``UEC2`` container, strictly checked (point on the curve)."""
+    """The P-256 public key of a ``UEC2`` container, strictly checked (point on the curve).
+
+    Public keys are not secret: the last ones loaded are kept, by their container's
+    bytes, so a client's key is decompressed and checked once, not at every AcraStruct.
+    """
+    try:
+        return _public_key(bytes(container))
+    except _Refused as exc:
+        raise KeyFormatError(f"{where}: {exc}") from None
+
+
+class _Refused(Exception):
+    """Why a public container is refused, without where it came from."""
+
+
+@lru_cache(maxsize=64)
+def _public_key(container: bytes) -> ec.EllipticCurvePublicKey:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    _check(container, PUBLIC_TAG, "public", where)
-    point = bytes(container[HEADER_SIZE:])
+    try:
+        _check(container, PUBLIC_TAG, "public", "")
+    except KeyFormatError as exc:
+        raise _Refused(str(exc).removeprefix(": ")) from None
+    point = container[HEADER_SIZE:]
     if point[0] not in (2, 3):
-        raise KeyFormatError(f"{where}: Themis public key is not a compressed P-256 point")
+        raise _Refused("Themis public key is not a compressed P-256 point")
     try:
         return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
     except ValueError:
-        raise KeyFormatError(f"{where}: Themis public key is not a point on P-256") from None
+        raise _Refused("Themis public key is not a point on P-256") from None
 
 
 def private_container(key: ec.EllipticCurvePrivateKey) -> SecretBytes:

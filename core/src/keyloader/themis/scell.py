@@ -103,26 +103,34 @@ def seal_parts(
 
 
 def seal_into(key: Bytes, plaintext: Bytes, out: memoryview, context: Bytes = b"") -> None:
-    """The blob :func:`encrypt` makes, written into ``out`` (exactly :data:`HEADER_SIZE`
-    + ``len(plaintext)`` bytes): for large values, built in place with no copy of the
-    ciphertext but one move of it (AES-GCM puts the tag after it, Themis before)."""
+    """The blob :func:`encrypt` makes, written into ``out``: for large values, built in
+    place with no copy of the ciphertext. ``out`` holds :data:`HEADER_SIZE` +
+    ``len(plaintext)`` bytes, then :data:`TAG_SIZE` spare ones the caller drops (AES-GCM
+    writes its tag after the ciphertext, Themis wants it before); without the spare
+    bytes the ciphertext is moved once."""
     secret = _key_bytes(key)
     aad = _context_bytes(context)
     size = len(plaintext)
-    if not 0 < size <= _MAX_MESSAGE or len(out) != HEADER_SIZE + size:
+    end = HEADER_SIZE + size
+    if not 0 < size <= _MAX_MESSAGE or len(out) not in (end, end + TAG_SIZE):
         raise ConfigError("seal_into takes 1 byte to 4 GiB and a buffer of the blob's size")
+    spare = len(out) == end + TAG_SIZE
     iv = os.urandom(IV_SIZE)
     message_key = hmac.digest(secret, b"".join((_KDF_PREFIX, _U32.pack(size), aad)), "sha256")
     try:
-        AESGCM(message_key).encrypt_into(iv, plaintext, aad or None, out[_TAG_START:])
+        target = out[HEADER_SIZE:] if spare else out[_TAG_START:]
+        AESGCM(message_key).encrypt_into(iv, plaintext, aad or None, target)
     except OverflowError as exc:
         raise ConfigError("plaintext or context is too large for AES-GCM (2 GiB)") from exc
     finally:
         burn(message_key)
-    tag = bytes(out[-TAG_SIZE:])
-    out[HEADER_SIZE:] = out[_TAG_START:-TAG_SIZE]  # an overlapping move
+    if spare:
+        out[_TAG_START:HEADER_SIZE] = out[end:]
+    else:
+        tag = bytes(out[end - TAG_SIZE :])
+        out[HEADER_SIZE:] = out[_TAG_START : end - TAG_SIZE]  # an overlapping move
+        out[_TAG_START:HEADER_SIZE] = tag
     out[:_TAG_START] = _FIELDS.pack(ALGORITHM, IV_SIZE, TAG_SIZE, size) + iv
-    out[_TAG_START:HEADER_SIZE] = tag
 
 
 class SizedCell:
@@ -135,31 +143,35 @@ class SizedCell:
     data-key cells use, 32 bytes under the client's symmetric key.
     """
 
-    __slots__ = ("_aad", "_aead", "_head", "size")
+    __slots__ = ("_aead", "_head", "context", "size")
 
-    def __init__(
-        self, key: Bytes | None, size: int, context: Bytes = b"", *, message_key: Bytes = b""
-    ) -> None:
-        self._aad = bytes(_context_bytes(context))
+    def __init__(self, key: Bytes, size: int, context: Bytes = b"") -> None:
+        self.context = bytes(_context_bytes(context))
         if not 0 < size <= _MAX_MESSAGE:
             raise ConfigError(f"a Secure Cell holds 1 byte to 4 GiB, not {size}")
         self.size = size
         self._head = _FIELDS.pack(ALGORITHM, IV_SIZE, TAG_SIZE, size)
-        if key is None:  # the message key given, derived earlier (message_key())
-            self._aead: AESGCM | None = AESGCM(message_key)
-            return
-        derived = _derive(_key_bytes(key), size, self._aad)
+        derived = _derive(_key_bytes(key), size, self.context)
         try:
-            self._aead = AESGCM(derived)
+            self._aead: AESGCM | None = AESGCM(derived)
         finally:
             burn(derived)
+
+    @classmethod
+    def keyed(cls, message_key: SecretBytes, size: int) -> SizedCell:
+        """The cell of a message key derived earlier (:func:`message_key`), no context."""
+        cell = cls.__new__(cls)
+        cell.size, cell.context = size, b""
+        cell._head = _FIELDS.pack(ALGORITHM, IV_SIZE, TAG_SIZE, size)
+        cell._aead = AESGCM(message_key.buffer)
+        return cell
 
     def seal(self, plaintext: Bytes) -> bytes:
         """The Seal of ``plaintext`` (exactly :attr:`size` bytes), as :func:`encrypt` makes it."""
         if len(plaintext) != self.size or self._aead is None:
             raise ConfigError(f"this cell seals {self.size} bytes, and only while open")
         iv = os.urandom(IV_SIZE)
-        sealed = memoryview(self._aead.encrypt(iv, plaintext, self._aad or None))
+        sealed = memoryview(self._aead.encrypt(iv, plaintext, self.context or None))
         return b"".join((self._head, iv, sealed[-TAG_SIZE:], sealed[:-TAG_SIZE]))
 
     def open(self, blob: Bytes) -> SecretBytes:
@@ -183,7 +195,7 @@ class SizedCell:
             raise ConfigError("this cell is closed")
         data = b"".join((sealed[HEADER_SIZE:], sealed[_TAG_START:HEADER_SIZE]))
         try:
-            aead.decrypt_into(sealed[16:_TAG_START], data, self._aad or None, out)
+            aead.decrypt_into(sealed[16:_TAG_START], data, self.context or None, out)
         except (InvalidTag, ValueError):
             raise IntegrityError(_FAILED) from None
 
