@@ -26,6 +26,7 @@ import keyloader.aio
 ROUNDS = 200
 SYM, STORAGE = "client/client1/symmetric", "client/client1/storage"
 NONCE = bytes(12)
+LARGE = bytes(range(256)) * 4  # AES-GCM over more than 256 bytes takes other code paths
 
 
 def one_round(keys: keyloader.KeyManager) -> dict[str, str]:
@@ -40,10 +41,17 @@ def one_round(keys: keyloader.KeyManager) -> dict[str, str]:
     assert keys.decrypt(STORAGE, struct) == b"a row"
     assert keys.decrypt_many(SYM, keys.encrypt_many(SYM, [b"x", b"y"])) == [b"x", b"y"]
     keys.search_hash("client1", b"a row")
+    large = keys.encrypt(SYM, LARGE)
+    assert keys.decrypt(SYM, large) == LARGE
     poison = keys.make_poison_record("acrablock")
     assert keys.is_poison_record(poison)
     assert keys.is_poison_record(keys.make_poison_record("acrastruct"))
-    return {"acrablock": block.hex(), "acrastruct": struct.hex(), "poison": poison.hex()}
+    return {
+        "acrablock": block.hex(),
+        "acrastruct": struct.hex(),
+        "poison": poison.hex(),
+        "large": large.hex(),
+    }
 
 
 async def aio_rounds(keys_dir: str, cache_size: int) -> dict[str, str]:
@@ -56,9 +64,16 @@ async def aio_rounds(keys_dir: str, cache_size: int) -> dict[str, str]:
             struct = await keys.encrypt(STORAGE, b"a row")
             assert await keys.decrypt(SYM, block, searchable=True) == b"a row"
             assert await keys.decrypt(STORAGE, struct) == b"a row"
+            large = await keys.encrypt(SYM, LARGE)
+            assert await keys.decrypt(SYM, large) == LARGE
             poison = await keys.make_poison_record("acrablock")
             assert await keys.is_poison_record(poison)
-            last = {"acrablock": block.hex(), "acrastruct": struct.hex(), "poison": poison.hex()}
+            last = {
+                "acrablock": block.hex(),
+                "acrastruct": struct.hex(),
+                "poison": poison.hex(),
+                "large": large.hex(),
+            }
     return last
 
 

@@ -13,13 +13,18 @@ hold, never the reverse.
 
 :func:`push_registers` makes a child's CPU registers reach memory before a scan: a
 signal it handles (in Python) makes the kernel save them in a signal frame on the
-stack of the thread taking it.
+stack of the thread taking it. The stack is reused right after, from the top of the
+frame down, and the top holds the end of the XSAVE area (AVX-512's zmm16-31), so
+:func:`scan` also reads every thread's registers as a core dump's notes hold them
+(``PTRACE_GETREGSET``: the general registers and, on x86-64, the whole XSAVE area)
+and counts hits there under a ``[registers of thread N]`` pseudo-mapping.
 
 Test modules import it relatively (``from ..memscan import scan``), like leakscan.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -38,6 +43,7 @@ __all__ = [
     "push_registers",
     "python_child",
     "read_mappings",
+    "read_registers",
     "scan",
 ]
 
@@ -116,8 +122,9 @@ def read_mappings(pid: int) -> list[Mapping]:
     return mappings
 
 
-def scan(pid: int, needles: MappingOf[str, bytes]) -> ScanResult:
-    """Count each needle (16 bytes or more) in the readable memory of ``pid``."""
+def scan(pid: int, needles: MappingOf[str, bytes], *, registers: bool = True) -> ScanResult:
+    """Count each needle (16 bytes or more) in the readable memory of ``pid`` and, with
+    ``registers``, in the registers of each of its threads (:func:`read_registers`)."""
     for name, needle in needles.items():
         if len(needle) < 16:
             raise ValueError(f"needle {name!r} is shorter than 16 bytes: it would match by chance")
@@ -132,7 +139,53 @@ def scan(pid: int, needles: MappingOf[str, bytes]) -> ScanResult:
                 result.unreadable.append(mapping)
     finally:
         os.close(fd)
+    if registers:
+        for tid, state in read_registers(pid).items():
+            notes = Mapping(0, len(state), "r---", f"[registers of thread {tid}]", frozenset())
+            for name, needle in needles.items():
+                at = state.find(needle)
+                while at >= 0:
+                    result.hits.append(Hit(name, at, notes))
+                    at = state.find(needle, at + 1)
     return result
+
+
+_NT_PRSTATUS, _NT_PRFPREG, _NT_X86_XSTATE = 1, 2, 0x202
+_PTRACE_ATTACH, _PTRACE_DETACH, _PTRACE_GETREGSET = 16, 17, 0x4204
+_WALL = 0x40000000
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = (("base", ctypes.c_void_p), ("length", ctypes.c_size_t))
+
+
+def read_registers(pid: int) -> dict[int, bytes]:
+    """Each thread's registers as a core dump's notes hold them: the general registers,
+    then the vector registers (x86-64: the whole XSAVE area, AVX-512 included; aarch64:
+    the FP/SIMD registers). Each thread is stopped (``PTRACE_ATTACH``) while read."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    ptrace = libc.ptrace
+    ptrace.restype = ctypes.c_long
+    ptrace.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p)
+    vector_note = _NT_X86_XSTATE if os.uname().machine == "x86_64" else _NT_PRFPREG
+    states: dict[int, bytes] = {}
+    for entry in os.listdir(f"/proc/{pid}/task"):
+        tid = int(entry)
+        if ptrace(_PTRACE_ATTACH, tid, None, None) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"PTRACE_ATTACH {tid}: {os.strerror(error)}")
+        try:
+            os.waitpid(tid, _WALL)
+            parts = []
+            for note in (_NT_PRSTATUS, vector_note):
+                buffer = ctypes.create_string_buffer(16384)
+                vector = _IoVec(ctypes.addressof(buffer), len(buffer))
+                if ptrace(_PTRACE_GETREGSET, tid, note, ctypes.byref(vector)) == 0:
+                    parts.append(buffer.raw[: vector.length])
+            states[tid] = b"".join(parts)
+        finally:
+            ptrace(_PTRACE_DETACH, tid, None, None)
+    return states
 
 
 def _scan_mapping(

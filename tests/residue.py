@@ -4,6 +4,9 @@
 lists every secret such a child holds or held (the master key raw and base64, every
 intermediate key whole and in halves, each key file's Secure Cell message key, and the
 data keys and ECDH secret of the child's last values), from this process's own unseal.
+Every AES key among them is counted with its 15 round keys too: AES-NI code keeps those
+in vector registers (a 256-byte-at-a-time VAES loop left the last two in zmm30/31), and
+AES-256's last two round keys give back the key.
 """
 
 from __future__ import annotations
@@ -50,6 +53,54 @@ def residue_store(keys_dir: Path) -> Iterator[tuple[Path, MasterKey]]:
         yield keys_dir, master
 
 
+def _sbox() -> bytes:
+    """The AES S-box, from its definition (inverse in GF(2^8), then the affine map)."""
+    box = bytearray(256)
+    p = q = 1
+    while True:
+        p ^= ((p << 1) & 0xFF) ^ (0x1B if p & 0x80 else 0)  # p *= 3
+        q ^= q << 1  # q /= 3
+        q ^= q << 2
+        q ^= q << 4
+        q &= 0xFF
+        if q & 0x80:
+            q ^= 0x09
+        rotated = [((q << n) | (q >> (8 - n))) & 0xFF for n in range(1, 5)]
+        box[p] = q ^ rotated[0] ^ rotated[1] ^ rotated[2] ^ rotated[3] ^ 0x63
+        if p == 1:
+            break
+    box[0] = 0x63
+    return bytes(box)
+
+
+SBOX = _sbox()
+
+
+def aes256_round_keys(key: bytes) -> list[bytes]:
+    """The 15 round keys of AES-256 (FIPS-197 key expansion): what AES-NI code keeps in
+    vector registers, round keys 0 and 1 being the key itself."""
+    words = [key[i : i + 4] for i in range(0, 32, 4)]
+    rcon = 1
+    for i in range(8, 60):
+        word = words[i - 1]
+        if i % 8 == 0:
+            word = bytes(SBOX[b] for b in word[1:] + word[:1])
+            word = bytes((word[0] ^ rcon,)) + word[1:]
+            rcon = ((rcon << 1) ^ (0x1B if rcon & 0x80 else 0)) & 0xFF
+        elif i % 8 == 4:
+            word = bytes(SBOX[b] for b in word)
+        words.append(bytes(a ^ b for a, b in zip(words[i - 8], word, strict=True)))
+    return [b"".join(words[r * 4 : r * 4 + 4]) for r in range(15)]
+
+
+def aes_key_needles(name: str, key: bytes) -> dict[str, bytes]:
+    """An AES-256 key as the memory may hold it: whole, in halves, and every round key."""
+    found = {name: key, f"{name} first half": key[:16], f"{name} second half": key[16:]}
+    rounds = aes256_round_keys(key)
+    found.update({f"{name} round key {n}": rounds[n] for n in range(2, 15)})
+    return found
+
+
 def key_needles(keys_dir: Path, master: MasterKey, last: dict[str, str]) -> dict[str, bytes]:
     """Every secret the child holds or held, from this process's own unseal."""
     mk = master.encryption.bytes()
@@ -64,16 +115,28 @@ def key_needles(keys_dir: Path, master: MasterKey, last: dict[str, str]) -> dict
             with keys.read(key_id) as key:
                 plain[key_id] = key.bytes()
         secret = plain[key_id]
-        secret = secret if len(secret) == 32 else secret[13:]  # a private scalar
-        needles[key_id] = secret
-        needles[f"{key_id} first half"] = secret[:16]  # AES-256 round keys 0 and 1: the key
-        needles[f"{key_id} second half"] = secret[16:]  # in two registers, maybe apart
+        if len(secret) == 32:  # an AES key (an HMAC key too: its round keys never match)
+            needles.update(aes_key_needles(key_id, secret))
+        else:  # a private scalar
+            needles[key_id] = secret[13:]
+            needles[f"{key_id} first half"], needles[f"{key_id} second half"] = (
+                secret[13:29],
+                secret[29:],
+            )
         length = struct.pack("<I", len(blob) - scell.HEADER_SIZE)
-        needles[f"{key_id} message key"] = hmac.digest(mk, KDF + length + kid.context, "sha256")
+        message_key = hmac.digest(mk, KDF + length + kid.context, "sha256")
+        needles.update(aes_key_needles(f"{key_id} message key", message_key))
+    for key_id in ("client/client1/symmetric", "poison-record-symmetric"):  # AcraBlock KEKs
+        kek = hmac.digest(plain[key_id], KDF + struct.pack("<I", 32), "sha256")
+        needles.update(aes_key_needles(f"{key_id} KEK message key", kek))
     symmetric = plain["client/client1/symmetric"]
-    block = acrablock.parse(envelope.unwrap(memoryview(bytes.fromhex(last["acrablock"][66:])))[1])
-    with scell.decrypt(symmetric, block.sealed_key) as data_key:
-        needles["AcraBlock data key"] = data_key.bytes()
+    for name, value in (("AcraBlock", last["acrablock"][66:]), ("large AcraBlock", last["large"])):
+        block = acrablock.parse(envelope.unwrap(memoryview(bytes.fromhex(value)))[1])
+        with scell.decrypt(symmetric, block.sealed_key) as data_key:
+            needles.update(aes_key_needles(f"{name} data key", data_key.bytes()))
+            size = struct.pack("<I", len(block.sealed_data) - scell.HEADER_SIZE)
+            cell_key = hmac.digest(data_key.bytes(), KDF + size, "sha256")
+            needles.update(aes_key_needles(f"{name} data message key", cell_key))
     private = themis_keys.load_private(plain["client/client1/storage"])
     parsed = acrastruct.parse(envelope.unwrap(memoryview(bytes.fromhex(last["acrastruct"])))[1])
     throwaway = themis_keys.load_public(parsed.throwaway_public)

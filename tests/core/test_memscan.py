@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 import pytest
 
 from ..memscan import push_registers, python_child, read_mappings, scan
+from ..residue import aes256_round_keys, aes_key_needles
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/PID/mem")
 
@@ -123,3 +125,39 @@ def test_push_registers_refuses_a_child_that_would_die() -> None:
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+# AES-GCM under a key read from stdin, then nothing: the key schedule stays in the
+# vector registers (nothing scrubs them), while no bytes object keeps the key.
+AES_CHILD = r"""
+import sys
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+key = bytearray.fromhex(sys.stdin.readline().strip())
+AESGCM(key).encrypt(bytes(12), bytes(64), None)
+key[:] = bytes(len(key))
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_aes256_round_keys_match_fips_197() -> None:
+    rounds = aes256_round_keys(bytes(range(32)))  # FIPS-197 appendix A.3 / C.3
+    assert rounds[0] + rounds[1] == bytes(range(32))
+    assert rounds[2].hex() == "a573c29fa176c498a97fce93a572c09c"
+    assert rounds[14].hex() == "24fc79ccbf0979e9371ac23c6d68de36"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ptrace of a child (root)")
+def test_registers_are_read_as_a_core_dump_holds_them() -> None:
+    key = secrets.token_bytes(32)
+    with python_child(AES_CHILD) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.write(key.hex() + "\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "ready"
+        found = scan(proc.pid, aes_key_needles("key", key))
+        assert proc.poll() is None  # stopped to be read, then let go
+    in_registers = [hit for hit in found.hits if hit.mapping.pathname.startswith("[registers")]
+    assert in_registers, "an unscrubbed AES key schedule was not found in the registers"
+    assert all(hit.mapping.dumped for hit in in_registers)  # counted in the core view

@@ -37,6 +37,7 @@ from .api import open_keystore as _open_keystore
 from .api import rewrap_keystore as _rewrap_keystore
 from .keyids import key_id_of
 from .secret import SecretBytes
+from .themis import scell
 
 if TYPE_CHECKING:
     from .bundle import ExportReport, ImportReport
@@ -299,6 +300,7 @@ class _AsyncKeyUse:
         if self._secret is not None:
             self._secret.wipe()
             self._secret = None
+        scell.scrub()  # the application's use of the key left it in this thread's registers
 
 
 class _Opening:

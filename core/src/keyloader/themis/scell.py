@@ -279,8 +279,11 @@ def _is_flat(data: object) -> bool:
 
 
 _ZERO = bytes(64)
-_scrubber: tuple[AESGCM, bytes] | None = None
-_scrub_out = bytearray(len(_ZERO))
+_SCRUB_SIZE = 384
+"""Bytes the scrub's AES-GCM handles: more than 256, so OpenSSL's AVX-512/VAES code takes
+the path that fills zmm16-31 too (at 256 bytes or fewer it leaves the last round keys
+of a larger operation in zmm30/31; measured with ptrace on an AVX-512 CPU)."""
+_scrubber: tuple[AESGCM, bytes, bytearray] | None = None
 
 
 def scrub() -> None:
@@ -289,17 +292,20 @@ def scrub() -> None:
     AES round keys, the GHASH key, the SHA-256 state and the last blocks handled stay
     in vector registers after an operation and reach memory at the next register
     save (a signal frame, a context switch, a core dump's register notes). Running
-    the same code (SHA-256, then AES-256-GCM) once more on zeroes, under an all-zero
-    key, replaces them. The engine calls it at the end of every operation that used
-    a key; it costs about a microsecond.
+    the same code once more on zeroes under an all-zero key replaces them: SHA-256
+    (the SHA-NI state of the last HMAC) and an AES-256-GCM decryption of
+    :data:`_SCRUB_SIZE` bytes (round keys, GHASH powers, the AVX-512 registers).
+    Neither half alone is enough. The engine calls it at the end of every operation
+    that used a key; it costs about a microsecond.
     """
     global _scrubber
     scrubber = _scrubber
     if scrubber is None:
         aead = AESGCM(bytes(32))
-        scrubber = _scrubber = (aead, aead.encrypt(_ZERO[:IV_SIZE], _ZERO, _ZERO[:16]))
+        sealed = aead.encrypt(_ZERO[:IV_SIZE], bytes(_SCRUB_SIZE), _ZERO[:16])
+        scrubber = _scrubber = (aead, sealed, bytearray(_SCRUB_SIZE))
     hashlib.sha256(_ZERO).digest()
-    scrubber[0].decrypt_into(_ZERO[:IV_SIZE], scrubber[1], _ZERO[:16], _scrub_out)
+    scrubber[0].decrypt_into(_ZERO[:IV_SIZE], scrubber[1], _ZERO[:16], scrubber[2])
 
 
 def _key_bytes(key: object) -> bytes | bytearray | memoryview:
