@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import struct
 import sys
 import threading
 from typing import Any
@@ -72,6 +73,14 @@ class _Statx(ctypes.Structure):
     )
 
 
+_TOKEN_FIELDS = struct.Struct("<32xQQ48xqI4xqI4x")
+"""stx_ino, stx_size, stx_ctime and stx_mtime of a ``struct statx``, read in one step
+(ctypes' field access makes an object per field)."""
+assert _TOKEN_FIELDS.size == 128
+assert _Statx.stx_ino.offset == 32 and _Statx.stx_size.offset == 40  # noqa: PT018
+assert _Statx.stx_ctime.offset == 96 and _Statx.stx_mtime.offset == 112  # noqa: PT018
+
+
 def _lstat_token(path: str) -> tuple[int, int, int, int]:
     st = os.lstat(path)
     return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
@@ -112,13 +121,8 @@ class RevisionStat:
                 self._statx = None
                 return _lstat_token(path)
             raise OSError(code, os.strerror(code), path)
-        mtime, ctime = buffer.stx_mtime, buffer.stx_ctime
-        return (
-            buffer.stx_ino,
-            mtime.tv_sec * 1_000_000_000 + mtime.tv_nsec,
-            ctime.tv_sec * 1_000_000_000 + ctime.tv_nsec,
-            buffer.stx_size,
-        )
+        ino, size, ctime, ctime_ns, mtime, mtime_ns = _TOKEN_FIELDS.unpack_from(buffer)
+        return (ino, mtime * 1_000_000_000 + mtime_ns, ctime * 1_000_000_000 + ctime_ns, size)
 
     def _decide(self) -> Any:
         if not os.path.isdir(self._directory):
