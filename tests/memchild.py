@@ -4,8 +4,10 @@ Run as ``python memchild.py KEYS_DIR MODE CACHE_SIZE``: it opens the store with 
 env provider, runs ``ROUNDS`` rounds of every data operation and of ``use()`` (an
 AES-GCM operation with the key inside the block, as an application would), in one
 thread, in 8 threads (MODE ``threads``) or through ``keyloader.aio`` (MODE ``aio``),
-then prints one JSON line with the values of its last round and waits on stdin. It
-handles SIGUSR1 (the scanner's signal to push registers into memory).
+then prints one JSON line with the values of its last round and waits on stdin. MODE
+``admin`` instead rewraps the store, exports it and imports the bundle into a new store
+(the paths it made are its JSON line). It handles SIGUSR1 (the scanner's signal to push
+registers into memory).
 """
 
 from __future__ import annotations
@@ -77,11 +79,49 @@ async def aio_rounds(keys_dir: str, cache_size: int) -> dict[str, str]:
     return last
 
 
+def administer(keys_dir: str) -> dict[str, str]:
+    """Rewrap the store to the key in DST_ACRA_MASTER_KEY, export it to a bundle and
+    import that into a new store, as an operator's tool would in one process."""
+    from keyloader.api import load_rewrap_target
+    from keyloader.bundle import export_keys, import_keys
+    from keyloader.keystore import KeyManager
+    from keyloader.masterkey import MasterKey
+    from keyloader.rewrap import rewrap_keys
+    from keyloader.secret import SecretBytes
+    from keyloader.stores.filesystem import FilesystemKeyStore
+
+    work = os.path.dirname(keys_dir)
+    out = {
+        "bundle": os.path.join(work, "keys.bundle"),
+        "secret": os.path.join(work, "keys.secret"),
+        "imported": os.path.join(work, "imported", ".acrakeys"),
+    }
+    # a rewrap target takes no options from the environment: its scrub is asked here
+    scrub = os.environ.get("KEYLOADER_ENV_SCRUB") == "1"
+    settings = keyloader.resolve(keys_dir=keys_dir, rewrap_to_options={"scrub": scrub})
+    with load_rewrap_target(settings, "env") as new_key:
+        with keyloader.open_keystore(settings) as manager:
+            rewrap_keys(manager, new_key)
+
+        def with_new_key(directory: str) -> KeyManager:
+            store = FilesystemKeyStore({"keys_dir": directory})
+            return KeyManager(store, MasterKey(SecretBytes(new_key.encryption.buffer)))
+
+        with with_new_key(keys_dir) as manager:
+            export_keys(manager, None, out["bundle"], out["secret"])
+        with with_new_key(out["imported"]) as manager:
+            import_keys(manager, out["bundle"], out["secret"])
+    return out
+
+
 def main() -> None:
     keys_dir, mode, cache_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
     signal.signal(signal.SIGUSR1, lambda *_: None)
     last: dict[str, Any] = {}
-    if mode == "aio":
+    if mode == "admin":
+        last = administer(keys_dir)
+        keys = None
+    elif mode == "aio":
         last = asyncio.run(aio_rounds(keys_dir, cache_size))
         keys = None
     else:

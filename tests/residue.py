@@ -15,7 +15,7 @@ import hmac
 import json
 import struct
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -31,7 +31,15 @@ from keyloader.themis import scell
 
 from .memscan import ScanResult, push_registers, scan
 
-__all__ = ["KEY_IDS", "key_needles", "residue_store", "scan_service"]
+__all__ = [
+    "KEY_IDS",
+    "aes256_round_keys",
+    "aes_key_needles",
+    "key_needles",
+    "residue_store",
+    "scan_service",
+    "sealed_needles",
+]
 
 KDF = b"\x00\x00\x00\x01Themis secure cell message key\x00"
 KEY_IDS = (
@@ -130,6 +138,8 @@ def key_needles(keys_dir: Path, master: MasterKey, last: dict[str, str]) -> dict
         kek = hmac.digest(plain[key_id], KDF + struct.pack("<I", 32), "sha256")
         needles.update(aes_key_needles(f"{key_id} KEK message key", kek))
     symmetric = plain["client/client1/symmetric"]
+    if "acrablock" not in last:  # a child that made no values
+        return needles
     for name, value in (("AcraBlock", last["acrablock"][66:]), ("large AcraBlock", last["large"])):
         block = acrablock.parse(envelope.unwrap(memoryview(bytes.fromhex(value)))[1])
         with scell.decrypt(symmetric, block.sealed_key) as data_key:
@@ -147,22 +157,49 @@ def key_needles(keys_dir: Path, master: MasterKey, last: dict[str, str]) -> dict
     return needles
 
 
+def sealed_needles(keys_dir: Path, master_key: bytes, label: str) -> dict[str, bytes]:
+    """The Secure Cell message key (with its round keys) of every key file in ``keys_dir``
+    under ``master_key``: what unsealing or sealing them derives."""
+    needles: dict[str, bytes] = {}
+    fs = FilesystemKeyStore({"keys_dir": keys_dir})
+    try:
+        for key_id in KEY_IDS:
+            kid = key_id_of(key_id)
+            length = struct.pack("<I", len(fs.get(kid.store_name)) - scell.HEADER_SIZE)
+            message_key = hmac.digest(master_key, KDF + length + kid.context, "sha256")
+            needles.update(aes_key_needles(f"{key_id} message key ({label})", message_key))
+    finally:
+        fs.close()
+    return needles
+
+
 def scan_service(
     command: Sequence[str],
     env: Mapping[str, str],
     keys_dir: Path,
     master: MasterKey,
     extra: Mapping[str, bytes] | None = None,
+    before: Callable[[dict[str, str]], dict[str, bytes]] | None = None,
 ) -> tuple[ScanResult, dict[str, bytes]]:
     """Start a child service (it prints one JSON line of its last values, then waits on
-    stdin), push its registers, and scan it for :func:`key_needles` and ``extra``."""
+    stdin), push its registers, and scan it for :func:`key_needles` and ``extra``.
+
+    With ``before``, the needles are taken from the store before the child starts (it
+    changes the store), plus what ``before`` returns given the child's JSON line."""
+    needles = dict(extra or {})
+    if before is not None:  # the child changes the store: its needles first
+        needles.update(key_needles(keys_dir, master, {}))
     child = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     try:
         assert child.stdout is not None
         line = child.stdout.readline()
         assert line, f"the child failed (exit {child.wait()})"
         push_registers(child.pid)
-        needles = {**key_needles(keys_dir, master, json.loads(line)), **(extra or {})}
+        last = json.loads(line)
+        if before is None:
+            needles.update(key_needles(keys_dir, master, last))
+        else:
+            needles.update(before(last))
         found = scan(child.pid, needles)
         assert found.scanned > 10 * 1024 * 1024  # the whole process was read
         return found, needles

@@ -12,17 +12,22 @@ with ``memfd_secret`` cannot be read at all, so a copy outside them is a copy fo
 
 from __future__ import annotations
 
+import hmac
 import os
+import struct
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from keyloader.masterkey import MasterKey
+from keyloader.bundle_format import BUNDLE_CONTEXT, read_secret_file
+from keyloader.masterkey import MasterKey, generate_master_key
+from keyloader.themis import scell
 
 from ..memscan import ScanResult
-from ..residue import residue_store, scan_service
+from ..residue import KDF, aes_key_needles, residue_store, scan_service, sealed_needles
 
 CHILD = Path(__file__).resolve().parents[1] / "memchild.py"
 CPU_PATHS = {
@@ -93,3 +98,49 @@ def test_with_locked_pages_every_copy_is_in_pages_a_core_dump_leaves_out(
     assert not outside, "\n".join(
         f"{hit.needle} at {hit.address:#x} in {hit.mapping}" for hit in outside
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scrub", ["1", "0"], ids=["scrubbed", "control"])
+def test_rewrap_export_and_import_keep_no_key_material_outside_secret_pages(
+    tmp_path: Path, scrub: str
+) -> None:
+    """An operator's tool in one process: rewrap to a new master key (both keys from
+    scrubbed variables), export every key to a bundle, import it into a new store. The
+    control leaves the variables in place: the scan finds them there."""
+    stores = residue_store(tmp_path / "store" / ".acrakeys")
+    keys_dir, master = next(stores)
+    with closing(stores), generate_master_key() as new:
+        new_key = new.encryption.bytes()
+        with master.to_text() as old_text, new.to_text() as new_text:
+            env = {
+                **os.environ,
+                "ACRA_MASTER_KEY": old_text.bytes().decode(),
+                "DST_ACRA_MASTER_KEY": new_text.bytes().decode(),
+                "KEYLOADER_ENV_SCRUB": scrub,
+            }
+            extra = {"new master key": new_key, "new master key base64": new_text.bytes()}
+
+        def made(paths: dict[str, str]) -> dict[str, bytes]:
+            with read_secret_file(Path(paths["secret"])) as bundle_key:
+                key = bundle_key.bytes()
+            sealed = Path(paths["bundle"]).read_bytes()
+            length = struct.pack("<I", len(sealed) - scell.HEADER_SIZE)
+            payload_key = hmac.digest(key, KDF + length + BUNDLE_CONTEXT, "sha256")
+            return {
+                **sealed_needles(keys_dir, new_key, "rewrapped"),
+                **sealed_needles(Path(paths["imported"]), new_key, "imported"),
+                **aes_key_needles("bundle key", key),
+                **aes_key_needles("bundle message key", payload_key),
+            }
+
+        command = [sys.executable, str(CHILD), str(keys_dir), "admin", "0"]
+        found, needles = scan_service(command, env, keys_dir, master, extra, before=made)
+    assert "bundle message key round key 14" in needles  # the tool's work was looked at
+    if scrub == "0":
+        assert found.count("new master key base64") >= 1
+        assert found.count("master key base64") >= 1
+        return
+    report = {name: (found.count(name), found.core_count(name)) for name in needles}
+    leaked = {name: counts for name, counts in report.items() if counts != (0, 0)}
+    assert not leaked, "\n".join(f"{name}: {found.where(name)}" for name in leaked)
