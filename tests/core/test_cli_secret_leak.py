@@ -67,6 +67,23 @@ def test_full_workflow_leaks_no_key_material(
         flow.run("keys", "read", f"client/{client}/symmetric", "--index", "2", "--format", "raw")
         flow.run("keys", "read", f"client/{client}/searchable", "--json")
     flow.run("keys", "read", "audit-log")
+    # data operations: the keys stay inside keyloader, the values come and go
+    row, sealed = tmp_path / "row.txt", tmp_path / "row.sealed"
+    row.write_bytes(b"a secret row")
+    alpha = "client/alpha-client/symmetric"
+    flow.run("data", "encrypt", alpha, "--input", str(row), "--output", str(sealed))
+    flow.run("data", "decrypt", alpha, "--input", str(sealed))
+    flow.run("data", "encrypt", alpha, "--input", str(row), "--searchable", "--base64")
+    flow.run("data", "encrypt", "client/beta-client/storage", "--input", str(row), "--base64")
+    flow.run("data", "hash", "alpha-client", "--input", str(row), "--base64")
+    flow.run("data", "poison-record", "--type", "acrablock")
+    flow.run("data", "is-poison", "--input", str(sealed), expect=1)
+    for debug in ("0", "1"):  # another client's key, and a value that is no container
+        env = {"KEYLOADER_DEBUG": debug}
+        flow.run("data", "decrypt", "client/beta-client/symmetric", "--input", str(sealed),
+                 expect=1, env=env)  # fmt: skip
+        flow.run("data", "decrypt", alpha, "--input", str(row), expect=1, env=env)
+    flow.run_process("data", "decrypt", alpha, "--input", str(sealed), env=os.environ)
 
     # the secrets, read through the library (before anything is destroyed)
     master = key_file.read_bytes()
