@@ -124,7 +124,7 @@ def main() -> None:
             "decrypt_many 10k": lambda: keys.decrypt_many(SYM, blocks),
         },
         calls=1,
-        rounds=5,
+        rounds=9,
     )
     report(bulk)
     ratio(
@@ -146,7 +146,7 @@ def main() -> None:
             "encrypt AcraBlock 1 MiB": lambda: keys.encrypt(SYM, mebibyte),
         },
         calls=20,
-        rounds=7,
+        rounds=11,
     )
     report(large)
     ratio(

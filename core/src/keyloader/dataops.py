@@ -333,7 +333,9 @@ class _Keys:
             kek, data_key = keks[0], scratch.buffer
             try:
                 kek.open_into(block.sealed_key, data_key)
-                return scell.decrypt_data(data_key, block.sealed_data, kek.context)
+                if context:
+                    return scell.decrypt_data(data_key, block.sealed_data, kek.context)
+                return scell.open_data_cell(data_key, block.sealed_data)
             except IntegrityError:
                 pass
             finally:

@@ -21,7 +21,6 @@ Themis 0.9.6 KDF (64-bit length) is not supported: such blobs fail to authentica
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import struct
 
@@ -52,6 +51,11 @@ IV_SIZE = 12
 TAG_SIZE = 16
 HEADER_SIZE = 4 * 4 + IV_SIZE + TAG_SIZE
 """Bytes before the ciphertext: four u32 fields, the iv and the tag."""
+
+try:  # what hmac.digest calls, without its dispatch on the digest's name (0.15 µs a call)
+    from _hashlib import hmac_digest as _hmac
+except ImportError:  # a Python without OpenSSL's HMAC: the module's own
+    from hmac import digest as _hmac  # type: ignore[assignment]
 
 _MAX_MESSAGE = 0xFFFFFFFF
 _FIELDS = struct.Struct("<4I")
@@ -88,7 +92,7 @@ def seal_parts(
     if size > _MAX_MESSAGE:
         raise ConfigError("plaintext is larger than 4 GiB, the Secure Cell limit")
     iv = os.urandom(IV_SIZE)
-    message_key = hmac.digest(secret, b"".join((_KDF_PREFIX, _U32.pack(size), aad)), "sha256")
+    message_key = _hmac(secret, b"".join((_KDF_PREFIX, _U32.pack(size), aad)), "sha256")
     try:
         sealed = memoryview(AESGCM(message_key).encrypt(iv, data, aad or None))
     except OverflowError as exc:
@@ -116,7 +120,7 @@ def seal_into(key: Bytes, plaintext: Bytes, out: memoryview, context: Bytes = b"
         raise ConfigError("seal_into takes 1 byte to 4 GiB and a buffer of the blob's size")
     spare = len(out) == end + TAG_SIZE
     iv = os.urandom(IV_SIZE)
-    message_key = hmac.digest(secret, b"".join((_KDF_PREFIX, _U32.pack(size), aad)), "sha256")
+    message_key = _hmac(secret, b"".join((_KDF_PREFIX, _U32.pack(size), aad)), "sha256")
     try:
         target = out[HEADER_SIZE:] if spare else out[_TAG_START:]
         AESGCM(message_key).encrypt_into(iv, plaintext, aad or None, target)
@@ -222,7 +226,7 @@ def message_key(key: Bytes, size: int, context: Bytes = b"") -> SecretBytes:
 
 def _derive(key: Bytes, size: int, context: Bytes) -> bytes:
     """Themis' KDF, as ``bytes`` the caller burns."""
-    return hmac.digest(key, b"".join((_KDF_PREFIX, _U32.pack(size), context)), "sha256")
+    return _hmac(key, b"".join((_KDF_PREFIX, _U32.pack(size), context)), "sha256")
 
 
 def decrypt(key: Bytes, blob: Bytes, context: Bytes = b"") -> SecretBytes:
@@ -258,6 +262,25 @@ def decrypt_data(key: Bytes, blob: Bytes, context: Bytes = b"") -> bytes:
         burn(message_key)
 
 
+def open_data_cell(key: memoryview, sealed: memoryview) -> bytes:
+    """:func:`decrypt_data` for the hot path of a container: ``key`` and ``sealed`` are
+    flat byte views (a data key in secret pages, a slice of the value), no context."""
+    size = len(sealed) - HEADER_SIZE
+    if size <= 0 or sealed[:12] != _FIXED_FIELDS or _U32.unpack_from(sealed, 12)[0] != size:
+        raise IntegrityError(_FAILED)
+    message_key = _hmac(key, _KDF_PREFIX + sealed[12:16], "sha256")
+    try:
+        return AESGCM(message_key).decrypt(
+            sealed[16:_TAG_START],
+            b"".join((sealed[HEADER_SIZE:], sealed[_TAG_START:HEADER_SIZE])),
+            None,
+        )
+    except (InvalidTag, ValueError, OverflowError):
+        raise IntegrityError(_FAILED) from None
+    finally:
+        burn(message_key)
+
+
 def _opening(key: Bytes, blob: Bytes, context: Bytes) -> tuple[Bytes, bytes, Bytes, bytes]:
     """(nonce, ciphertext || tag, associated data, message key) of a checked blob."""
     secret = key if type(key) is bytes or _is_flat(key) else _key_bytes(key)
@@ -268,7 +291,7 @@ def _opening(key: Bytes, blob: Bytes, context: Bytes) -> tuple[Bytes, bytes, Byt
     size = len(sealed) - HEADER_SIZE
     if size <= 0 or sealed[:12] != _FIXED_FIELDS or _U32.unpack_from(sealed, 12)[0] != size:
         raise IntegrityError(_FAILED)
-    message_key = hmac.digest(secret, b"".join((_KDF_PREFIX, sealed[12:16], aad)), "sha256")
+    message_key = _hmac(secret, b"".join((_KDF_PREFIX, sealed[12:16], aad)), "sha256")
     data = b"".join((sealed[HEADER_SIZE:], sealed[_TAG_START:HEADER_SIZE]))
     return sealed[16:_TAG_START], data, aad, message_key
 
