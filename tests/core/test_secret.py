@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import ctypes
 import os
 import pickle
+import sys
 
 import pytest
 
-from keyloader.secret import SecretBytes
+from keyloader.secret import SecretBytes, overwrite_bytes
 
 
 def test_wipe_zeroes_the_buffer_in_place() -> None:
@@ -143,3 +145,26 @@ def test_what_is_derived_from_a_key_is_made_once_and_wiped_with_it() -> None:
     key.wipe()
     assert made[0].wiped
     assert len(made[0]) == 0
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="CPython's bytes layout")
+def test_overwrite_bytes_overwrites_exactly_the_payload() -> None:
+    value = bytes(bytearray(os.urandom(48)))  # a new object, referenced here only
+    header = sys.getsizeof(b"") - 1
+    address = id(value)
+    assert ctypes.string_at(address + header, len(value)) == value  # the offset is the payload
+    assert ctypes.string_at(address + header + len(value), 1) == b"\0"  # and its NUL follows
+    before = ctypes.string_at(address + 8, header - 8)  # type, size, hash: all but the refcount
+    assert overwrite_bytes(value)
+    assert value == bytes(48)
+    assert len(value) == 48
+    assert ctypes.string_at(address + 8, header - 8) == before
+    assert ctypes.string_at(address + header + 48, 1) == b"\0"
+
+
+def test_overwrite_bytes_refuses_shared_singletons_and_other_types() -> None:
+    for value in (b"", b"a"):
+        assert not overwrite_bytes(value)
+    assert bytes([97]) == b"a"
+    for other in (bytearray(b"abc"), "abc"):
+        assert not overwrite_bytes(other)  # type: ignore[arg-type]

@@ -31,8 +31,7 @@ from keyloader.masterkey import generate_master_key
 from keyloader.plugins import make_plugin_manager
 from keyloader.providers import provider_option_env_names
 from keyloader_env import EnvProvider
-from keyloader_env import scrub as scrub_module
-from keyloader_env.scrub import ScrubReport, scrub_variable, was_scrubbed, wipe_bytes_object
+from keyloader_env.scrub import ScrubReport, scrub_variable, was_scrubbed
 
 from ..keytext import text_of
 from ..memscan import scan
@@ -115,32 +114,6 @@ def test_settings_do_not_copy_the_environment(
         settings.resolve_provider_options("env", EnvProvider.option_schema())
         assert read == ["KEYLOADER_ENV_SCRUB"]
         assert "ACRA_MASTER_KEY" not in repr(settings._env)  # names only, and not that one
-
-
-# -- wiping a bytes object in place -------------------------------------------------------------
-
-
-@cpython_only
-def test_wipe_bytes_object_overwrites_exactly_the_payload() -> None:
-    value = bytes(bytearray(os.urandom(48)))  # a new object, referenced here only
-    header = scrub_module._BYTES_HEADER
-    address = id(value)
-    assert ctypes.string_at(address + header, len(value)) == value  # the offset is the payload
-    assert ctypes.string_at(address + header + len(value), 1) == b"\0"  # and its NUL follows
-    before = ctypes.string_at(address + 8, header - 8)  # type, size, hash: all but the refcount
-    assert wipe_bytes_object(value)
-    assert value == bytes(48)
-    assert len(value) == 48
-    assert ctypes.string_at(address + 8, header - 8) == before
-    assert ctypes.string_at(address + header + 48, 1) == b"\0"
-
-
-def test_wipe_bytes_object_refuses_shared_singletons_and_other_types() -> None:
-    for value in (b"", b"a"):
-        assert not wipe_bytes_object(value)
-    assert bytes([97]) == b"a"
-    for other in (bytearray(b"abc"), "abc"):
-        assert not wipe_bytes_object(other)  # type: ignore[arg-type]
 
 
 # -- scrubbing a variable in this process ---------------------------------------------------------

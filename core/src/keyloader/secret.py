@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 
 from .secret_pages import allocate, release
 
-__all__ = ["SecretBytes", "burn"]
+__all__ = ["SecretBytes", "burn", "overwrite_bytes"]
 
 _EMPTY = memoryview(bytearray())
 _MISSING = object()
@@ -20,6 +20,19 @@ _T = TypeVar("_T")
 _BYTES_PAYLOAD = sys.getsizeof(b"") - 1
 """Where a ``bytes`` object's payload starts, from its address (CPython's ``ob_sval``)."""
 _memset = ctypes.memset
+
+
+def overwrite_bytes(value: bytes) -> bool:
+    """Overwrite the payload of the ``bytes`` object ``value`` with zeros, in place.
+
+    Only for an object no one else uses (the caller checks: ``bytes`` are immutable,
+    and every holder sees the zeros). Refused (False) for anything but an exact
+    ``bytes`` of two or more bytes (shorter ones are shared singletons) on CPython.
+    """
+    if type(value) is not bytes or len(value) < 2 or sys.implementation.name != "cpython":
+        return False
+    _memset(id(value) + _BYTES_PAYLOAD, 0, len(value))
+    return True
 
 
 def burn(data: bytes) -> None:

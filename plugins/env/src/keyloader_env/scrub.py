@@ -49,9 +49,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["ScrubReport", "scrub_variable", "was_scrubbed", "wipe_bytes_object"]
+from keyloader.secret import overwrite_bytes
 
-_BYTES_HEADER = bytes.__basicsize__ - 1
+__all__ = ["ScrubReport", "scrub_variable", "was_scrubbed"]
+
 """``offsetof(PyBytesObject, ob_sval)``: the basic size counts the payload's trailing NUL."""
 
 _SCRUBBED: set[str] = set()
@@ -217,7 +218,7 @@ def _scrub_python_environment(key: bytes) -> tuple[int, int]:
         if not value:
             continue  # empty: nothing to overwrite
         holders = sum(1 for data in dicts if data.get(key) is value)
-        if _only_held_by(value, holders) and wipe_bytes_object(value):
+        if _only_held_by(value, holders) and overwrite_bytes(value):
             wiped += 1
         else:
             shared += 1
@@ -242,16 +243,3 @@ def _only_held_by(value: bytes, holders: int) -> bool:
     held = sys.getrefcount(value)
     del holder_dicts, callers
     return held <= baseline
-
-
-def wipe_bytes_object(value: bytes) -> bool:
-    """Overwrite the payload of the ``bytes`` object ``value`` with zeros, in place.
-
-    Only for an object no one else uses: ``bytes`` are immutable, and every holder
-    sees the zeros. Refused (False) for anything but an exact ``bytes`` of two or
-    more bytes (shorter ones are shared singletons) on CPython.
-    """
-    if type(value) is not bytes or len(value) < 2 or sys.implementation.name != "cpython":
-        return False
-    ctypes.memset(id(value) + _BYTES_HEADER, 0, len(value))
-    return True
