@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keyloader import dataops, freshbytes
+from keyloader import datakeys, freshbytes
 from keyloader.containers import acrablock, acrastruct, envelope, searchable
 from keyloader.errors import DecryptionError, IntegrityError
 from keyloader.keystore import KeyManager
@@ -286,9 +286,9 @@ def test_a_cached_key_derives_its_kek_once_and_the_data_key_slot_is_zeroed(
             assert len(calls) == 1  # made with the cached key, kept with it
             assert manager.encrypt(SYM, ROW, context=b"ctx")  # a context: not kept
             assert len(calls) == 1
-            scratch = dataops._take_scratch()
+            scratch = datakeys.take_scratch()
             assert scratch.buffer.tobytes() == bytes(32)  # the last data key is gone
-            dataops._give_back(scratch)
+            datakeys.give_back(scratch)
     uncached = KeyManager(MemoryKeyStore({}), MasterKey(SecretBytes(os.urandom(32))), cache_size=0)
     uncached.generate(["symmetric"], client_id="client1")
     with uncached:
