@@ -26,7 +26,7 @@ from ..secret import SecretBytes
 from ..themis import scell
 from . import envelope
 
-__all__ = ["MIN_SIZE", "TAG", "AcraBlock", "Kek", "encrypt", "key_id", "parse"]
+__all__ = ["MIN_SIZE", "TAG", "AcraBlock", "Kek", "encrypt", "kept_kek", "key_id", "parse"]
 
 TAG = b'"' * 4
 SECURE_CELL = 0
@@ -60,7 +60,7 @@ class Kek:
         the cache holds it, in secret pages), so a block costs no key derivation."""
         if context:
             return cls(key.buffer, context)
-        kek_id, message_key = key._derived("acrablock kek", _derive_kek)
+        kek_id, message_key = kept_kek(key)
         kek = cls.__new__(cls)
         kek._set(kek_id, scell.SizedCell.keyed(message_key, DATA_KEY_SIZE))
         return kek
@@ -108,10 +108,28 @@ class AcraBlock(NamedTuple):
             scratch[:] = ZERO_KEY
         raise IntegrityError("the AcraBlock does not open with any of the keys")
 
+    def open_kept(self, kept: tuple[bytes, SecretBytes], scratch: memoryview) -> bytes | None:
+        """The plaintext if the KEK ``kept`` (:func:`kept_kek`: no context) opens the block,
+        else None; the data key goes through ``scratch`` (32 bytes in secret pages)."""
+        kek_id, message_key = kept
+        if kek_id != self.key_id:
+            return None
+        try:
+            scell.open_keyed_into(message_key, self.sealed_key, scratch)
+            return scell.open_data_cell(scratch, self.sealed_data)
+        except IntegrityError:
+            return None
+
 
 ZERO_KEY = bytes(DATA_KEY_SIZE)
 LARGE = 1 << 14
 """From this many bytes of data on, a block is written in place (:mod:`keyloader.freshbytes`)."""
+
+
+def kept_kek(key: SecretBytes) -> tuple[bytes, SecretBytes]:
+    """The KEK id and message key of ``key`` under no context, derived once and kept
+    with ``key`` (in secret pages, wiped with it)."""
+    return key._derived("acrablock kek", _derive_kek)
 
 
 def _derive_kek(key: SecretBytes) -> tuple[bytes, SecretBytes]:

@@ -262,6 +262,22 @@ def decrypt_data(key: Bytes, blob: Bytes, context: Bytes = b"") -> bytes:
         burn(message_key)
 
 
+def open_keyed_into(message_key: SecretBytes, sealed: memoryview, out: memoryview) -> None:
+    """Open a Seal of ``len(out)`` bytes into ``out`` with a message key derived earlier
+    (:func:`message_key`, no context): :meth:`SizedCell.open_into` without keeping an AES
+    context. ``sealed`` is a flat byte view; ``IntegrityError`` if it does not open."""
+    head = sealed[:16].tobytes()
+    if len(sealed) != HEADER_SIZE + len(out) or head != _FIELDS.pack(
+        ALGORITHM, IV_SIZE, TAG_SIZE, len(out)
+    ):
+        raise IntegrityError(_FAILED)
+    data = b"".join((sealed[HEADER_SIZE:], sealed[_TAG_START:HEADER_SIZE]))
+    try:
+        AESGCM(message_key.buffer).decrypt_into(sealed[16:_TAG_START], data, None, out)
+    except (InvalidTag, ValueError):
+        raise IntegrityError(_FAILED) from None
+
+
 def open_data_cell(key: memoryview, sealed: memoryview) -> bytes:
     """:func:`decrypt_data` for the hot path of a container: ``key`` and ``sealed`` are
     flat byte views (a data key in secret pages, a slice of the value), no context."""
