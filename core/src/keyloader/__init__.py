@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         ProviderNotFoundError,
         ProviderNotImplementedError,
         ProviderUnavailableError,
+        RingFormatError,
     )
     from .hardening import HardeningReport, harden_process
     from .keyids import KeyId, KeyKind
@@ -82,6 +83,7 @@ _LAZY: dict[str, str] = {
     "InvalidMasterKeyError": ".errors",
     "KeyExistsError": ".errors",
     "KeyFormatError": ".errors",
+    "RingFormatError": ".errors",
     "KeyloaderError": ".errors",
     "KeyNotFoundError": ".errors",
     "KeyStoreError": ".errors",
@@ -163,6 +165,7 @@ __all__ = [
     "KeyExistsError",
     "IntegrityError",
     "KeyFormatError",
+    "RingFormatError",
     "DecryptionError",
     "KeyStoreError",
     "InsecurePermissionsError",

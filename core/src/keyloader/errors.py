@@ -19,6 +19,7 @@ __all__ = [
     "InvalidMasterKeyError",
     "KeyExistsError",
     "KeyFormatError",
+    "RingFormatError",
     "KeyNotFoundError",
     "KeyStoreError",
     "KeyStoreNotFoundError",
@@ -107,6 +108,11 @@ class IntegrityError(KeyloaderError):
 
 class KeyFormatError(IntegrityError):
     """A key container is malformed: Themis tag, length, checksum, scalar or curve point."""
+
+
+class RingFormatError(IntegrityError):
+    """An Acra keystore v2 key ring (or bundle) is malformed, or its signature or a key in
+    it does not verify; the message names the ring, never its bytes."""
 
 
 class DecryptionError(IntegrityError):

@@ -1,0 +1,1 @@
+"""Acra keystore v2: signed key rings in DER (``der``, ``format``)."""
