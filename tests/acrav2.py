@@ -35,3 +35,16 @@ def rings(which: str = "main") -> list[dict[str, Any]]:
     """Every ring of the store ``which``, as the manifest describes it."""
     described: list[dict[str, Any]] = manifest(which)["v2"]["key_rings"]
     return described
+
+
+def copy_store(which: str, target: Path) -> Path:
+    """A copy of the fixture store ``which`` at ``target`` with Acra's file modes (git
+    keeps none): 0700 directories, the modes the manifest records for files."""
+    import shutil
+
+    shutil.copytree(STORES[which], target)
+    for directory in [target, *(path for path in target.rglob("*") if path.is_dir())]:
+        directory.chmod(0o700)
+    for entry in manifest(which)["v2"]["files"]:
+        (target / entry["path"]).chmod(int(entry["mode"], 8))
+    return target
