@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .acra_bundle import is_acra_v1_bundle, read_acra_v1_bundle
+from .bundle_acra import acra_payload
 from .bundle_format import (
     BUNDLE_CONTEXT,
     BundleEntry,
@@ -321,13 +323,19 @@ def _import(
         sealed = read_bundle_file(bundle_path)
         try:
             payload = scell.decrypt(key.buffer, sealed, BUNDLE_CONTEXT)
+            acra = False
         except IntegrityError:
-            raise IntegrityError(
-                f"cannot open bundle {bundle_path} with secret {secret_path}: wrong secret "
-                "file, or the bundle was modified or truncated; nothing was imported"
-            ) from None
+            if not is_acra_v1_bundle(sealed, key):
+                raise IntegrityError(
+                    f"cannot open bundle {bundle_path} with secret {secret_path}: wrong secret "
+                    "file, or the bundle was modified or truncated; nothing was imported"
+                ) from None
+            payload, acra_entries = acra_payload(
+                read_acra_v1_bundle(sealed, key, bundle_path), bundle_path
+            )
+            acra = True
     with payload, memoryview(payload.buffer) as view:
-        entries = parse_payload(view, bundle_path)
+        entries = acra_entries if acra else parse_payload(view, bundle_path)
         master = manager.master_key
         store = manager.store
         outcomes: dict[str, list[str]] = {state: [] for state in _OUTCOMES}

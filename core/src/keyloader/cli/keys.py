@@ -371,10 +371,16 @@ def export(
 def import_(
     input_path: Annotated[
         Path | None,
-        typer.Option("--input", metavar="FILE", help="A bundle written by keys export."),
+        typer.Option(
+            "--input",
+            "--key_bundle_file",
+            metavar="FILE",
+            help="A bundle written by keys export, or by acra-keys export on a v1 store.",
+        ),
     ] = None,
     secret: Annotated[
-        Path | None, typer.Option("--secret", metavar="FILE", help="Its secret file.")
+        Path | None,
+        typer.Option("--secret", "--key_bundle_secret", metavar="FILE", help="Its secret file."),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace existing keys that hold other values.")
