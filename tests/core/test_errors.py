@@ -25,6 +25,7 @@ TREE = {
     "KeyExistsError": ("KeyloaderError",),
     "IntegrityError": ("KeyloaderError",),
     "KeyFormatError": ("IntegrityError",),
+    "RingFormatError": ("IntegrityError",),
     "DecryptionError": ("IntegrityError",),
     "KeyStoreError": ("KeyloaderError",),
     "InsecurePermissionsError": ("KeyStoreError",),

@@ -121,7 +121,7 @@ class OpenedKeys:
         while True:
             if not self._pending and not self._listed:
                 self._listed = True
-                rotated = len(self._ops._history(self._kid.store_name))
+                rotated = self._ops._rotated_count(self._kid)
                 self._pending = list(range(rotated + 1, 1, -1))
             if not self._pending:
                 return False
@@ -129,7 +129,7 @@ class OpenedKeys:
             try:
                 key = self._ops._decrypt(self._kid, index)
             except KeyNotFoundError as exc:
-                if index == 1 and self._ops._history(self._kid.store_name):
+                if index == 1 and self._ops._rotated_count(self._kid):
                     continue  # the current key is destroyed: rotated ones open old values
                 raise UnsealFailed(exc) from None
             except KeyloaderError as exc:

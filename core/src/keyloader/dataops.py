@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from .audit import AuditAction
-    from .stores.base import KeyStore
 
 __all__ = ["DataOperations", "Value"]
 
@@ -50,12 +49,13 @@ _POISON_KIND = {"acrablock": ACRABLOCK, "acrastruct": ACRASTRUCT}
 class DataOperations:
     """``encrypt``/``decrypt`` (and their bulk forms), ``search_hash`` and poison records."""
 
-    store: KeyStore
+    if TYPE_CHECKING:  # given by the engine of each keystore version (keyloader.engine)
 
-    if TYPE_CHECKING:  # given by KeyManager
-
+        @property
+        def location(self) -> str: ...
         def _decrypt(self, kid: KeyId, index: int) -> SecretBytes: ...
-        def _history(self, name: str) -> tuple[str, ...]: ...
+        def _rotated_count(self, kid: KeyId) -> int: ...
+        def _has_current(self, kid: KeyId) -> bool: ...
         def read_public(self, key_id: KeyId | str) -> bytes: ...
         def audit(
             self,
@@ -261,16 +261,16 @@ class DataOperations:
         return themis_keys.load_public(public, f"{kid} (public half)")
 
     def _require(self, kid: KeyId) -> None:
-        if not any(blob.name == kid.store_name and blob.current for blob in self.store.list()):
+        if not self._has_current(kid):
             raise KeyNotFoundError(self._missing(kid))
 
     def _missing(self, kid: KeyId) -> str:
         if kid.kind in (KeyKind.POISON_RECORD, KeyKind.POISON_RECORD_SYMMETRIC):
             return (
-                f"{kid} does not exist in {self.store.location}: make the poison keys with "
+                f"{kid} does not exist in {self.location}: make the poison keys with "
                 "`keyloader keys generate --poison-record`"
             )
-        return f"{kid} does not exist in {self.store.location}"
+        return f"{kid} does not exist in {self.location}"
 
     def _search_hashes(self, kid: KeyId, items: list[Value]) -> builtins.list[bytes]:
         with self._decrypt(kid, 1) as key:

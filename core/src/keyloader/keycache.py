@@ -16,6 +16,7 @@ from .secret import SecretBytes
 from .themis import scell
 
 __all__ = [
+    "V2_NEEDS_PAIR",
     "V2_UNSUPPORTED",
     "MasterKeySlot",
     "MasterKeySource",
@@ -27,6 +28,12 @@ V2_UNSUPPORTED = (
     "keystore v2 is not supported yet: keyloader manages Acra keystore v1 directories, "
     "sealed with a v1 master key (one base64 key of at least 32 bytes; "
     "generate one with `keyloader master-key generate`)"
+)
+
+V2_NEEDS_PAIR = (
+    "this is an Acra keystore v2 directory: it needs a v2 master key pair (base64 of "
+    '{"encryption": ..., "signature": ...}; generate one with '
+    "`keyloader master-key generate --keystore-version v2`), not a v1 key"
 )
 
 MasterKeySource = MasterKeyProvider | MasterKey | Callable[[], MasterKey]
@@ -41,8 +48,11 @@ class MasterKeySlot:
     (a thread may still be decrypting with it) and wiped by :meth:`close`.
     """
 
-    def __init__(self, source: MasterKeySource, provider_name: str | None) -> None:
+    def __init__(
+        self, source: MasterKeySource, provider_name: str | None, version: str = "v1"
+    ) -> None:
         self._source = source
+        self._version = version
         self._key: MasterKey | None = None
         self._retired: list[MasterKey] = []
         self._lock = threading.Lock()
@@ -107,9 +117,9 @@ class MasterKeySlot:
                 key = source.load() if isinstance(source, MasterKeyProvider) else source()
             finally:
                 scell.scrub()  # decoding the key's text left it in the registers
-        if key.version != "v1":
+        if key.version != self._version:
             key.close()
-            raise ConfigError(V2_UNSUPPORTED)
+            raise ConfigError(V2_UNSUPPORTED if self._version == "v1" else V2_NEEDS_PAIR)
         return key
 
     def after_fork(self) -> None:

@@ -53,6 +53,16 @@ _GLOBAL_NAME = {
     KeyKind.POISON_RECORD_SYMMETRIC: f"{POISON_DIR}/poison_key_sym",
     KeyKind.POISON_RECORD: f"{POISON_DIR}/poison_key",
 }
+_RING_SUFFIX = {
+    KeyKind.SYMMETRIC: "storage-sym",
+    KeyKind.SEARCHABLE: "hmac-sym",
+    KeyKind.STORAGE: "storage",
+}
+_GLOBAL_RING = {
+    KeyKind.AUDIT_LOG: "audit-log",
+    KeyKind.POISON_RECORD_SYMMETRIC: "poison-record-sym",
+    KeyKind.POISON_RECORD: "poison-record",
+}
 # Longest suffix first, so "<cid>_storage_sym" is not read as a keypair of "<cid>_storage".
 _SUFFIX_ORDER = sorted(_CLIENT_SUFFIX.items(), key=lambda item: -len(item[1]))
 
@@ -105,6 +115,13 @@ class KeyId:
         return _GLOBAL_NAME[self.kind]
 
     @property
+    def ring_path(self) -> str:
+        """The Acra keystore v2 ring that holds this key (``client/<cid>/storage-sym``)."""
+        if self.client_id is not None:
+            return f"client/{self.client_id}/{_RING_SUFFIX[self.kind]}"
+        return _GLOBAL_RING[self.kind]
+
+    @property
     def public_name(self) -> str | None:
         """The plaintext public-key file of a keypair, else None."""
         return self.store_name + PUBLIC_SUFFIX if self.kind.keypair else None
@@ -120,6 +137,20 @@ class KeyId:
         if self.client_id is not None:
             return f"client/{self.client_id}/{self.kind.value}"
         return self.kind.value
+
+
+def key_id_of_ring(path: str) -> KeyId | None:
+    """The key id an Acra keystore v2 ring path holds, or None for another path."""
+    for kind, ring in _GLOBAL_RING.items():
+        if path == ring:
+            return KeyId(kind)
+    prefix, _, rest = path.partition("/")
+    client, _, suffix = rest.rpartition("/")
+    if prefix == "client" and CLIENT_ID_PATTERN.fullmatch(client):
+        for kind, ring_suffix in _RING_SUFFIX.items():
+            if suffix == ring_suffix:
+                return KeyId(kind, client)
+    return None
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import builtins
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from types import TracebackType
 
-from .audit import AuditAction, AuditEvent
+from .audit import AuditEvent
 from .config import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL
-from .dataops import DataOperations
+from .engine import AUTO_RELOAD_INTERVAL, EngineBase
 from .errors import (
     ConfigError,
     IntegrityError,
@@ -23,8 +21,6 @@ from .errors import (
 from .inventory import KeyInfo, VerifyResult, list_keys, location_of, verify_keys
 from .keycache import (
     V2_UNSUPPORTED,
-    KeyCache,
-    MasterKeySlot,
     MasterKeySource,
     unseal_under,
 )
@@ -40,8 +36,6 @@ __all__ = ["GENERATABLE_KINDS", "KeyInfo", "KeyManager", "VerifyResult", "Master
 log = logging.getLogger("keyloader.keystore")
 
 SYMMETRIC_KEY_LENGTH = 32
-AUTO_RELOAD_INTERVAL = 1.0
-"""Seconds between two automatic master-key reloads (a tampered file must not hammer Vault)."""
 GENERATABLE_KINDS = (
     KeyKind.SYMMETRIC,
     KeyKind.SEARCHABLE,
@@ -52,7 +46,7 @@ GENERATABLE_KINDS = (
 )
 
 
-class KeyManager(DataOperations):
+class KeyManager(EngineBase):
     """Intermediate keys of one store, sealed with one master key (Acra keystore v1).
 
     The master key is loaded on first use (listing does not need it). Decrypted
@@ -72,6 +66,8 @@ class KeyManager(DataOperations):
     decrypts makes the manager reload once from its provider and retry.
     """
 
+    store: KeyStore
+
     def __init__(
         self,
         store: KeyStore,
@@ -85,69 +81,22 @@ class KeyManager(DataOperations):
         auto_reload: bool = False,
         wants: Callable[[str], bool] | None = None,
     ) -> None:
-        if cache_size < 0:
-            raise ConfigError(f"cache_size must be >= 0 (0 turns the cache off), not {cache_size}")
+        super().__init__(
+            master_key,
+            previous=previous,
+            cache_size=cache_size,
+            cache_ttl=cache_ttl,
+            emit=emit,
+            provider_name=provider_name,
+            auto_reload=auto_reload,
+            wants=wants,
+        )
         self.store = store
         version = store.version()
         if version is not None and "v2" in version.lower():
             raise ConfigError(f"{store.location}: {V2_UNSUPPORTED}")
-        self._master = MasterKeySlot(master_key, provider_name)
-        self._previous = MasterKeySlot(previous, None) if previous is not None else None
-        self._cache = KeyCache(cache_size, cache_ttl) if cache_size > 0 else None
-        self._emit = emit
-        self._wants = wants
-        self.auto_reload = auto_reload
-        self._last_auto_reload = -AUTO_RELOAD_INTERVAL
-        self._reload_lock = threading.Lock()
-
-    # -- master key --------------------------------------------------------------------
-
-    @property
-    def master_key(self) -> MasterKey:
-        """The current master key, loaded on first access."""
-        return self._master.get(self._on_master_loaded)
-
-    @property
-    def fingerprint(self) -> str:
-        return self.master_key.fingerprint
-
-    def _on_master_loaded(self, key: MasterKey) -> None:
-        self.audit("master_key_loaded", fingerprint=key.fingerprint)
-
-    def reload_master_key(self) -> bool:
-        """Load the master key again from the provider; True if it changed.
-
-        For a service that keeps running while its key store is rewrapped to a
-        new master key: keys sealed with the new key decrypt from now on, and
-        the key it replaced stays a fallback for keys not rewrapped yet (in
-        memory, wipeable, wiped by :meth:`close`). The cache is dropped. Audited as
-        ``master_key_reloaded``. A manager opened with a key rather than a
-        provider cannot reload (:class:`ConfigError`).
-        """
-        try:
-            key, changed = self._master.reload()
-        except Exception as exc:
-            self.audit("master_key_reloaded", ok=False, error=exc)
-            raise
-        if changed and self._cache is not None:
-            self._cache.drop()
-        self.audit("master_key_reloaded", fingerprint=key.fingerprint)
-        return changed
 
     # -- reading -----------------------------------------------------------------------
-
-    def read(self, key_id: KeyId | str, index: int = 1) -> SecretBytes:
-        """Decrypt a key (``index`` 1 = current, 2 = oldest history ...). Caller wipes it."""
-        kid = key_id_of(key_id)
-        try:
-            secret = self._decrypt(kid, index).detach()  # the caller's own: it may outlive us
-        except Exception as exc:
-            self.audit("key_read", kid, index, ok=False, error=exc)
-            raise
-        finally:
-            scell.scrub()
-        self.audit("key_read", kid, index)
-        return secret
 
     def read_public(self, key_id: KeyId | str) -> bytes:
         """The plaintext public half of a keypair (``client/<cid>/storage``, ``poison-record``)."""
@@ -155,14 +104,6 @@ class KeyManager(DataOperations):
         if kid.public_name is None:
             raise ConfigError(f"{kid} is a symmetric key: it has no public part")
         return self.store.get(kid.public_name)
-
-    def use(self, key_id: KeyId | str, index: int = 1) -> _KeyUse:
-        """Decrypt a key for the duration of a ``with`` block, then wipe it::
-
-        with keys.use("client/client1/symmetric") as key:  # SecretBytes
-            ...
-        """
-        return _KeyUse(self, key_id_of(key_id), index)
 
     def cached(self, key_id: KeyId | str, index: int = 1) -> SecretBytes | None:
         """The key from the cache if getting it needs no I/O, else None; the caller wipes it.
@@ -179,12 +120,6 @@ class KeyManager(DataOperations):
             return None
         name = key_id_of(key_id).store_name
         return cache.get((name, None), self.store.revision(name, None))
-
-    @property
-    def audits_use(self) -> bool:
-        """Whether any audit observer wants ``key_used`` events (asked each time: a plugin
-        registered later may want them)."""
-        return self._emit is not None and (self._wants is None or self._wants("key_used"))
 
     def _decrypt(self, kid: KeyId, index: int) -> SecretBytes:
         name = kid.store_name
@@ -258,6 +193,12 @@ class KeyManager(DataOperations):
                 else f"{kid} has no rotated versions: only index 1 exists"
             )
         return history[index - 2]
+
+    def _rotated_count(self, kid: KeyId) -> int:
+        return len(self._history(kid.store_name))
+
+    def _has_current(self, kid: KeyId) -> bool:
+        return any(blob.name == kid.store_name and blob.current for blob in self.store.list())
 
     def _history(self, name: str) -> tuple[str, ...]:
         for blob in self.store.list():
@@ -369,94 +310,8 @@ class KeyManager(DataOperations):
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def forget(self, name: str) -> None:
-        """Drop what the cache holds for ``name`` (after the engine rewrote it)."""
-        if self._cache is not None:
-            self._cache.drop(name)
-
-    def audit(
-        self,
-        action: AuditAction,
-        kid: KeyId | None = None,
-        index: int | None = None,
-        *,
-        ok: bool = True,
-        error: BaseException | None = None,
-        fingerprint: str | None = None,
-    ) -> None:
-        if self._emit is None or (self._wants is not None and not self._wants(action)):
-            return
-        if fingerprint is None and self._master.loaded:
-            fingerprint = self.master_key.fingerprint
-        self._emit(
-            AuditEvent(
-                action=action,
-                key_id=str(kid) if kid is not None else None,
-                index=index,
-                provider=self._master.provider_name,
-                fingerprint=fingerprint,
-                store=self.store.name,
-                ok=ok and error is None,
-                error_type=type(error).__name__ if error is not None else None,
-            )
-        )
-
-    def close(self) -> None:
-        """Wipe the master keys and the cache, close the provider and the store."""
-        if self._cache is not None:
-            self._cache.close()
-        self._master.close()
-        if self._previous is not None:
-            self._previous.close()
-        scell.scrub()
-        self.store.close()
-
-    def __enter__(self) -> KeyManager:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"<KeyManager store={self.store.name}:{self.store.location}>"
-
-
-class _KeyUse:
-    """The context manager :meth:`KeyManager.use` returns (a class: cheaper than a generator)."""
-
-    __slots__ = ("_index", "_kid", "_manager", "_secret")
-
-    def __init__(self, manager: KeyManager, kid: KeyId, index: int) -> None:
-        self._manager = manager
-        self._kid = kid
-        self._index = index
-        self._secret: SecretBytes | None = None
-
-    def __enter__(self) -> SecretBytes:
-        manager = self._manager
-        try:
-            self._secret = manager._decrypt(self._kid, self._index)
-        except Exception as exc:
-            manager.audit("key_used", self._kid, self._index, ok=False, error=exc)
-            raise
-        manager.audit("key_used", self._kid, self._index)  # returns at once if nobody wants it
-        return self._secret
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._secret is not None:
-            self._secret.wipe()
-            self._secret = None
-        scell.scrub()  # the application's use of the key left it in the CPU's registers
 
 
 @contextmanager

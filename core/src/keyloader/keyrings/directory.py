@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,8 +51,12 @@ class RingDirectory:
     """The rings of the v2 directory ``root``; :meth:`create` makes one, the constructor
     opens an existing one (root mode and version checked)."""
 
+    name = "filesystem"
+    """The store's name in audit events (Acra's directory backend)."""
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._held = threading.local()
         self._check_root()
         try:
             version = (self.root / VERSION_FILE).read_bytes()
@@ -103,11 +108,26 @@ class RingDirectory:
                 f"root must be 0700: chmod 700 '{self.root}'"
             )
 
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def close(self) -> None:
+        """Nothing is held between calls."""
+
     # -- locking -------------------------------------------------------------------------
 
     @contextmanager
     def locked(self, *, exclusive: bool) -> Iterator[None]:
-        """Hold Acra's ``.lock``: shared to read, exclusive to write."""
+        """Hold Acra's ``.lock``: shared to read, exclusive to write. Re-entrant in one
+        thread (a read inside a write is covered by the write's lock; a write inside a
+        read is refused); other threads and processes each take their own."""
+        held = getattr(self._held, "mode", None)
+        if held is not None:
+            if exclusive and held != "exclusive":
+                raise KeyStoreError(f"{self.root}: a write inside a read of the same store")
+            yield
+            return
         path = self.root / LOCK_FILE
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -115,7 +135,11 @@ class RingDirectory:
             raise KeyStoreError(f"cannot open {path}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
+            self._held.mode = "exclusive" if exclusive else "shared"
+            try:
+                yield
+            finally:
+                self._held.mode = None
         finally:
             os.close(fd)  # releases the flock
 

@@ -1,0 +1,317 @@
+"""The engine of Acra keystore v2: keys in signed rings, under a v2 master key pair.
+
+:class:`RingKeyManager` is :class:`~keyloader.engine.EngineBase` over a
+:class:`~keyloader.keyrings.directory.RingDirectory`: the same ``read``, ``use``, cache,
+audit events and data operations as keystore v1's ``KeyManager``. A key id maps to its
+ring (``client/<id>/symmetric`` -> ``client/<id>/storage-sym``, ...); index 1 is the
+ring's current key, index N >= 2 the rotated ones that are not destroyed, oldest first
+(``acra-keys``' order, and v1's). Each ring read is verified with the master key's
+signature half before any key in it is used, and every decrypted key is cached (in
+secret pages) against the ring file's revision, so a cached ``use()`` pays neither the
+signature nor the DER parse. Writes (:meth:`RingKeyManager.generate`, ``rotate``,
+``destroy``) hold Acra's exclusive ``.lock`` and leave rings as Acra's own code would.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime
+from collections.abc import Callable, Iterable, Iterator
+
+from ..audit import AuditEvent
+from ..config import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL
+from ..engine import EngineBase
+from ..errors import ConfigError, KeyExistsError, KeyloaderError, KeyNotFoundError
+from ..inventory import KeyInfo, VerifyResult
+from ..keycache import MasterKeySource
+from ..keyids import KeyId, KeyKind, key_id_of, key_id_of_ring
+from ..secret import SecretBytes
+from ..themis import keys as themis_keys
+from ..themis import scell
+from . import edit
+from . import format as rings
+from .directory import RingDirectory
+
+__all__ = ["RingKeyManager"]
+
+_SYMMETRIC_SIZE = 32
+UNKNOWN_RING = "unknown ring: not a ring path of an Acra key (left untouched)"
+
+
+class RingKeyManager(EngineBase):
+    """Keys of one Acra keystore v2 directory, under one v2 master key pair."""
+
+    store: RingDirectory
+    keystore_version = "v2"
+
+    def __init__(
+        self,
+        store: RingDirectory,
+        master_key: MasterKeySource,
+        *,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
+        emit: Callable[[AuditEvent], None] | None = None,
+        provider_name: str | None = None,
+        auto_reload: bool = False,
+        wants: Callable[[str], bool] | None = None,
+    ) -> None:
+        super().__init__(
+            master_key,
+            cache_size=cache_size,
+            cache_ttl=cache_ttl,
+            emit=emit,
+            provider_name=provider_name,
+            auto_reload=auto_reload,
+            wants=wants,
+        )
+        self.store = store
+
+    # -- the master key pair -----------------------------------------------------------
+
+    def _pair(self) -> tuple[SecretBytes, SecretBytes]:
+        key = self.master_key  # the slot refuses a v1 key
+        assert key.signature is not None
+        return key.encryption, key.signature
+
+    # -- rings -------------------------------------------------------------------------
+
+    def _ring(self, path: str) -> rings.KeyRing | None:
+        """Ring ``path``, read under the shared lock and verified; None if absent."""
+        with self.store.locked(exclusive=False):
+            data = self.store.read(path)
+        if data is None:
+            return None
+        return rings.open_ring(data, path, self._pair()[1])
+
+    def _key_at(self, kid: KeyId, ring: rings.KeyRing | None, index: int) -> rings.RingKey:
+        if index < 1:
+            raise ConfigError(f"index must be 1 (current) or more, not {index}")
+        if ring is None:
+            raise KeyNotFoundError(f"{kid} does not exist in {self.location}")
+        if index == 1:
+            key = ring.key(ring.current) if ring.current != rings.NO_KEY else None
+            if key is None or key.destroyed:
+                raise KeyNotFoundError(f"{kid} has no current key in {self.location}")
+            return key
+        rotated = _rotated(ring)
+        if index - 2 >= len(rotated):
+            raise KeyNotFoundError(
+                f"{kid} has no index {index}: it has {len(rotated)} rotated version"
+                f"{'s' if len(rotated) != 1 else ''}"
+            )
+        return rotated[index - 2]
+
+    # -- what EngineBase and the data operations ask -----------------------------------
+
+    def _decrypt(self, kid: KeyId, index: int) -> SecretBytes:
+        path = kid.ring_path
+        cache = self._cache
+        revision = self.store.revision(path)
+        if cache is not None and revision is not None:
+            cached = cache.get((path, str(index)), revision)
+            if cached is not None:
+                return cached
+        key = self._key_at(kid, self._ring(path), index)
+        secret = rings.unseal_key(self._pair()[0], path, key, private=kid.kind.keypair)
+        if cache is not None and revision is not None:
+            return cache.put((path, str(index)), revision, secret)
+        return secret
+
+    def cached(self, key_id: KeyId | str, index: int = 1) -> SecretBytes | None:
+        cache = self._cache
+        if cache is None or not self._master.loaded:
+            return None
+        path = key_id_of(key_id).ring_path
+        return cache.get((path, str(index)), self.store.revision(path))
+
+    def _rotated_count(self, kid: KeyId) -> int:
+        ring = self._ring(kid.ring_path)
+        return len(_rotated(ring)) if ring is not None else 0
+
+    def _has_current(self, kid: KeyId) -> bool:
+        ring = self._ring(kid.ring_path)
+        if ring is None or ring.current == rings.NO_KEY:
+            return False
+        key = ring.key(ring.current)
+        return key is not None and not key.destroyed
+
+    def read_public(self, key_id: KeyId | str) -> bytes:
+        """The public half of a keypair's current key (``client/<id>/storage``,
+        ``poison-record``), as the ring holds it in the clear."""
+        kid = key_id_of(key_id)
+        if not kid.kind.keypair:
+            raise ConfigError(f"{kid} is a symmetric key: it has no public part")
+        key = self._key_at(kid, self._ring(kid.ring_path), 1)
+        for form in key.data:
+            if form.public is not None:
+                return form.public
+        raise KeyNotFoundError(f"{kid}: the current key has no public part")
+
+    def forget(self, name: str) -> None:
+        if self._cache is not None:
+            self._cache.drop(name)
+
+    # -- listing and verification ------------------------------------------------------
+
+    def list(self, *, rotated: bool = False, check: bool = False) -> builtins.list[KeyInfo]:
+        """Every ring's current key (and with ``rotated`` its rotated ones, index 2 the
+        oldest), with ``check`` each tried; a ring path that is not a key is ``unknown``."""
+        infos: list[KeyInfo] = []
+        try:
+            for path, kid, ring in self._rings():
+                where = str(self.store.ring_file(path))
+                if kid is None or ring is None:
+                    infos.append(KeyInfo(None, "unknown", None, None, "unknown", None, where))
+                    continue
+                for index, key in self._indexed(ring, rotated=rotated):
+                    decrypts = self._opens(kid, key, path) if check else None
+                    infos.append(
+                        KeyInfo(
+                            str(kid),
+                            kid.kind.value,
+                            kid.client_id,
+                            index,
+                            "current" if index == 1 else "rotated",
+                            key.valid_since.timestamp(),
+                            where,
+                            decrypts,
+                        )
+                    )
+        finally:
+            scell.scrub()
+        return infos
+
+    def verify(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> builtins.list[VerifyResult]:
+        """Every ring's signature and every key in it (current and rotated), one result
+        per key; a ring that does not verify is one failed result."""
+        results: list[VerifyResult] = []
+        listed = self.store.list()
+        try:
+            for done, path in enumerate(listed, start=1):
+                kid = key_id_of_ring(path)
+                where = str(self.store.ring_file(path))
+                if kid is None:
+                    results.append(VerifyResult(None, None, where, None, UNKNOWN_RING, "unknown"))
+                    continue
+                try:
+                    ring = self._ring(path)
+                    checked = [] if ring is None else self._indexed(ring, rotated=True)
+                    failures = [(index, self._failure(kid, key, path)) for index, key in checked]
+                except KeyloaderError as exc:
+                    failures = [(1, exc)]
+                for index, error in failures:
+                    self.audit("key_verified", kid, index, error=error)
+                    results.append(
+                        VerifyResult(str(kid), index, where, True)
+                        if error is None
+                        else VerifyResult(
+                            str(kid), index, where, False, str(error), type(error).__name__
+                        )
+                    )
+                if progress is not None:
+                    progress(done, len(listed))
+        finally:
+            scell.scrub()
+        return results
+
+    def _rings(self) -> Iterator[tuple[str, KeyId | None, rings.KeyRing | None]]:
+        for path in self.store.list():
+            kid = key_id_of_ring(path)
+            yield path, kid, self._ring(path) if kid is not None else None
+
+    def _indexed(
+        self, ring: rings.KeyRing, *, rotated: bool
+    ) -> builtins.list[tuple[int, rings.RingKey]]:
+        current = ring.key(ring.current) if ring.current != rings.NO_KEY else None
+        found = [(1, current)] if current is not None and not current.destroyed else []
+        if rotated:
+            found += list(enumerate(_rotated(ring), start=2))
+        return found
+
+    def _opens(self, kid: KeyId, key: rings.RingKey, path: str) -> bool:
+        return self._failure(kid, key, path) is None
+
+    def _failure(self, kid: KeyId, key: rings.RingKey, path: str) -> KeyloaderError | None:
+        """Why ``key`` does not decrypt, or None when it does."""
+        try:
+            rings.unseal_key(self._pair()[0], path, key, private=kid.kind.keypair).wipe()
+        except KeyloaderError as exc:
+            return exc
+        return None
+
+    # -- writing -----------------------------------------------------------------------
+
+    def generate(
+        self, kinds: Iterable[KeyKind | str], client_id: str | None = None
+    ) -> builtins.list[KeyId]:
+        """A first key in the ring of each kind; ``KeyExistsError`` if one has a current
+        key already (nothing is written then)."""
+        kids = [
+            KeyId(KeyKind(kind), client_id if KeyKind(kind).per_client else None) for kind in kinds
+        ]
+        with self.store.locked(exclusive=True):
+            for kid in kids:
+                if self._has_current(kid):
+                    raise KeyExistsError(f"{kid} already exists: use `keyloader keys rotate {kid}`")
+            for kid in kids:
+                self._add_key(kid)
+                self.audit("key_generated", kid, 1)
+        return kids
+
+    def rotate(self, key_id: KeyId | str) -> KeyId:
+        """A new current key in the ring; the old one stays in it (the newest rotated)."""
+        kid = key_id_of(key_id)
+        with self.store.locked(exclusive=True):
+            if self._ring(kid.ring_path) is None:
+                raise KeyNotFoundError(f"{kid} does not exist in {self.location}")
+            self._add_key(kid)
+        self.audit("key_rotated", kid, 1)
+        return kid
+
+    def destroy(self, key_id: KeyId | str, index: int | None = None) -> None:
+        """Destroy the current key, or the rotated one at ``index`` (>= 2), as Acra does:
+        its seqnum stays in the ring, its data goes."""
+        kid = key_id_of(key_id)
+        path = kid.ring_path
+        with self.store.locked(exclusive=True):
+            ring = self._ring(path)
+            key = self._key_at(kid, ring, index or 1)
+            assert ring is not None
+            self._write(path, edit.destroy_key(ring, key.seqnum))
+        self.audit("key_destroyed", kid, index or 1)
+
+    def _add_key(self, kid: KeyId) -> None:
+        path = kid.ring_path
+        encryption, _ = self._pair()
+        ring = self._ring(path) or edit.empty_ring(path)
+        try:
+            if kid.kind.keypair:
+                secret, public = themis_keys.generate_keypair()
+                with secret:
+                    ring = edit.add_key(ring, path, encryption, secret, public)
+            else:
+                with SecretBytes.random(_SYMMETRIC_SIZE) as secret:
+                    ring = edit.add_key(ring, path, encryption, secret)
+        finally:
+            scell.scrub()
+        self._write(path, ring)
+
+    def _write(self, path: str, ring: rings.KeyRing) -> None:
+        _, signature = self._pair()
+        data = rings.encode_container(
+            rings.CONTENT_KEY_RING,
+            datetime.datetime.now(datetime.UTC).replace(microsecond=0),
+            rings.encode_ring(ring),
+            [signature],
+            rings.ring_signature_context(path),
+        )
+        self.store.write(path, data)
+        self.forget(path)
+
+
+def _rotated(ring: rings.KeyRing) -> list[rings.RingKey]:
+    """The ring's keys other than the current one, not destroyed, oldest first."""
+    return [key for key in ring.keys if key.seqnum != ring.current and not key.destroyed]
