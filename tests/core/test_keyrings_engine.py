@@ -121,3 +121,23 @@ def test_a_v1_master_key_is_refused(tmp_path: Path) -> None:
     with RingKeyManager(RingDirectory(root), MasterKey(SecretBytes(os.urandom(32)))) as keys:
         with pytest.raises(ConfigError, match="needs a v2 master key pair"):
             keys.read("audit-log")
+
+
+def test_keyloader_aio_opens_a_v2_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import keyloader.aio
+
+    root = copy_store("main", tmp_path / "keystore")
+    monkeypatch.setenv("ACRA_MASTER_KEY", manifest()["master_keys"]["v2"]["ACRA_MASTER_KEY"])
+
+    async def main() -> bytes:
+        async with keyloader.aio.open_keystore(keys_dir=root) as keys:
+            sealed = await keys.encrypt("client/client1/symmetric", b"async row")
+            async with keys.use("client/client1/symmetric") as key:
+                assert key.bytes() == _b64(API["client1"]["symmetric_current"])
+            async with keys.use("client/client1/symmetric") as key:  # from the cache now
+                assert len(key) == 32
+            return await keys.decrypt("client/client1/symmetric", sealed)
+
+    assert asyncio.run(main()) == b"async row"

@@ -43,9 +43,9 @@ if TYPE_CHECKING:
     from .bundle import ExportReport, ImportReport
     from .config import Settings
     from .dataops import Value
+    from .engine import EngineBase as KeyManager  # either keystore version's engine
     from .inventory import KeyInfo, VerifyResult
     from .keyids import KeyId, KeyKind
-    from .keystore import KeyManager
     from .masterkey import MasterKey
     from .rewrap import RewrapReport
 

@@ -16,6 +16,8 @@ from .providers import MasterKeyProvider
 
 if TYPE_CHECKING:  # the engine (and cryptography) load only when a key store is opened
     from .bundle import ExportReport, ImportReport
+    from .engine import EngineBase
+    from .keyrings.directory import RingDirectory
     from .keystore import KeyManager
     from .rewrap import RewrapReport
     from .stores.base import KeyStore
@@ -131,8 +133,13 @@ def open_keystore(
     *,
     plugin_manager: KeyloaderPluginManager | None = None,
     **kwargs: Any,
-) -> KeyManager:
+) -> EngineBase:
     """Open the configured key store; the master key is loaded when first needed.
+
+    An Acra keystore v1 store gives a :class:`~keyloader.keystore.KeyManager`; a
+    filesystem directory that is an Acra keystore v2 one (its ``version`` file says so)
+    a :class:`~keyloader.keyrings.engine.RingKeyManager`. Both have the same ``read``,
+    ``use``, data operations, listing and key writes.
 
     Takes either resolved ``settings`` or the keyword arguments of :func:`resolve`
     (``provider``, ``provider_options``, ``keystore``, ``store_options``,
@@ -145,19 +152,42 @@ def open_keystore(
     _harden_if_asked(settings)
     pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
     provider = build_provider(pm, settings)
-    previous = build_provider(pm, settings, "previous") if settings.previous_provider else None
     store = build_key_store(pm, settings)
-    return KeyManager(
-        store,
-        provider,
-        previous=previous,
-        cache_size=settings.cache_size,
-        cache_ttl=settings.cache_ttl,
-        emit=pm.emit if pm.hook.keyloader_audit_event.get_hookimpls() else None,
-        wants=pm.audit_wants,
-        provider_name=provider.name,
-        auto_reload=settings.auto_reload,
-    )
+    common: dict[str, Any] = {
+        "cache_size": settings.cache_size,
+        "cache_ttl": settings.cache_ttl,
+        "emit": pm.emit if pm.hook.keyloader_audit_event.get_hookimpls() else None,
+        "wants": pm.audit_wants,
+        "provider_name": provider.name,
+        "auto_reload": settings.auto_reload,
+    }
+    rings = _ring_directory(store)
+    if rings is not None:  # an Acra keystore v2 directory: its own engine
+        from .keyrings.engine import RingKeyManager
+
+        if settings.previous_provider:
+            provider.close()
+            raise ConfigError(
+                f"{rings.location} is an Acra keystore v2 directory: a previous provider "
+                "(a rewrap in progress) is for keystore v1 only"
+            )
+        return RingKeyManager(rings, provider, **common)
+    previous = build_provider(pm, settings, "previous") if settings.previous_provider else None
+    return KeyManager(store, provider, previous=previous, **common)
+
+
+def _ring_directory(store: KeyStore) -> RingDirectory | None:
+    """The store's directory as an Acra keystore v2 one, if it is one (the filesystem
+    store, whose ``version`` file says v2); None for everything else."""
+    path = getattr(store, "path", None)
+    if store.name != "filesystem" or not isinstance(path, Path):
+        return None
+    from .keyrings.directory import RingDirectory, is_v2
+
+    if not is_v2(path):
+        return None
+    store.close()
+    return RingDirectory(path)
 
 
 @dataclass(frozen=True)
@@ -324,10 +354,10 @@ def rewrap_keystore(
     pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
     with (
         load_rewrap_target(settings, to_provider, plugin_manager=pm) as new_key,
-        open_keystore(settings, plugin_manager=pm) as manager,
+        open_keystore(settings, plugin_manager=pm) as opened,
     ):
         return rewrap_keys(
-            manager,
+            _v1_only(opened, "rewrap"),
             new_key,
             dry_run=dry_run,
             skip_undecryptable=skip_undecryptable,
@@ -349,7 +379,8 @@ def export_keystore(
     """Export keys (``None``: all) of the configured store: :func:`keyloader.bundle.export_keys`."""
     from .bundle import export_keys
 
-    with open_keystore(settings, plugin_manager=plugin_manager) as manager:
+    with open_keystore(settings, plugin_manager=plugin_manager) as opened:
+        manager = _v1_only(opened, "keys export")
         return export_keys(manager, key_ids, output, secret_output, force=force, progress=progress)
 
 
@@ -365,5 +396,19 @@ def import_keystore(
     """Import a bundle into the configured store: :func:`keyloader.bundle.import_keys`."""
     from .bundle import import_keys
 
-    with open_keystore(settings, plugin_manager=plugin_manager) as manager:
-        return import_keys(manager, input, secret, force=force, progress=progress)
+    with open_keystore(settings, plugin_manager=plugin_manager) as opened:
+        return import_keys(
+            _v1_only(opened, "keys import"), input, secret, force=force, progress=progress
+        )
+
+
+def _v1_only(manager: EngineBase, what: str) -> KeyManager:
+    """``manager`` if it keeps an Acra keystore v1 store; ``ConfigError`` for v2."""
+    from .keystore import KeyManager as V1Manager
+
+    if not isinstance(manager, V1Manager):
+        raise ConfigError(
+            f"{manager.location} is an Acra keystore v2 directory: {what} works on keystore "
+            "v1 stores only in this release"
+        )
+    return manager

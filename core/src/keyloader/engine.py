@@ -13,6 +13,7 @@ implements ``_decrypt`` (a key by id and index, through the cache), ``_rotated_c
 
 from __future__ import annotations
 
+import builtins
 import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -27,7 +28,10 @@ from .secret import SecretBytes
 from .themis import scell
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
+
+    from .inventory import KeyInfo, VerifyResult
+    from .keyids import KeyKind
 
 __all__ = ["AUTO_RELOAD_INTERVAL", "EngineBase"]
 
@@ -140,8 +144,44 @@ class EngineBase(DataOperations):
         registered later may want them)."""
         return self._emit is not None and (self._wants is None or self._wants("key_used"))
 
+    # -- what each keystore version implements -----------------------------------------
+
     def _decrypt(self, kid: KeyId, index: int) -> SecretBytes:
         """Key ``kid`` at ``index`` (1 current, 2 the oldest rotated ...), through the cache."""
+        raise NotImplementedError
+
+    def _rotated_count(self, kid: KeyId) -> int:
+        raise NotImplementedError
+
+    def _has_current(self, kid: KeyId) -> bool:
+        raise NotImplementedError
+
+    def read_public(self, key_id: KeyId | str) -> bytes:
+        """The plaintext public half of a keypair (``client/<cid>/storage``, ``poison-record``)."""
+        raise NotImplementedError
+
+    def list(self, *, rotated: bool = False, check: bool = False) -> builtins.list[KeyInfo]:
+        """Every key with what it is; ``check`` also tries to decrypt each one."""
+        raise NotImplementedError
+
+    def verify(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> builtins.list[VerifyResult]:
+        """Decrypt every key, current and rotated; one result per key."""
+        raise NotImplementedError
+
+    def generate(
+        self, kinds: Iterable[KeyKind | str], client_id: str | None = None
+    ) -> builtins.list[KeyId]:
+        """Generate new keys; ``KeyExistsError`` if any exists."""
+        raise NotImplementedError
+
+    def rotate(self, key_id: KeyId | str) -> KeyId:
+        """Replace a key with a new one; the old one becomes the newest rotated version."""
+        raise NotImplementedError
+
+    def destroy(self, key_id: KeyId | str, index: int | None = None) -> None:
+        """Destroy the current key, or the rotated one at ``index``."""
         raise NotImplementedError
 
     # -- plumbing ----------------------------------------------------------------------

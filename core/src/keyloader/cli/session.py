@@ -14,7 +14,7 @@ from .options import GlobalOptions, current_options
 
 if TYPE_CHECKING:
     from ..config import Settings
-    from ..keystore import KeyManager
+    from ..engine import EngineBase
     from ..plugins import KeyloaderPluginManager
 
 __all__ = ["open_keystore", "options", "plugin_manager", "settings"]
@@ -49,7 +49,7 @@ def settings(*, rewrap_to: Mapping[str, object] | None = None) -> Settings:
     return resolved
 
 
-def open_keystore() -> KeyManager:
+def open_keystore() -> EngineBase:
     """The configured key store; its master key is loaded only when a command needs it."""
     from ..api import open_keystore as open_configured
 

@@ -1,0 +1,79 @@
+"""The CLI on an Acra keystore v2 directory (a copy of Acra's own): the same commands
+as on v1 read, list, verify, write and use its keys; what is v1-only says so."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from keyloader.cli.app import app
+
+from ..acrav2 import copy_store, manifest
+
+V2 = manifest()["master_keys"]["v2"]
+CLIENT = manifest()["v2"]["api"]["client1"]
+
+
+def _run(root: Path, *args: str, expect: int = 0, stdin: bytes | None = None) -> bytes:
+    result = CliRunner().invoke(
+        app,
+        ["--keys-dir", str(root), *args],
+        env={"ACRA_MASTER_KEY": V2["ACRA_MASTER_KEY"]},
+        input=stdin,
+    )
+    assert result.exit_code == expect, (args, result.exit_code, result.stderr)
+    assert "Traceback" not in result.stderr
+    return result.stdout_bytes
+
+
+def test_the_commands_work_on_acras_v2_store(tmp_path: Path) -> None:
+    root = copy_store("main", tmp_path / "keystore")
+    listed = json.loads(_run(root, "keys", "list", "--rotated", "--check", "--json"))
+    rows = listed["keys"] if isinstance(listed, dict) else listed
+    assert any(row["key_id"] == "client/client1/symmetric" and row["index"] == 2 for row in rows)
+    assert json.loads(_run(root, "keys", "verify", "--json"))["ok"] is True
+    raw = _run(root, "keys", "read", "client/client1/symmetric", "--format", "raw")
+    assert raw == base64.b64decode(CLIENT["symmetric_current"])
+    sealed = _run(root, "data", "encrypt", "client/client1/symmetric", stdin=b"a v2 row")
+    assert _run(root, "data", "decrypt", "client/client1/symmetric", stdin=sealed) == b"a v2 row"
+    _run(root, "keys", "generate", "--client-id", "new-client", "--symmetric")
+    _run(root, "keys", "rotate", "client/new-client/symmetric")
+    assert (root / "client" / "new-client" / "storage-sym.keyring").exists()
+
+
+def test_what_works_on_v1_only_says_so(tmp_path: Path) -> None:
+    root = copy_store("main", tmp_path / "keystore")
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(
+        app,
+        [
+            "--keys-dir",
+            str(root),
+            "keys",
+            "export",
+            "--all",
+            "--output",
+            str(out),
+            "--secret-output",
+            str(tmp_path / "secret"),
+        ],
+        env={"ACRA_MASTER_KEY": V2["ACRA_MASTER_KEY"]},
+    )
+    assert result.exit_code == 1
+    assert "keystore v2" in result.stderr
+    assert "v1 stores only" in result.stderr
+    assert not out.exists()
+
+
+def test_a_v1_master_key_on_a_v2_store_is_a_clear_error(tmp_path: Path) -> None:
+    root = copy_store("main", tmp_path / "keystore")
+    result = CliRunner().invoke(
+        app,
+        ["--keys-dir", str(root), "keys", "read", "audit-log"],
+        env={"ACRA_MASTER_KEY": manifest()["master_keys"]["v1"]["ACRA_MASTER_KEY"]},
+    )
+    assert result.exit_code == 1
+    assert "needs a v2 master key pair" in result.stderr
