@@ -356,6 +356,19 @@ def rewrap_keystore(
         load_rewrap_target(settings, to_provider, plugin_manager=pm) as new_key,
         open_keystore(settings, plugin_manager=pm) as opened,
     ):
+        from .keyrings.engine import RingKeyManager
+
+        if isinstance(opened, RingKeyManager):
+            from .keyrings.rewrap import rewrap_rings
+
+            return rewrap_rings(
+                opened,
+                new_key,
+                dry_run=dry_run,
+                skip_undecryptable=skip_undecryptable,
+                skip_unknown=skip_unknown,
+                progress=progress,
+            )
         return rewrap_keys(
             _v1_only(opened, "rewrap"),
             new_key,
