@@ -48,3 +48,15 @@ def copy_store(which: str, target: Path) -> Path:
     for entry in manifest(which)["v2"]["files"]:
         (target / entry["path"]).chmod(int(entry["mode"], 8))
     return target
+
+
+def copy_v1_store(target: Path) -> Path:
+    """A copy of Acra's own keystore v1 fixture with Acra's modes (0700 directories)."""
+    import shutil
+
+    shutil.copytree(FIXTURES / "v1" / "keystore", target)
+    for directory in [target, *(path for path in target.rglob("*") if path.is_dir())]:
+        directory.chmod(0o700)
+    for entry in manifest()["v1"]["files"]:
+        (target / entry["path"]).chmod(int(entry["mode"], 8))
+    return target

@@ -157,6 +157,7 @@ def test_completion_completes_commands() -> None:
         "destroy",
         "verify",
         "rewrap",
+        "migrate",
         "export",
         "import",
     }

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the engine (and cryptography) load only when a key store is
     from .engine import EngineBase
     from .keyrings.directory import RingDirectory
     from .keystore import KeyManager
+    from .migrate import MigrateReport
     from .rewrap import RewrapReport
     from .stores.base import KeyStore
 
@@ -31,6 +32,7 @@ __all__ = [
     "import_keystore",
     "load_master_key",
     "load_rewrap_target",
+    "migrate_keystore",
     "open_keystore",
     "resolve",
     "rewrap_keystore",
@@ -375,6 +377,47 @@ def rewrap_keystore(
             dry_run=dry_run,
             skip_undecryptable=skip_undecryptable,
             skip_unknown=skip_unknown,
+            progress=progress,
+        )
+
+
+def migrate_keystore(
+    settings: Settings,
+    *,
+    destination: str | Path,
+    destination_version: str,
+    to_provider: str = "env",
+    source_version: str | None = None,
+    plugin_manager: KeyloaderPluginManager | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> MigrateReport:
+    """Copy every key of the configured store (its master key from the configured
+    provider) into a keystore ``destination_version`` directory at ``destination``, under
+    the master key of ``to_provider`` (options as a rewrap target's: an ``env`` target
+    reads ``DST_ACRA_MASTER_KEY``): :func:`keyloader.migrate.migrate_keys`.
+    ``source_version``, when given, must be the source's own version (Acra's
+    ``--src_keystore``)."""
+    from .migrate import migrate_keys
+
+    pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
+    with (
+        load_rewrap_target(settings, to_provider, plugin_manager=pm) as new_key,
+        open_keystore(settings, plugin_manager=pm) as source,
+    ):
+        if source_version is not None and source_version != source.keystore_version:
+            raise ConfigError(
+                f"{source.location} is an Acra keystore {source.keystore_version} store, not "
+                f"{source_version} (--src_keystore)"
+            )
+        return migrate_keys(
+            source,
+            Path(destination),
+            destination_version,
+            new_key,
+            dry_run=dry_run,
+            force=force,
             progress=progress,
         )
 

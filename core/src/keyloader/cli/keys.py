@@ -297,7 +297,7 @@ def rewrap(
             skip_unknown=skip_unknown,
             progress=update,
         )
-    _emit_summary(
+    render.summary(
         {
             "store": report.store,
             "old_fingerprint": report.old_fingerprint,
@@ -353,7 +353,7 @@ def export(
             plugin_manager=session.plugin_manager(),
             progress=update,
         )
-    _emit_summary(
+    render.summary(
         {
             "output": str(report.output),
             "secret_output": str(report.secret_output),
@@ -400,7 +400,7 @@ def import_(
             plugin_manager=session.plugin_manager(),
             progress=update,
         )
-    _emit_summary(
+    render.summary(
         {
             "input": str(report.input),
             "fingerprint": report.fingerprint,
@@ -412,11 +412,6 @@ def import_(
     )
 
 
-def _emit_summary(document: dict[str, object]) -> None:
-    """One row: counts, and lists (comma-joined in TSV, arrays in JSON)."""
-    columns = list(document)
-    render.emit(
-        render.Table(columns, [[document[c] for c in columns]]),
-        document,
-        as_json=session.options().json_output,
-    )
+from .keys_migrate import migrate  # noqa: E402  (a command of this group, in a module of its own)
+
+app.command("migrate")(migrate)

@@ -223,3 +223,15 @@ def _terminal_text(value: object) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(_terminal_text(item) for item in value) or "-"
     return str(value)
+
+
+def summary(document: dict[str, object]) -> None:
+    """One row: counts, and lists (comma-joined in TSV, arrays in JSON)."""
+    from . import session
+
+    columns = list(document)
+    emit(
+        Table(columns, [[document[c] for c in columns]]),
+        document,
+        as_json=session.options().json_output,
+    )

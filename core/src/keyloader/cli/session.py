@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from .options import GlobalOptions, current_options
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..config import Settings
     from ..engine import EngineBase
     from ..plugins import KeyloaderPluginManager
@@ -32,10 +34,14 @@ def plugin_manager() -> KeyloaderPluginManager:
     return make_plugin_manager()
 
 
-def settings(*, rewrap_to: Mapping[str, object] | None = None) -> Settings:
+def settings(
+    *, rewrap_to: Mapping[str, object] | None = None, keys_dir: str | Path | None = None
+) -> Settings:
     """The settings of this run: CLI flags > environment > config file > defaults.
 
-    ``rewrap_to`` holds the ``--to-option`` pairs of ``keys rewrap``.
+    ``rewrap_to`` holds the ``--to-option`` pairs of ``keys rewrap`` (and ``migrate``);
+    ``keys_dir`` a command's own keys directory (``migrate --src-keys-dir``), which wins
+    over ``--keys-dir``.
     """
     import dataclasses
 
@@ -44,6 +50,8 @@ def settings(*, rewrap_to: Mapping[str, object] | None = None) -> Settings:
     layer = options().layer()
     if rewrap_to:
         layer = dataclasses.replace(layer, rewrap_to_options=dict(rewrap_to))
+    if keys_dir is not None:
+        layer = dataclasses.replace(layer, keys_dir=keys_dir)
     resolved = resolve(cli=layer)
     _debug("settings: %r", resolved)  # no option values
     return resolved

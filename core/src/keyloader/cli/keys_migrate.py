@@ -1,0 +1,93 @@
+"""``keyloader keys migrate``: every key into a keystore v1 or v2 directory (one api call)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer._click.exceptions import UsageError
+
+from . import render, session
+from .options import check_key_values
+
+__all__ = ["migrate"]
+
+
+def migrate(
+    dst_keys_dir: Annotated[
+        Path | None,
+        typer.Option("--dst-keys-dir", "--dst_keys_dir", metavar="DIR", help="Where the keys go."),
+    ] = None,
+    dst_keystore: Annotated[
+        str | None,
+        typer.Option("--dst-keystore", "--dst_keystore", metavar="v1|v2", help="Its version."),
+    ] = None,
+    src_keys_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--src-keys-dir", "--src_keys_dir", metavar="DIR", help="The source (--keys-dir)."
+        ),
+    ] = None,
+    src_keystore: Annotated[
+        str | None,
+        typer.Option(
+            "--src-keystore", "--src_keystore", metavar="v1|v2", help="Its version (checked)."
+        ),
+    ] = None,
+    to_provider: Annotated[
+        str, typer.Option("--to-provider", metavar="NAME", help="Provider of the new master key.")
+    ] = "env",
+    to_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--to-option",
+            metavar="KEY=VALUE",
+            callback=check_key_values,
+            help="An option of the new key's provider (repeatable); an env target defaults "
+            "to variable=DST_ACRA_MASTER_KEY.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", "--dry_run", help="Read every key, check both keys; no writes."),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into an existing destination directory.")
+    ] = False,
+) -> None:
+    """Copy every key, history included, into a keystore v1 or v2 directory (Acra's
+    acra-keys migrate); the source is never modified."""
+    from ..api import migrate_keystore
+    from .options import key_values
+
+    if dst_keys_dir is None or dst_keystore is None:
+        raise UsageError("--dst-keys-dir and --dst-keystore are both required")
+    settings = session.settings(
+        rewrap_to=key_values(to_option or ()),
+        **({"keys_dir": src_keys_dir} if src_keys_dir is not None else {}),
+    )
+    with render.progress("migrating keys") as update:
+        report = migrate_keystore(
+            settings,
+            destination=dst_keys_dir,
+            destination_version=dst_keystore,
+            to_provider=to_provider,
+            source_version=src_keystore,
+            plugin_manager=session.plugin_manager(),
+            dry_run=dry_run,
+            force=force,
+            progress=update,
+        )
+    render.summary(
+        {
+            "source": report.source,
+            "destination": report.destination,
+            "source_version": report.source_version,
+            "destination_version": report.destination_version,
+            "dry_run": report.dry_run,
+            "keys": report.keys,
+            "versions": report.versions,
+            "up_to_date": report.up_to_date,
+        }
+    )

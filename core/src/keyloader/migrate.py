@@ -1,0 +1,251 @@
+"""``keys migrate``: an Acra keystore v1 directory as a v2 one, and back.
+
+Acra has ``acra-keys migrate --src_keystore=v1 --dst_keystore=v2``; keyloader does both
+directions, carries history (v1's ``<name>.old/<ts>`` entries become the older seqnums of
+a ring, oldest first, and a ring's rotated keys become history entries, timestamped by
+their ``validSince``), and never modifies the source. The destination is built in a
+directory of its own beside it and renamed into place at the end, so an interrupted
+migration leaves it absent (and the leftover is cleared by the next run); an existing
+destination is refused unless it already holds exactly the source's keys (a rerun:
+nothing to do) or ``force`` (each key written into it). ``dry_run`` reads every key of
+the source and checks the destination's master key, writing nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .engine import EngineBase
+from .errors import ConfigError, KeyloaderError
+from .inventory import KeyInfo
+from .keyids import KeyId
+from .keyrings import edit
+from .keyrings import format as rings
+from .keyrings.directory import RingDirectory, is_v2
+from .keyrings.engine import RingKeyManager
+from .keystore import KeyManager
+from .masterkey import MasterKey
+from .secret import SecretBytes
+from .stores.base import BlobWrite
+from .stores.filesystem import FilesystemKeyStore
+from .stores.timestamps import history_timestamp
+from .themis import keys as themis_keys
+from .themis import scell
+
+__all__ = ["MigrateReport", "migrate_keys"]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class MigrateReport:
+    """What a migration did (with ``dry_run``: would do): counts, never key material."""
+
+    source: str
+    destination: str
+    source_version: str
+    destination_version: str
+    dry_run: bool
+    keys: int
+    """Key ids migrated."""
+    versions: int
+    """Key versions migrated (current and rotated)."""
+    up_to_date: bool = False
+    """The destination held exactly the source's keys already: nothing was written."""
+
+
+@dataclass
+class _Version:
+    secret: SecretBytes
+    public: bytes | None
+    moment: datetime.datetime
+
+
+def migrate_keys(
+    source: EngineBase,
+    destination: Path,
+    version: str,
+    new_key: MasterKey,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> MigrateReport:
+    """Copy every key of ``source`` (current and rotated) into a keystore ``version``
+    (``v1`` or ``v2``) directory at ``destination``, sealed under ``new_key``."""
+    if version not in ("v1", "v2"):
+        raise ConfigError(f"the destination keystore version must be v1 or v2, not {version!r}")
+    if new_key.version != version:
+        raise ConfigError(
+            f"a keystore {version} destination needs a {version} master key, not {new_key.version}"
+        )
+    destination = Path(os.path.abspath(destination))
+    inventory = _inventory(source)
+    versions = 0
+    for kid, infos in inventory.items():  # every key must read before anything is written
+        for held in _versions(source, kid, infos):
+            held.secret.wipe()
+            versions += 1
+
+    def report(*, up_to_date: bool = False) -> MigrateReport:
+        return MigrateReport(
+            source=source.location,
+            destination=str(destination),
+            source_version=source.keystore_version,
+            destination_version=version,
+            dry_run=dry_run,
+            keys=len(inventory),
+            versions=versions,
+            up_to_date=up_to_date,
+        )
+
+    if dry_run:
+        return report()
+    exists = destination.exists() and any(destination.iterdir())
+    if exists and not force:
+        if _holds_the_same(source, inventory, destination, version, new_key):
+            return report(up_to_date=True)
+        raise ConfigError(
+            f"destination {destination} exists and does not hold exactly the source's keys: "
+            "give another directory, or --force to write the keys into it"
+        )
+    staging = destination if exists else destination.with_name(f".{destination.name}.migrating")
+    if not exists:
+        shutil.rmtree(staging, ignore_errors=True)  # what an interrupted run left
+    write = _write_v2 if version == "v2" else _write_v1
+    for done, (kid, infos) in enumerate(inventory.items(), start=1):
+        write(staging, new_key, kid, list(_versions(source, kid, infos)))
+        if progress is not None:
+            progress(done, len(inventory))
+    if not exists:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if destination.exists():
+            destination.rmdir()  # an empty directory, given as the destination
+        os.rename(staging, destination)
+    return report()
+
+
+def _inventory(source: EngineBase) -> dict[KeyId, list[KeyInfo]]:
+    """Every key id of ``source`` with its listed versions (one listing for all)."""
+    found: dict[KeyId, list[KeyInfo]] = {}
+    for info in source.list(rotated=True):
+        if info.key_id is not None and info.state in ("current", "rotated"):
+            found.setdefault(KeyId.parse(info.key_id), []).append(info)
+    return found
+
+
+def _versions(source: EngineBase, kid: KeyId, infos: list[KeyInfo]) -> Iterator[_Version]:
+    """``kid``'s versions, oldest first, the current one (if any) last; each secret is the
+    caller's to wipe."""
+    ordered = sorted((i for i in infos if i.index != 1), key=lambda i: i.index or 0)
+    ordered += [i for i in infos if i.index == 1]
+    try:
+        for info in ordered:
+            secret = source.read(kid, info.index or 1)
+            public = themis_keys.public_of(secret) if kid.kind.keypair else None
+            created = info.created if info.created is not None else 0.0
+            moment = datetime.datetime.fromtimestamp(int(created), datetime.UTC)
+            yield _Version(secret, public, moment)
+    finally:
+        scell.scrub()
+
+
+def _write_v2(root: Path, key: MasterKey, kid: KeyId, versions: list[_Version]) -> None:
+    assert key.signature is not None
+    store = RingDirectory.create(root) if not is_v2(root) else RingDirectory(root)
+    path = kid.ring_path
+    with store.locked(exclusive=True):
+        existing = store.read(path)
+        ring = rings.open_ring(existing, path, key.signature) if existing else edit.empty_ring(path)
+        try:
+            for held in versions:
+                ring = edit.add_key(
+                    ring, path, key.encryption, held.secret, held.public, now=held.moment
+                )
+        finally:
+            for held in versions:
+                held.secret.wipe()
+            scell.scrub()
+        store.write(
+            path,
+            rings.encode_container(
+                rings.CONTENT_KEY_RING,
+                datetime.datetime.now(datetime.UTC).replace(microsecond=0),
+                rings.encode_ring(ring),
+                [key.signature],
+                rings.ring_signature_context(path),
+            ),
+        )
+
+
+def _write_v1(root: Path, key: MasterKey, kid: KeyId, versions: list[_Version]) -> None:
+    store = FilesystemKeyStore({"keys_dir": root})
+    writes: list[BlobWrite] = []
+    try:
+        for position, held in enumerate(versions, start=1):
+            last = position == len(versions)
+            stamp = (
+                None if last else history_timestamp(int(held.moment.timestamp() * 1e9) + position)
+            )
+            sealed = scell.encrypt(key.encryption.buffer, held.secret.buffer, kid.context)
+            writes.append(BlobWrite(kid.store_name, sealed, stamp, False))
+            if held.public is not None and kid.public_name is not None:
+                writes.append(BlobWrite(kid.public_name, held.public, stamp, True))
+    finally:
+        for held in versions:
+            held.secret.wipe()
+        scell.scrub()
+    with store.lock():
+        store.put_many(writes)
+    store.close()
+
+
+def _holds_the_same(
+    source: EngineBase,
+    inventory: dict[KeyId, list[KeyInfo]],
+    destination: Path,
+    version: str,
+    key: MasterKey,
+) -> bool:
+    """Whether ``destination`` holds exactly the source's key versions (a rerun)."""
+    copy = MasterKey(
+        SecretBytes(key.encryption.buffer),
+        SecretBytes(key.signature.buffer) if key.signature is not None else None,
+    )
+    try:
+        target: EngineBase
+        if version == "v2":
+            target = RingKeyManager(RingDirectory(destination), copy, cache_size=0)
+        else:
+            target = KeyManager(FilesystemKeyStore({"keys_dir": destination}), copy, cache_size=0)
+        with target:
+            theirs = _inventory(target)
+            if set(theirs) != set(inventory):
+                return False
+            return all(
+                _same(source, target, kid, infos, theirs[kid]) for kid, infos in inventory.items()
+            )
+    except KeyloaderError:
+        return False
+
+
+def _same(
+    source: EngineBase,
+    target: EngineBase,
+    kid: KeyId,
+    mine: list[KeyInfo],
+    theirs: list[KeyInfo],
+) -> bool:
+    left, right = list(_versions(source, kid, mine)), list(_versions(target, kid, theirs))
+    try:
+        return len(left) == len(right) and all(
+            a.secret == b.secret for a, b in zip(left, right, strict=True)
+        )
+    finally:
+        for held in (*left, *right):
+            held.secret.wipe()
