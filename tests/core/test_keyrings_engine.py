@@ -141,3 +141,18 @@ def test_keyloader_aio_opens_a_v2_store(tmp_path: Path, monkeypatch: pytest.Monk
             return await keys.decrypt("client/client1/symmetric", sealed)
 
     assert asyncio.run(main()) == b"async row"
+
+
+@pytest.mark.parametrize("cache_size", [100, 0], ids=["cache-on", "cache-off"])
+def test_a_ring_another_writer_changed_is_read_again(tmp_path: Path, cache_size: int) -> None:
+    """Parsed rings (and cached keys) are kept per revision of the ring file: a rotation
+    by another manager (another process) is seen on the next use."""
+    root = copy_store("main", tmp_path / "keystore")
+    with _manager(root, cache_size) as reader, _manager(root) as writer:
+        with reader.read("client/client1/symmetric") as before:
+            old = before.bytes()
+        writer.rotate("client/client1/symmetric")
+        with reader.read("client/client1/symmetric") as after:
+            assert after.bytes() != old
+        with reader.read("client/client1/symmetric", 3) as rotated:  # the one read before
+            assert rotated.bytes() == old

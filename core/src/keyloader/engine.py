@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import builtins
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -143,6 +145,12 @@ class EngineBase(DataOperations):
         """Whether any audit observer wants ``key_used`` events (asked each time: a plugin
         registered later may want them)."""
         return self._emit is not None and (self._wants is None or self._wants("key_used"))
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """For engine code that reads every key (``keys migrate``): within the block, what
+        the store holds may be listed once and reused. Not for a shared manager."""
+        yield
 
     # -- what each keystore version implements -----------------------------------------
 

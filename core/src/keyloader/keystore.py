@@ -28,7 +28,7 @@ from .keyids import KeyId, KeyKind, key_id_of
 from .keypairs import destroy_keypair, new_keypair_blobs, rotate_keypair
 from .masterkey import MasterKey
 from .secret import SecretBytes
-from .stores.base import KeyStore
+from .stores.base import KeyStore, StoredBlob
 from .themis import scell
 
 __all__ = ["GENERATABLE_KINDS", "KeyInfo", "KeyManager", "VerifyResult", "MasterKeySource"]
@@ -92,6 +92,7 @@ class KeyManager(EngineBase):
             wants=wants,
         )
         self.store = store
+        self._listing: dict[str, StoredBlob] | None = None
         version = store.version()
         if version is not None and "v2" in version.lower():
             raise ConfigError(f"{store.location}: {V2_UNSUPPORTED}")
@@ -200,7 +201,21 @@ class KeyManager(EngineBase):
     def _has_current(self, kid: KeyId) -> bool:
         return any(blob.name == kid.store_name and blob.current for blob in self.store.list())
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Within the block, rotated keys are looked up in one listing of the store, not
+        one per read (``keys migrate`` reads every version of every key)."""
+        self._listing = {blob.name: blob for blob in self.store.list()}
+        try:
+            yield
+        finally:
+            self._listing = None
+
     def _history(self, name: str) -> tuple[str, ...]:
+        listing = self._listing
+        if listing is not None:
+            found = listing.get(name)
+            return found.history if found is not None else ()
         for blob in self.store.list():
             if blob.name == name:
                 return blob.history

@@ -26,7 +26,7 @@ from .inventory import KeyInfo
 from .keyids import KeyId
 from .keyrings import edit
 from .keyrings import format as rings
-from .keyrings.directory import RingDirectory, is_v2
+from .keyrings.directory import RingDirectory, is_v2, sync
 from .keyrings.engine import RingKeyManager
 from .keystore import KeyManager
 from .masterkey import MasterKey
@@ -85,6 +85,19 @@ def migrate_keys(
             f"a keystore {version} destination needs a {version} master key, not {new_key.version}"
         )
     destination = Path(os.path.abspath(destination))
+    with source.snapshot():
+        return _migrate(source, destination, version, new_key, dry_run, force, progress)
+
+
+def _migrate(
+    source: EngineBase,
+    destination: Path,
+    version: str,
+    new_key: MasterKey,
+    dry_run: bool,
+    force: bool,
+    progress: Progress | None,
+) -> MigrateReport:
     inventory = _inventory(source)
     versions = 0
     for kid, infos in inventory.items():  # every key must read before anything is written
@@ -117,16 +130,15 @@ def migrate_keys(
     staging = destination if exists else destination.with_name(f".{destination.name}.migrating")
     if not exists:
         shutil.rmtree(staging, ignore_errors=True)  # what an interrupted run left
-    write = _write_v2 if version == "v2" else _write_v1
-    for done, (kid, infos) in enumerate(inventory.items(), start=1):
-        write(staging, new_key, kid, list(_versions(source, kid, infos)))
-        if progress is not None:
-            progress(done, len(inventory))
+    _write_all(source, inventory, staging, version, new_key, progress, staged=not exists)
     if not exists:
+        for directory, _, _ in os.walk(staging):  # every file was fsynced; now every entry
+            sync(Path(directory))
         destination.parent.mkdir(parents=True, exist_ok=True)
         if destination.exists():
             destination.rmdir()  # an empty directory, given as the destination
         os.rename(staging, destination)
+        sync(destination.parent)
     return report()
 
 
@@ -155,43 +167,84 @@ def _versions(source: EngineBase, kid: KeyId, infos: list[KeyInfo]) -> Iterator[
         scell.scrub()
 
 
-def _write_v2(root: Path, key: MasterKey, kid: KeyId, versions: list[_Version]) -> None:
+def _write_all(
+    source: EngineBase,
+    inventory: dict[KeyId, list[KeyInfo]],
+    root: Path,
+    version: str,
+    key: MasterKey,
+    progress: Progress | None,
+    *,
+    staged: bool,
+) -> None:
+    """Every key of ``inventory`` into the ``version`` directory ``root``, under one lock;
+    ``staged``: ``root`` is renamed into place afterwards (its directories synced then)."""
+    items = list(inventory.items())
+    if version == "v2":
+        rings_dir = RingDirectory.create(root) if not is_v2(root) else RingDirectory(root)
+        with rings_dir.locked(exclusive=True):
+            for done, (kid, infos) in enumerate(items, start=1):
+                versions = list(_versions(source, kid, infos))
+                _write_ring(rings_dir, key, kid, versions, sync_directory=not staged)
+                if progress is not None:
+                    progress(done, len(items))
+        return
+    files = FilesystemKeyStore({"keys_dir": root})
+    try:
+        with files.lock():
+            for done, (kid, infos) in enumerate(items, start=1):
+                _write_files(files, key, kid, list(_versions(source, kid, infos)))
+                if progress is not None:
+                    progress(done, len(items))
+    finally:
+        files.close()
+
+
+def _write_ring(
+    store: RingDirectory,
+    key: MasterKey,
+    kid: KeyId,
+    versions: list[_Version],
+    *,
+    sync_directory: bool,
+) -> None:
+    """``kid``'s versions as the keys of its ring (after what the ring holds already)."""
     assert key.signature is not None
-    store = RingDirectory.create(root) if not is_v2(root) else RingDirectory(root)
     path = kid.ring_path
-    with store.locked(exclusive=True):
-        existing = store.read(path)
-        ring = rings.open_ring(existing, path, key.signature) if existing else edit.empty_ring(path)
-        try:
-            for held in versions:
-                ring = edit.add_key(
-                    ring, path, key.encryption, held.secret, held.public, now=held.moment
-                )
-        finally:
-            for held in versions:
-                held.secret.wipe()
-            scell.scrub()
-        store.write(
-            path,
-            rings.encode_container(
-                rings.CONTENT_KEY_RING,
-                datetime.datetime.now(datetime.UTC).replace(microsecond=0),
-                rings.encode_ring(ring),
-                [key.signature],
-                rings.ring_signature_context(path),
-            ),
-        )
+    existing = store.read(path)
+    ring = rings.open_ring(existing, path, key.signature) if existing else edit.empty_ring(path)
+    try:
+        for held in versions:
+            ring = edit.add_key(
+                ring, path, key.encryption, held.secret, held.public, now=held.moment
+            )
+    finally:
+        for held in versions:
+            held.secret.wipe()
+        scell.scrub()
+    store.write(
+        path,
+        sync_directory=sync_directory,
+        data=rings.encode_container(
+            rings.CONTENT_KEY_RING,
+            datetime.datetime.now(datetime.UTC).replace(microsecond=0),
+            rings.encode_ring(ring),
+            [key.signature],
+            rings.ring_signature_context(path),
+        ),
+    )
 
 
-def _write_v1(root: Path, key: MasterKey, kid: KeyId, versions: list[_Version]) -> None:
-    store = FilesystemKeyStore({"keys_dir": root})
+def _write_files(
+    store: FilesystemKeyStore, key: MasterKey, kid: KeyId, versions: list[_Version]
+) -> None:
+    """``kid``'s versions as v1 files: the newest current, the others history entries
+    timestamped by when they were made (keypairs: both halves)."""
     writes: list[BlobWrite] = []
     try:
         for position, held in enumerate(versions, start=1):
-            last = position == len(versions)
-            stamp = (
-                None if last else history_timestamp(int(held.moment.timestamp() * 1e9) + position)
-            )
+            nanoseconds = int(held.moment.timestamp()) * 1_000_000_000 + position
+            stamp = None if position == len(versions) else history_timestamp(nanoseconds)
             sealed = scell.encrypt(key.encryption.buffer, held.secret.buffer, kid.context)
             writes.append(BlobWrite(kid.store_name, sealed, stamp, False))
             if held.public is not None and kid.public_name is not None:
@@ -200,9 +253,7 @@ def _write_v1(root: Path, key: MasterKey, kid: KeyId, versions: list[_Version]) 
         for held in versions:
             held.secret.wipe()
         scell.scrub()
-    with store.lock():
-        store.put_many(writes)
-    store.close()
+    store.put_many(writes)
 
 
 def _holds_the_same(

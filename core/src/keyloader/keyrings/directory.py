@@ -28,8 +28,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import InsecurePermissionsError, KeyStoreError
+from ..stores.fs_stat import RevisionStat
 
-__all__ = ["LOCK_FILE", "RING_SUFFIX", "VERSION_FILE", "VERSION_TEXT", "RingDirectory", "is_v2"]
+__all__ = [
+    "LOCK_FILE",
+    "RING_SUFFIX",
+    "VERSION_FILE",
+    "VERSION_TEXT",
+    "RingDirectory",
+    "is_v2",
+    "sync",
+]
 
 VERSION_FILE = "version"
 VERSION_TEXT = b"Acra Keystore v2"
@@ -57,6 +66,8 @@ class RingDirectory:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._held = threading.local()
+        self._names: dict[str, str] = {}
+        self._stat = RevisionStat(str(self.root))
         self._check_root()
         try:
             version = (self.root / VERSION_FILE).read_bytes()
@@ -147,22 +158,33 @@ class RingDirectory:
 
     def ring_file(self, path: str) -> Path:
         """The file of ring ``path`` (``client/<id>/storage-sym`` -> ``...storage-sym.keyring``)."""
-        parts = path.split("/")
-        if not path or any(part in ("", ".", "..") for part in parts) or "\0" in path:
-            raise KeyStoreError(f"invalid key ring path {path!r}")
-        return self.root.joinpath(*parts[:-1], parts[-1] + RING_SUFFIX)
+        return Path(self._file_name(path))
+
+    def _file_name(self, path: str) -> str:
+        found = self._names.get(path)
+        if found is None:
+            parts = path.split("/")
+            if not path or any(part in ("", ".", "..") for part in parts) or "\0" in path:
+                raise KeyStoreError(f"invalid key ring path {path!r}")
+            found = str(self.root.joinpath(*parts[:-1], parts[-1] + RING_SUFFIX))
+            if len(self._names) < 4096:
+                self._names[path] = found
+        return found
 
     def read(self, path: str) -> bytes | None:
         """The bytes of ring ``path``, or None if it does not exist."""
         try:
-            return self.ring_file(path).read_bytes()
+            with open(self._file_name(path), "rb") as file:
+                return file.read()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise KeyStoreError(f"cannot read key ring {path}: {exc.strerror}") from exc
 
-    def write(self, path: str, data: bytes) -> None:
-        """Replace ring ``path`` with ``data`` atomically (call with the exclusive lock)."""
+    def write(self, path: str, data: bytes, *, sync_directory: bool = True) -> None:
+        """Replace ring ``path`` with ``data`` atomically (call with the exclusive lock).
+        Without ``sync_directory`` the caller fsyncs the ring's directory later (a
+        migration, once per directory before it renames its staging directory)."""
         target = self.ring_file(path)
         directory = target.parent
         try:
@@ -179,11 +201,8 @@ class RingDirectory:
             finally:
                 os.close(fd)
             os.rename(temp, target)
-            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            if sync_directory:
+                sync(directory)
         except OSError as exc:
             temp.unlink(missing_ok=True)
             raise KeyStoreError(f"cannot write key ring {path}: {exc.strerror}") from exc
@@ -209,11 +228,20 @@ class RingDirectory:
 
     def revision(self, path: str) -> tuple[int, int, int, int] | None:
         """``(inode, mtime_ns, ctime_ns, size)`` of ring ``path``: a new value after any
-        write (a rename puts a new inode in place); None if it does not exist."""
+        write (a rename puts a new inode in place); None if it does not exist. One
+        ``statx`` that keeps the GIL on a local filesystem, as v1's revision tokens."""
         try:
-            st = os.lstat(self.ring_file(path))
-        except FileNotFoundError:
+            return self._stat.token(self._file_name(path))
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise KeyStoreError(f"cannot stat key ring {path}: {exc.strerror}") from exc
-        return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+
+
+def sync(directory: Path) -> None:
+    """fsync ``directory`` (its entries: a rename in it is durable once this returns)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -35,6 +35,9 @@ from .directory import RingDirectory
 __all__ = ["RingKeyManager"]
 
 _SYMMETRIC_SIZE = 32
+_PARSED_RINGS = 4096
+"""How many parsed rings are kept (the oldest kept goes first)."""
+_UNREAD = object()
 UNKNOWN_RING = "unknown ring: not a ring path of an Acra key (left untouched)"
 
 
@@ -66,6 +69,8 @@ class RingKeyManager(EngineBase):
             wants=wants,
         )
         self.store = store
+        # path -> (revision, the signature key it was verified with, the ring)
+        self._parsed: dict[str, tuple[object, SecretBytes, rings.KeyRing]] = {}
 
     # -- the master key pair -----------------------------------------------------------
 
@@ -76,13 +81,27 @@ class RingKeyManager(EngineBase):
 
     # -- rings -------------------------------------------------------------------------
 
-    def _ring(self, path: str) -> rings.KeyRing | None:
-        """Ring ``path``, read under the shared lock and verified; None if absent."""
+    def _ring(self, path: str, revision: object = _UNREAD) -> rings.KeyRing | None:
+        """Ring ``path``, verified; None if absent. A ring is read (under the shared lock),
+        its signature checked and its DER parsed once per revision of its file and master
+        key: the parsed rings kept hold sealed keys and public halves, no plaintext."""
+        if revision is _UNREAD:
+            revision = self.store.revision(path)
+        if revision is None:
+            return None
+        signature = self._pair()[1]
+        kept = self._parsed.get(path)
+        if kept is not None and kept[0] == revision and kept[1] is signature:
+            return kept[2]
         with self.store.locked(exclusive=False):
             data = self.store.read(path)
         if data is None:
             return None
-        return rings.open_ring(data, path, self._pair()[1])
+        ring = rings.open_ring(data, path, signature)
+        self._parsed[path] = (revision, signature, ring)
+        if len(self._parsed) > _PARSED_RINGS:
+            self._parsed.pop(next(iter(self._parsed)), None)
+        return ring
 
     def _key_at(self, kid: KeyId, ring: rings.KeyRing | None, index: int) -> rings.RingKey:
         if index < 1:
@@ -112,7 +131,7 @@ class RingKeyManager(EngineBase):
             cached = cache.get((path, str(index)), revision)
             if cached is not None:
                 return cached
-        key = self._key_at(kid, self._ring(path), index)
+        key = self._key_at(kid, self._ring(path, revision), index)
         secret = rings.unseal_key(self._pair()[0], path, key, private=kid.kind.keypair)
         if cache is not None and revision is not None:
             return cache.put((path, str(index)), revision, secret)
@@ -151,6 +170,7 @@ class RingKeyManager(EngineBase):
     def forget(self, name: str) -> None:
         if self._cache is not None:
             self._cache.drop(name)
+        self._parsed.pop(name, None)
 
     # -- listing and verification ------------------------------------------------------
 
