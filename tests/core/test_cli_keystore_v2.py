@@ -77,3 +77,36 @@ def test_a_v1_master_key_on_a_v2_store_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "needs a v2 master key pair" in result.stderr
+
+
+def test_a_new_directory_is_v2_when_the_store_option_asks(tmp_path: Path) -> None:
+    root = tmp_path / "fresh" / ".acrakeys"
+    env = {"ACRA_MASTER_KEY": V2["ACRA_MASTER_KEY"]}
+    result = CliRunner().invoke(
+        app,
+        [
+            "--keys-dir",
+            str(root),
+            "-s",
+            "keystore_version=v2",
+            "keys",
+            "generate",
+            "--client-id",
+            "fresh-client",
+            "--symmetric",
+            "--storage",
+        ],
+        env=env,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert (root / "version").read_bytes() == b"Acra Keystore v2"
+    assert (root / "client" / "fresh-client" / "storage.keyring").exists()
+    v1_dir = tmp_path / "v1"  # an existing v1 directory keeps its version
+    v1_env = {"ACRA_MASTER_KEY": manifest()["master_keys"]["v1"]["ACRA_MASTER_KEY"]}
+    args = ["--keys-dir", str(v1_dir), "keys", "generate", "--client-id", "old-client"]
+    assert CliRunner().invoke(app, args, env=v1_env).exit_code == 0
+    again = ["--keys-dir", str(v1_dir), "-s", "keystore_version=v2", "keys", "list"]
+    result = CliRunner().invoke(app, again, env=v1_env)
+    assert result.exit_code == 0, result.stderr
+    assert not (v1_dir / "version").exists()
+    assert "old-client" in result.stdout

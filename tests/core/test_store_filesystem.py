@@ -82,7 +82,10 @@ class TestFilesystemKeyStore(KeyStoreContract):
 
 def test_options_schema() -> None:
     options = {o.name: o for o in FilesystemKeyStore.options}
-    assert set(options) == {"keys_dir", "lock_timeout"}
+    assert set(options) == {"keys_dir", "lock_timeout", "keystore_version"}
+    assert options["keystore_version"].choices == ("v1", "v2")
+    with pytest.raises(ConfigError, match="not one of"):
+        options["keystore_version"].convert("v3", origin="option 'keystore_version'")
     assert (options["keys_dir"].type, options["keys_dir"].default) == ("path", ".acrakeys")
     assert (options["lock_timeout"].type, options["lock_timeout"].default) == ("float", 30.0)
     assert FilesystemKeyStore.name == "filesystem"

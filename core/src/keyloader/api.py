@@ -179,17 +179,22 @@ def open_keystore(
 
 
 def _ring_directory(store: KeyStore) -> RingDirectory | None:
-    """The store's directory as an Acra keystore v2 one, if it is one (the filesystem
-    store, whose ``version`` file says v2); None for everything else."""
+    """The store's directory as an Acra keystore v2 one: the filesystem store's, when its
+    ``version`` file says v2, or when it is new (absent or empty) and the store's option
+    ``keystore_version`` is v2 (then made, as Acra makes one); None for everything else."""
     path = getattr(store, "path", None)
     if store.name != "filesystem" or not isinstance(path, Path):
         return None
     from .keyrings.directory import RingDirectory, is_v2
 
-    if not is_v2(path):
-        return None
-    store.close()
-    return RingDirectory(path)
+    if is_v2(path):  # an existing directory's own version wins
+        store.close()
+        return RingDirectory(path)
+    new = not path.exists() or not any(path.iterdir())
+    if new and store.config.get("keystore_version") == "v2":
+        store.close()
+        return RingDirectory.create(path)
+    return None
 
 
 @dataclass(frozen=True)

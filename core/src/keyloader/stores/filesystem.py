@@ -95,7 +95,9 @@ class FilesystemKeyStore(KeyStore):
     """
 
     name: ClassVar[str] = "filesystem"
-    description: ClassVar[str] = "Acra keystore v1 directory on the local filesystem (default)."
+    description: ClassVar[str] = (
+        "Acra keystore directory on the local filesystem (default): v1, or v2 key rings."
+    )
     options: ClassVar[tuple[Option, ...]] = (
         Option(
             "keys_dir",
@@ -109,6 +111,13 @@ class FilesystemKeyStore(KeyStore):
             type="float",
             default=30.0,
             validator=non_negative_seconds,
+        ),
+        Option(
+            "keystore_version",
+            "Acra keystore version of a new keys_dir: v1 (files) or v2 (signed key rings); "
+            "an existing directory keeps its own.",
+            default="v1",
+            choices=("v1", "v2"),
         ),
     )
 
