@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .engine import EngineBase as KeyManager  # either keystore version's engine
     from .inventory import KeyInfo, VerifyResult
     from .keyids import KeyId, KeyKind
+    from .keyrings.bundle import RingImportReport
     from .masterkey import MasterKey
     from .rewrap import RewrapReport
 
@@ -365,6 +366,6 @@ async def export_keystore(
 
 async def import_keystore(
     settings: Settings, input: str | Path, secret: str | Path, **kwargs: Any
-) -> ImportReport:
-    """:func:`keyloader.api.import_keystore` in a thread (all or nothing, as always)."""
+) -> ImportReport | RingImportReport:
+    """:func:`keyloader.api.import_keystore` in a thread."""
     return await _run(None, _import_keystore, settings, input, secret, **kwargs)

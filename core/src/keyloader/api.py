@@ -17,6 +17,7 @@ from .providers import MasterKeyProvider
 if TYPE_CHECKING:  # the engine (and cryptography) load only when a key store is opened
     from .bundle import ExportReport, ImportReport
     from .engine import EngineBase
+    from .keyrings.bundle import RingImportReport
     from .keyrings.directory import RingDirectory
     from .keystore import KeyManager
     from .migrate import MigrateReport
@@ -453,11 +454,18 @@ def import_keystore(
     force: bool = False,
     plugin_manager: KeyloaderPluginManager | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> ImportReport:
-    """Import a bundle into the configured store: :func:`keyloader.bundle.import_keys`."""
+) -> ImportReport | RingImportReport:
+    """Import a bundle into the configured store: :func:`keyloader.bundle.import_keys` (a
+    keystore v1 store: keyloader's bundles and Acra's v1 ones), or
+    :func:`keyloader.keyrings.bundle.import_acra_v2_bundle` (a v2 store: Acra's v2 ones)."""
     from .bundle import import_keys
+    from .keyrings.engine import RingKeyManager
 
     with open_keystore(settings, plugin_manager=plugin_manager) as opened:
+        if isinstance(opened, RingKeyManager):
+            from .keyrings.bundle import import_acra_v2_bundle
+
+            return import_acra_v2_bundle(opened, Path(input), Path(secret), force=force)
         return import_keys(
             _v1_only(opened, "keys import"), input, secret, force=force, progress=progress
         )

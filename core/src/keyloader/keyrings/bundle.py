@@ -1,0 +1,268 @@
+"""Acra's keystore v2 export bundles (``acra-keys export`` on a v2 store), imported.
+
+Acra 0.96 (``keystore/v2/keystore/filesystem_backup.go``, ``filesystem/export.go``): the
+secret file is the JSON of a fresh key pair, ``{"encryption": b64, "signature": b64}``;
+the bundle is a signed container of content type 4 whose data is an OCTET STRING holding
+a Secure Cell Seal (under the pair's encryption key, context ``AKSv2 keystore: exported
+key rings``) of ``EncryptedKeys ::= SEQUENCE { SET OF KeyRing }``: the rings as stored,
+their private and symmetric keys in the clear. The signature is HMAC-SHA256 under the
+pair's signature key over ``AKSv2 keystore: exported key rings: `` and the payload.
+
+:func:`import_acra_v2_bundle` checks all of it, then writes each ring into a v2 store,
+every key sealed again under the store's master key with its own context; the plaintext
+stays in secret pages (parsed in place, never copied out as ``bytes``).
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError, IntegrityError, KeyloaderError, RingFormatError
+from ..keyids import key_id_of_ring
+from ..masterkey import MasterKey, master_key_from_bytes
+from ..secret import SecretBytes
+from ..themis import scell
+from . import der
+from . import format as rings
+from .engine import RingKeyManager
+
+__all__ = ["EXPORT_CONTEXT", "RingImportReport", "import_acra_v2_bundle", "is_acra_v2_secret"]
+
+EXPORT_CONTEXT = b"AKSv2 keystore: exported key rings"
+_PUBLIC, _PRIVATE, _SYMMETRIC = der.context(1), der.context(2), der.context(3)
+
+
+@dataclass(frozen=True)
+class RingImportReport:
+    """What an import into a v2 store did: ring paths, never key material."""
+
+    input: Path
+    store: str
+    fingerprint: str
+    imported: tuple[str, ...]
+    replaced: tuple[str, ...]
+    kept: tuple[str, ...]
+    identical: tuple[str, ...] = ()
+    """Always empty: a ring is kept or replaced whole (the report's shape is v1's)."""
+
+
+def is_acra_v2_secret(data: bytes) -> bool:
+    """Whether a secret file's bytes look like Acra's v2 export secret (a JSON pair)."""
+    text = data.strip()
+    return text.startswith(b"{") and b'"encryption"' in text and b'"signature"' in text
+
+
+def import_acra_v2_bundle(
+    manager: RingKeyManager, bundle: Path, secret: Path, *, force: bool = False
+) -> RingImportReport:
+    """Import Acra's v2 bundle ``bundle`` (with its secret file) into ``manager``'s store.
+
+    Everything is opened and checked first (signature, content type, every ring and key);
+    a ring already in the store is kept unless ``force`` (Acra refuses the whole import
+    there, after the rings before it went in)."""
+    pair = _read_pair(secret)
+    with pair:
+        sealed = _read(bundle)
+        plain = _open(sealed, pair, bundle)
+    with plain:
+        parsed = _rings(plain.buffer, bundle)
+        if not parsed:
+            raise RingFormatError(
+                f"bundle {bundle} holds no key rings (Acra 0.96's `acra-keys export --all "
+                "--private_keys` exports nothing on a keystore v2 store: export by key id); "
+                "nothing was imported"
+            )
+        outcomes: dict[str, list[str]] = {"imported": [], "replaced": [], "kept": []}
+        store = manager.store
+        encryption, signature = manager.master_key.encryption, manager.master_key.signature
+        if signature is None:  # pragma: no cover - the slot refuses a v1 key
+            raise ConfigError("a keystore v2 store needs a v2 master key pair")
+        try:
+            with store.locked(exclusive=True):
+                for ring in parsed:
+                    exists = store.read(ring.purpose) is not None
+                    if exists and not force:
+                        outcomes["kept"].append(ring.purpose)
+                        continue
+                    data = _reseal(ring, encryption)
+                    store.write(
+                        ring.purpose,
+                        rings.encode_container(
+                            rings.CONTENT_KEY_RING,
+                            datetime.datetime.now(datetime.UTC).replace(microsecond=0),
+                            rings.encode_ring(data),
+                            [signature],
+                            rings.ring_signature_context(ring.purpose),
+                        ),
+                    )
+                    manager.forget(ring.purpose)
+                    outcomes["replaced" if exists else "imported"].append(ring.purpose)
+        finally:
+            scell.scrub()
+    manager.audit("keys_imported")
+    return RingImportReport(
+        input=bundle,
+        store=manager.location,
+        fingerprint=manager.fingerprint,
+        imported=tuple(outcomes["imported"]),
+        replaced=tuple(outcomes["replaced"]),
+        kept=tuple(outcomes["kept"]),
+    )
+
+
+@dataclass(frozen=True)
+class _PlainData:
+    format: int
+    public: bytes | None
+    private: memoryview | None
+    symmetric: memoryview | None
+
+
+@dataclass(frozen=True)
+class _PlainKey:
+    seqnum: int
+    state: int
+    valid_since: datetime.datetime
+    valid_until: datetime.datetime
+    data: tuple[_PlainData, ...]
+
+
+@dataclass(frozen=True)
+class _PlainRing:
+    """An exported ring: as stored, but its keys in the clear (views into secret pages)."""
+
+    purpose: str
+    keys: tuple[_PlainKey, ...]
+    current: int
+
+
+def _read_pair(path: Path) -> MasterKey:
+    data = bytearray(_read(path, limit=4096))
+    try:
+        if not is_acra_v2_secret(bytes(data)):
+            raise ConfigError(
+                f"{path} is not the secret file of an Acra keystore v2 bundle (the JSON of "
+                '{"encryption", "signature"})'
+            )
+        return master_key_from_bytes(data, keystore_version="v2", source=str(path))
+    finally:
+        data[:] = bytes(len(data))
+
+
+def _read(path: Path, limit: int = 1 << 30) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            data = file.read(limit + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise ConfigError(f"{path} is too large")
+    return data
+
+
+def _open(sealed: bytes, pair: MasterKey, source: Path) -> SecretBytes:
+    what = f"bundle {source}"
+    container = rings.parse_container(sealed, what)
+    assert pair.signature is not None
+    try:
+        container.verify(pair.signature, EXPORT_CONTEXT, what)
+    except RingFormatError:
+        raise IntegrityError(
+            f"{what} does not verify with its secret file (another export's secret, or a "
+            "changed bundle); nothing was imported"
+        ) from None
+    if container.content_type != rings.CONTENT_ENCRYPTED_KEYS or container.version != 2:
+        raise RingFormatError(f"{what} is not a keystore v2 export (content type, version)")
+    cell = der.Reader(container.data, what).octets("the encrypted key rings")
+    try:
+        return scell.decrypt(pair.encryption.buffer, cell, EXPORT_CONTEXT)
+    except IntegrityError:
+        raise IntegrityError(
+            f"{what}: the key rings do not decrypt; nothing was imported"
+        ) from None
+
+
+def _rings(plain: memoryview, source: Path) -> list[_PlainRing]:
+    """The exported rings, their key data as views into ``plain`` (secret pages)."""
+    what = f"bundle {source}"
+    top = der.Reader(plain, what)
+    keys = top.nested(der.SEQUENCE, "EncryptedKeys")
+    top.end()
+    found = keys.nested(der.SET, "the key rings")
+    keys.end()
+    parsed: list[_PlainRing] = []
+    while not found.at_end:
+        whole, _ = found.read_tlv(der.SEQUENCE, "a key ring")
+        ring = _plain_ring(whole, what)
+        if key_id_of_ring(ring.purpose) is None:
+            raise RingFormatError(f"{what}: {ring.purpose[:80]!r} is not the ring of an Acra key")
+        parsed.append(ring)
+    return parsed
+
+
+def _plain_ring(whole: memoryview, what: str) -> _PlainRing:
+    """A ring whose KeyData hold plaintext keys (views), parsed as the stored ones are."""
+    reader = der.Reader(whole, what).nested(der.SEQUENCE, "a key ring")
+    purpose = bytes(reader.octets("purpose")).decode("utf-8", "replace")
+    keys: list[_PlainKey] = []
+    listed = reader.nested(der.SEQUENCE, "keys")
+    while not listed.at_end:
+        entry = listed.nested(der.SEQUENCE, f"{purpose}, key {len(keys) + 1}")
+        seqnum, state = entry.integer("seqnum"), entry.integer("state")
+        since, until = entry.utc_time("validSince"), entry.utc_time("validUntil")
+        forms = []
+        data = entry.nested(der.SET, "data")
+        while not data.at_end:
+            form = data.nested(der.SEQUENCE, "key data")
+            key_format = form.integer("format")
+            fields: dict[int, memoryview] = {}
+            for tag in (_PUBLIC, _PRIVATE, _SYMMETRIC):
+                if form.peek_tag() == tag:
+                    fields[tag] = form.octets("a key", tag)
+            form.end()
+            public = fields.get(_PUBLIC)
+            forms.append(
+                _PlainData(
+                    key_format,
+                    bytes(public) if public is not None else None,
+                    fields.get(_PRIVATE),
+                    fields.get(_SYMMETRIC),
+                )
+            )
+        entry.end()
+        keys.append(_PlainKey(seqnum, state, since, until, tuple(forms)))
+    current = reader.integer("current")
+    reader.end()
+    return _PlainRing(purpose, tuple(keys), current)
+
+
+def _reseal(ring: _PlainRing, encryption: SecretBytes) -> rings.KeyRing:
+    """``ring`` as stored: every plaintext key sealed under ``encryption`` in its context."""
+    keys = []
+    for key in ring.keys:
+        forms = []
+        for plain in key.data:
+            private = symmetric = None
+            if plain.private is not None:
+                private = _seal(encryption, plain.private, ring.purpose, key.seqnum, True)
+            if plain.symmetric is not None:
+                symmetric = _seal(encryption, plain.symmetric, ring.purpose, key.seqnum, False)
+            forms.append(rings.KeyData(plain.format, plain.public, private, symmetric))
+        keys.append(
+            rings.RingKey(key.seqnum, key.state, key.valid_since, key.valid_until, tuple(forms))
+        )
+    return rings.KeyRing(ring.purpose, tuple(keys), ring.current)
+
+
+def _seal(key: SecretBytes, plain: memoryview, path: str, seqnum: int, private: bool) -> bytes:
+    if not plain:
+        raise RingFormatError(f"{path}, key {seqnum}: no key data")
+    try:
+        context = rings.key_context(path, seqnum, private=private)
+        return scell.encrypt(key.buffer, plain, context)
+    except KeyloaderError as exc:  # pragma: no cover - the inputs were checked
+        raise RingFormatError(f"{path}, key {seqnum}: {exc}") from None
