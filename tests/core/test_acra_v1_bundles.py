@@ -5,6 +5,7 @@ back as the manifest records it; what Acra gets wrong is refused, nothing writte
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 from pathlib import Path
@@ -14,16 +15,16 @@ import pytest
 from typer.testing import CliRunner
 
 from keyloader.acra_bundle import read_acra_v1_bundle
-from keyloader.bundle import import_keys
+from keyloader.bundle import export_keys, import_keys
 from keyloader.cli.app import app
 from keyloader.errors import IntegrityError
 from keyloader.keyids import classify
 from keyloader.keystore import KeyManager
-from keyloader.masterkey import MasterKey, generate_master_key
+from keyloader.masterkey import MasterKey, generate_master_key, parse_master_key
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
 
-from ..acrav2 import FIXTURES, manifest
+from ..acrav2 import FIXTURES, copy_v1_store, manifest
 
 EXPORT = next(e for e in manifest()["v1"]["exports"] if e["name"] == "all-private")
 
@@ -129,3 +130,60 @@ def test_the_cli_takes_acras_flag_spellings(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert "client1_storage_sym" in result.stdout
     assert os.path.exists(keys_dir / "client1_storage.old")
+
+
+# -- keyloader writing Acra's v1 bundle --------------------------------------------------
+
+VECTOR = json.loads(
+    (Path(__file__).parent / "vectors" / "keyloader_acra_v1_bundle.json").read_text()
+)
+
+
+def test_a_keyloader_made_acra_bundle_is_what_go_decoded(tmp_path: Path) -> None:
+    """The committed bundle was opened by pythemis and its gob decoded by Go's encoding/gob
+    (tests/core/vectors/make_acra_v1_bundle.py); keyloader reads the same entries, and
+    they are Acra's keys."""
+    assert "encoding/gob" in VECTOR["peer_check"]["gob"]
+    secret = SecretBytes(bytes.fromhex(VECTOR["secret"]))
+    entries = read_acra_v1_bundle(bytes.fromhex(VECTOR["bundle"]), secret, tmp_path)
+    decoded = {entry["name"]: entry["content"] for entry in VECTOR["entries"]}
+    assert {entry.name: entry.content.bytes().hex() for entry in entries} == decoded
+    client = manifest()["v1"]["api"]["client1"]
+    assert (
+        decoded["client1_storage_sym"]
+        == base64.b64decode(client["symmetric_all_newest_first"][0]).hex()
+    )
+    for entry in entries:
+        entry.content.wipe()
+
+
+def test_export_in_acras_format_imports_back(manager: KeyManager, tmp_path: Path) -> None:
+    source = copy_v1_store(tmp_path / "acra")
+    key = parse_master_key(manifest()["master_keys"]["v1"]["ACRA_MASTER_KEY"])
+    with KeyManager(FilesystemKeyStore({"keys_dir": source}), key) as acra_store:
+        report = export_keys(
+            acra_store, None, tmp_path / "out.bundle", tmp_path / "out.secret", acra=True
+        )
+    assert report.entries == 15
+    assert (tmp_path / "out.secret").stat().st_mode & 0o777 == 0o600
+    imported = import_keys(manager, tmp_path / "out.bundle", tmp_path / "out.secret")
+    assert len(imported.imported) == 15
+    client = manifest()["v1"]["api"]["client1"]
+    for index, text in enumerate(client["symmetric_all_newest_first"], start=1):
+        with manager.read("client/client1/symmetric", index) as read:
+            assert read.bytes() == base64.b64decode(text)
+
+
+def test_the_cli_exports_in_acras_format(tmp_path: Path) -> None:
+    source = copy_v1_store(tmp_path / "acra")
+    args = ["--keys-dir", str(source), "keys", "export", "--all", "--format", "acra"]
+    files = ["--key_bundle_file", str(tmp_path / "b"), "--key_bundle_secret", str(tmp_path / "s")]
+    env = {"ACRA_MASTER_KEY": manifest()["master_keys"]["v1"]["ACRA_MASTER_KEY"]}
+    result = CliRunner().invoke(app, [*args, *files], env=env)
+    assert result.exit_code == 0, result.stderr
+    secret = SecretBytes((tmp_path / "s").read_bytes())
+    entries = read_acra_v1_bundle((tmp_path / "b").read_bytes(), secret, tmp_path)
+    assert len(entries) == 15
+    bad = CliRunner().invoke(app, [*args[:-1], "gob", *files, "--force"], env=env)
+    assert bad.exit_code == 1
+    assert "unknown bundle format" in bad.stderr

@@ -1,4 +1,4 @@
-"""Acra's keystore v1 export bundles (``acra-keys export`` on a v1 store), read.
+"""Acra's keystore v1 export bundles (``acra-keys export`` on a v1 store), read and written.
 
 Acra 0.96 (``keystore/filesystem/filesystem_backup.go``): the secret file is 32 raw random
 bytes, as keyloader's own; the bundle is a Secure Cell Seal under it with **no** context
@@ -18,6 +18,7 @@ malformed bundle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,13 @@ from .errors import IntegrityError
 from .secret import SecretBytes
 from .themis import scell
 
-__all__ = ["AcraEntry", "is_acra_v1_bundle", "read_acra_v1_bundle"]
+__all__ = [
+    "SECRET_SIZE",
+    "AcraEntry",
+    "is_acra_v1_bundle",
+    "read_acra_v1_bundle",
+    "seal_acra_v1",
+]
 
 _BYTES, _STRING = 5, 6  # gob's predefined ids of []byte and string
 _WIRE_SLICE, _WIRE_STRUCT = 2, 3  # fields of wireType
@@ -215,3 +222,82 @@ class _Gob:
                 entry.content.wipe()
             raise
         return entries
+
+
+# -- writing: what `acra-keys import` reads ---------------------------------------------
+
+_SLICE_ID, _STRUCT_ID = 66, 65  # the ids Go's encoder gives []*Key and Key in a new stream
+SECRET_SIZE = 32
+
+
+def _uint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    body = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return bytes((0x100 - len(body),)) + body
+
+
+def _int(value: int) -> bytes:
+    return _uint(value << 1 if value >= 0 else ((~value) << 1) | 1)
+
+
+def _text(value: bytes) -> bytes:
+    return _uint(len(value)) + value
+
+
+def _message(body: bytes) -> bytes:
+    return _uint(len(body)) + body
+
+
+def _type_messages() -> bytes:
+    """The two type definitions Go sends first: ``[]*Key``, then ``Key``."""
+    common = b"\x01\x02" + _int(_SLICE_ID) + b"\x00"  # CommonType{Id}, no name
+    slice_type = _int(-_SLICE_ID) + b"\x02" + common + b"\x01" + _int(_STRUCT_ID) + b"\x00\x00"
+    fields = b"".join(
+        b"\x01" + _text(name) + b"\x01" + _int(type_id) + b"\x00"
+        for name, type_id in ((b"Name", _STRING), (b"Content", _BYTES))
+    )
+    struct_common = b"\x01\x02" + _int(_STRUCT_ID) + b"\x00"
+    struct_type = _int(-_STRUCT_ID) + b"\x03" + struct_common + b"\x01\x02" + fields + b"\x00\x00"
+    return _message(slice_type) + _message(struct_type)
+
+
+def seal_acra_v1(
+    items: list[tuple[str, int]], fill: Callable[[int, memoryview], None]
+) -> tuple[bytes, SecretBytes]:
+    """Acra's v1 bundle of ``items`` (``(name, content length)``; ``fill(i, target)``
+    writes item ``i``'s content into ``target``) and its fresh 32-byte secret. The gob
+    stream is built in secret pages and sealed there; only the sealed bundle leaves."""
+    head = _type_messages()
+    parts: list[bytes] = []  # the value message, with each content's place left out
+    sizes: list[int] = []
+    for name, size in items:
+        encoded = name.encode()
+        entry = (b"\x01" + _text(encoded) if encoded else b"") + (
+            (b"\x01" if encoded else b"\x02") + _uint(size) if size else b""
+        )
+        parts.append(entry)
+        sizes.append(size)
+    body_size = len(_int(_SLICE_ID)) + 1 + len(_uint(len(items)))
+    body_size += sum(len(p) + s + 1 for p, s in zip(parts, sizes, strict=True))
+    prefix = _uint(body_size) + _int(_SLICE_ID) + b"\x00" + _uint(len(items))
+    stream = SecretBytes.zeroed(
+        len(head) + len(prefix) + body_size - len(_int(_SLICE_ID)) - 1 - len(_uint(len(items)))
+    )
+    try:
+        view = stream.buffer
+        at = len(head) + len(prefix)
+        view[:at] = head + prefix
+        for index, (part, size) in enumerate(zip(parts, sizes, strict=True)):
+            view[at : at + len(part)] = part
+            at += len(part)
+            if size:
+                fill(index, view[at : at + size])
+                at += size
+            view[at] = 0  # the struct ends
+            at += 1
+        assert at == len(view)
+        secret = SecretBytes.random(SECRET_SIZE)
+        return scell.encrypt(secret.buffer, view), secret
+    finally:
+        stream.wipe()

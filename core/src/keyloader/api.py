@@ -437,13 +437,25 @@ def export_keystore(
     force: bool = False,
     plugin_manager: KeyloaderPluginManager | None = None,
     progress: Callable[[int, int], None] | None = None,
+    format: str = "keyloader",
 ) -> ExportReport:
-    """Export keys (``None``: all) of the configured store: :func:`keyloader.bundle.export_keys`."""
+    """Export keys (``None``: all) of the configured store: :func:`keyloader.bundle.export_keys`;
+    ``format="acra"`` writes the bundle ``acra-keys import`` reads."""
+    if format not in ("keyloader", "acra"):
+        raise ConfigError(f"unknown bundle format {format!r}: use keyloader or acra")
     from .bundle import export_keys
 
     with open_keystore(settings, plugin_manager=plugin_manager) as opened:
         manager = _v1_only(opened, "keys export")
-        return export_keys(manager, key_ids, output, secret_output, force=force, progress=progress)
+        return export_keys(
+            manager,
+            key_ids,
+            output,
+            secret_output,
+            force=force,
+            progress=progress,
+            acra=format == "acra",
+        )
 
 
 def import_keystore(

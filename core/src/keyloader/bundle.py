@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .acra_bundle import is_acra_v1_bundle, read_acra_v1_bundle
+from .acra_bundle import is_acra_v1_bundle, read_acra_v1_bundle, seal_acra_v1
 from .bundle_acra import acra_payload
 from .bundle_format import (
     BUNDLE_CONTEXT,
@@ -98,8 +98,11 @@ def export_keys(
     *,
     force: bool = False,
     progress: Progress | None = None,
+    acra: bool = False,
 ) -> ExportReport:
-    """Write the keys (``None``: every key) to a bundle and its fresh secret to another file.
+    """Write the keys (``None``: every key) to a bundle and its fresh secret to another file;
+    with ``acra``, in Acra's v1 format (what ``acra-keys import`` reads,
+    :mod:`keyloader.acra_bundle`) instead of keyloader's.
 
     Each key comes with its history and, for keypairs, its public part. Both
     files are created with mode 0600 and ``O_EXCL``; an existing file is
@@ -109,7 +112,7 @@ def export_keys(
     """
     bundle_path, secret_path = Path(output), Path(secret_output)
     try:
-        report = _export(manager, key_ids, bundle_path, secret_path, force, progress)
+        report = _export(manager, key_ids, bundle_path, secret_path, force, progress, acra)
     except Exception as exc:
         manager.audit("keys_exported", ok=False, error=exc)
         raise
@@ -124,6 +127,7 @@ def _export(
     secret_path: Path,
     force: bool,
     progress: Progress | None,
+    acra: bool = False,
 ) -> ExportReport:
     _check_outputs(bundle_path, secret_path, force)
     wanted = None if key_ids is None else _unique(key_id_of(k) for k in key_ids)
@@ -137,7 +141,7 @@ def _export(
         ]
     if not blobs:
         raise KeyNotFoundError(f"no keys to export in {store.location}")
-    sealed, bundle_key = _seal(manager, blobs, progress)
+    sealed, bundle_key = _seal(manager, blobs, progress, acra)
     with bundle_key:
         _write_outputs(bundle_path, sealed, secret_path, bundle_key.view, force)
     exported = _unique(kid for name, _, _ in names if (kid := classify(name).key_id) is not None)
@@ -201,8 +205,10 @@ def _seal(
     manager: KeyManager,
     blobs: Sequence[tuple[str, str | None, bool, bytes]],
     progress: Progress | None,
+    acra: bool = False,
 ) -> tuple[bytes, SecretBytes]:
-    """The bundle of ``blobs``: public files as they are, keys unsealed into the payload."""
+    """The bundle of ``blobs``: public files as they are, keys unsealed into the payload
+    (keyloader's format, or with ``acra`` Acra's v1 one)."""
 
     def fill(index: int, target: memoryview) -> None:
         name, ts, public, blob = blobs[index]
@@ -220,6 +226,9 @@ def _seal(
         (name, ts, public, len(blob) if public else max(len(blob) - scell.HEADER_SIZE, 0))
         for name, ts, public, blob in blobs
     ]
+    if acra:  # Acra names a history entry by its path: <name>.old/<timestamp>
+        named = [(name if ts is None else f"{name}.old/{ts}", size) for name, ts, _, size in items]
+        return seal_acra_v1(named, fill)
     return seal_payload(items, fill, progress)
 
 

@@ -326,15 +326,31 @@ def export(
     all_keys: Annotated[bool, typer.Option("--all", help="Export every key.")] = False,
     output: Annotated[
         Path | None,
-        typer.Option("--output", metavar="FILE", help="The bundle to write (mode 0600)."),
+        typer.Option(
+            "--output",
+            "--key_bundle_file",
+            metavar="FILE",
+            help="The bundle to write (mode 0600).",
+        ),
     ] = None,
     secret_output: Annotated[
         Path | None,
         typer.Option(
-            "--secret-output", metavar="FILE", help="Where the bundle key goes (raw, mode 0600)."
+            "--secret-output",
+            "--key_bundle_secret",
+            metavar="FILE",
+            help="Where the bundle key goes (raw, mode 0600).",
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace existing files.")] = False,
+    bundle_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="keyloader|acra",
+            help="keyloader's bundle, or the one acra-keys import reads (keystore v1).",
+        ),
+    ] = "keyloader",
 ) -> None:
     """Back up keys (with their history) into an encrypted bundle and a separate secret file."""
     from ..api import export_keystore
@@ -352,6 +368,7 @@ def export(
             force=force,
             plugin_manager=session.plugin_manager(),
             progress=update,
+            format=bundle_format,
         )
     render.summary(
         {
