@@ -18,7 +18,7 @@ from keyloader.errors import IntegrityError, RingFormatError
 from keyloader.keyrings.bundle import import_acra_v2_bundle
 from keyloader.keyrings.directory import RingDirectory
 from keyloader.keyrings.engine import RingKeyManager
-from keyloader.masterkey import generate_master_key
+from keyloader.masterkey import MasterKey, generate_master_key
 
 from ..acrav2 import FIXTURES, manifest
 
@@ -110,3 +110,45 @@ def test_the_cli_imports_into_a_v2_store(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [*args, *files], env=env)
     assert result.exit_code == 0, result.stderr
     assert len(json.loads(result.stdout)["imported"]) == 9
+
+
+# -- keyloader writing Acra's v2 bundle --------------------------------------------------
+
+
+def test_a_v2_store_exports_in_acras_format_and_imports_back(tmp_path: Path) -> None:
+    from keyloader.keyrings.bundle import export_acra_v2_bundle
+
+    from ..acrav2 import copy_store, master_pair
+
+    source = copy_store("main", tmp_path / "acra")
+    out, secret = tmp_path / "out.bundle", tmp_path / "out.secret"
+    with RingKeyManager(RingDirectory(source), MasterKey(*master_pair())) as acra_store:
+        report = export_acra_v2_bundle(acra_store, None, out, secret)
+    assert len(report.key_ids) == 9
+    assert report.entries == 11
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert secret.read_bytes().startswith(b'{"encryption":"')
+    with generate_master_key("v2") as pair:
+        target = RingDirectory.create(tmp_path / "target")
+        with RingKeyManager(target, pair) as keys:
+            imported = import_acra_v2_bundle(keys, out, secret)
+            assert len(imported.imported) == 9
+            older = API["client1"]["symmetric_all_newest_first"][1]
+            with keys.read("client/client1/symmetric", 2) as key:
+                assert key.bytes() == base64.b64decode(older)
+            assert all(result.ok for result in keys.verify())
+
+
+def test_the_cli_exports_a_v2_store_in_acras_format_only(tmp_path: Path) -> None:
+    from ..acrav2 import copy_store
+
+    source = copy_store("main", tmp_path / "acra")
+    env = {"ACRA_MASTER_KEY": manifest()["master_keys"]["v2"]["ACRA_MASTER_KEY"]}
+    args = ["--keys-dir", str(source), "keys", "export", "client/client1/symmetric"]
+    files = ["--output", str(tmp_path / "b"), "--secret-output", str(tmp_path / "s")]
+    result = CliRunner().invoke(app, [*args, *files, "--format", "acra", "--json"], env=env)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["keys"] == ["client/client1/storage-sym"]
+    result = CliRunner().invoke(app, [*args, *files, "--force"], env=env)
+    assert result.exit_code == 1
+    assert "--format acra" in result.stderr

@@ -64,7 +64,7 @@ def test_what_works_on_v1_only_says_so(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "keystore v2" in result.stderr
-    assert "v1 stores only" in result.stderr
+    assert "--format acra" in result.stderr
     assert not out.exists()
 
 

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .engine import EngineBase as KeyManager  # either keystore version's engine
     from .inventory import KeyInfo, VerifyResult
     from .keyids import KeyId, KeyKind
-    from .keyrings.bundle import RingImportReport
+    from .keyrings.bundle import RingExportReport, RingImportReport
     from .masterkey import MasterKey
     from .rewrap import RewrapReport
 
@@ -359,7 +359,7 @@ async def export_keystore(
     output: str | Path,
     secret_output: str | Path,
     **kwargs: Any,
-) -> ExportReport:
+) -> ExportReport | RingExportReport:
     """:func:`keyloader.api.export_keystore` in a thread."""
     return await _run(None, _export_keystore, settings, key_ids, output, secret_output, **kwargs)
 

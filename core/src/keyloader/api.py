@@ -17,7 +17,7 @@ from .providers import MasterKeyProvider
 if TYPE_CHECKING:  # the engine (and cryptography) load only when a key store is opened
     from .bundle import ExportReport, ImportReport
     from .engine import EngineBase
-    from .keyrings.bundle import RingImportReport
+    from .keyrings.bundle import RingExportReport, RingImportReport
     from .keyrings.directory import RingDirectory
     from .keystore import KeyManager
     from .migrate import MigrateReport
@@ -438,7 +438,7 @@ def export_keystore(
     plugin_manager: KeyloaderPluginManager | None = None,
     progress: Callable[[int, int], None] | None = None,
     format: str = "keyloader",
-) -> ExportReport:
+) -> ExportReport | RingExportReport:
     """Export keys (``None``: all) of the configured store: :func:`keyloader.bundle.export_keys`;
     ``format="acra"`` writes the bundle ``acra-keys import`` reads."""
     if format not in ("keyloader", "acra"):
@@ -446,6 +446,21 @@ def export_keystore(
     from .bundle import export_keys
 
     with open_keystore(settings, plugin_manager=plugin_manager) as opened:
+        from .keyrings.engine import RingKeyManager
+
+        if isinstance(opened, RingKeyManager):
+            if format != "acra":
+                raise ConfigError(
+                    f"{opened.location} is an Acra keystore v2 directory: export it in Acra's "
+                    "format (--format acra); keyloader's bundle holds keystore v1 keys"
+                )
+            from .keyids import KeyId
+            from .keyrings.bundle import export_acra_v2_bundle
+
+            paths = None if key_ids is None else [KeyId.parse(k).ring_path for k in key_ids]
+            return export_acra_v2_bundle(
+                opened, paths, Path(output), Path(secret_output), force=force
+            )
         manager = _v1_only(opened, "keys export")
         return export_keys(
             manager,

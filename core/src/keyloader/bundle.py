@@ -129,7 +129,7 @@ def _export(
     progress: Progress | None,
     acra: bool = False,
 ) -> ExportReport:
-    _check_outputs(bundle_path, secret_path, force)
+    check_outputs(bundle_path, secret_path, force)
     wanted = None if key_ids is None else _unique(key_id_of(k) for k in key_ids)
     store = manager.store
     with store.lock():  # a consistent snapshot: no rotation half-way through
@@ -143,7 +143,7 @@ def _export(
         raise KeyNotFoundError(f"no keys to export in {store.location}")
     sealed, bundle_key = _seal(manager, blobs, progress, acra)
     with bundle_key:
-        _write_outputs(bundle_path, sealed, secret_path, bundle_key.view, force)
+        write_outputs(bundle_path, sealed, secret_path, bundle_key.view, force)
     exported = _unique(kid for name, _, _ in names if (kid := classify(name).key_id) is not None)
     return ExportReport(
         output=bundle_path,
@@ -232,7 +232,7 @@ def _seal(
     return seal_payload(items, fill, progress)
 
 
-def _check_outputs(bundle: Path, secret: Path, force: bool) -> None:
+def check_outputs(bundle: Path, secret: Path, force: bool) -> None:
     if os.path.abspath(bundle) == os.path.abspath(secret):
         raise ConfigError(
             f"the bundle and its secret must go to two different files, not both to {bundle}"
@@ -250,7 +250,7 @@ def _exists_message(path: Path) -> str:
     return f"file {path} already exists: choose another path, or force (--force) to replace it"
 
 
-def _write_outputs(bundle: Path, sealed: bytes, secret: Path, key: memoryview, force: bool) -> None:
+def write_outputs(bundle: Path, sealed: bytes, secret: Path, key: memoryview, force: bool) -> None:
     """Write both files 0600: ``O_EXCL``, or (``force``) temp file + atomic replace."""
     _write_private(bundle, sealed, force)
     try:

@@ -1,4 +1,4 @@
-"""Acra's keystore v2 export bundles (``acra-keys export`` on a v2 store), imported.
+"""Acra's keystore v2 export bundles (``acra-keys export`` on a v2 store), read and written.
 
 Acra 0.96 (``keystore/v2/keystore/filesystem_backup.go``, ``filesystem/export.go``): the
 secret file is the JSON of a fresh key pair, ``{"encryption": b64, "signature": b64}``;
@@ -16,6 +16,7 @@ stays in secret pages (parsed in place, never copied out as ``bytes``).
 from __future__ import annotations
 
 import datetime
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,14 @@ from . import der
 from . import format as rings
 from .engine import RingKeyManager
 
-__all__ = ["EXPORT_CONTEXT", "RingImportReport", "import_acra_v2_bundle", "is_acra_v2_secret"]
+__all__ = [
+    "EXPORT_CONTEXT",
+    "RingExportReport",
+    "RingImportReport",
+    "export_acra_v2_bundle",
+    "import_acra_v2_bundle",
+    "is_acra_v2_secret",
+]
 
 EXPORT_CONTEXT = b"AKSv2 keystore: exported key rings"
 _PUBLIC, _PRIVATE, _SYMMETRIC = der.context(1), der.context(2), der.context(3)
@@ -266,3 +274,132 @@ def _seal(key: SecretBytes, plain: memoryview, path: str, seqnum: int, private: 
         return scell.encrypt(key.buffer, plain, context)
     except KeyloaderError as exc:  # pragma: no cover - the inputs were checked
         raise RingFormatError(f"{path}, key {seqnum}: {exc}") from None
+
+
+# -- writing: what `acra-keys import` reads into a v2 store ---------------------------------
+
+
+@dataclass(frozen=True)
+class RingExportReport:
+    """What an export of a v2 store wrote: paths and ring paths, never key material."""
+
+    output: Path
+    secret_output: Path
+    store: str
+    fingerprint: str
+    key_ids: tuple[str, ...]
+    """The rings exported (their paths)."""
+    entries: int
+    """Keys exported (every seqnum of every ring)."""
+    history: int = 0
+    public: int = 0
+    unknown: tuple[str, ...] = ()
+
+
+def export_acra_v2_bundle(
+    manager: RingKeyManager,
+    ring_paths: list[str] | None,
+    output: Path,
+    secret_output: Path,
+    *,
+    force: bool = False,
+) -> RingExportReport:
+    """Write the rings (``None``: every ring) of ``manager``'s store as Acra's v2 bundle,
+    their keys decrypted into the payload in secret pages, under a fresh pair written to
+    ``secret_output`` (the JSON Acra writes). Both files 0600; see
+    :func:`keyloader.bundle.export_keys` for ``force``."""
+    from ..bundle import check_outputs, write_outputs
+    from ..masterkey import generate_master_key
+
+    check_outputs(output, secret_output, force)
+    store = manager.store
+    encryption = manager.master_key.encryption
+    with store.locked(exclusive=False):
+        paths = store.list() if ring_paths is None else ring_paths
+        parsed = []
+        for path in paths:
+            ring = manager._ring(path)
+            if ring is None:
+                raise ConfigError(f"no key ring {path} in {manager.location}")
+            parsed.append((path, ring))
+    if not parsed:
+        raise ConfigError(f"no key rings to export in {manager.location}")
+    plain, markers = _plain_payload(parsed)
+    try:
+        with plain:
+            _fill(plain.buffer, markers, parsed, encryption)
+            with generate_master_key("v2") as pair:
+                assert pair.signature is not None
+                cell = scell.encrypt(pair.encryption.buffer, plain.buffer, EXPORT_CONTEXT)
+                bundle = rings.encode_container(
+                    rings.CONTENT_ENCRYPTED_KEYS,
+                    datetime.datetime.now(datetime.UTC).replace(microsecond=0),
+                    der.encode(der.OCTET_STRING, cell),
+                    [pair.signature],
+                    EXPORT_CONTEXT,
+                )
+                with pair.to_bytes() as secret:
+                    write_outputs(output, bundle, secret_output, secret.view, force)
+    finally:
+        scell.scrub()
+    manager.audit("keys_exported")
+    return RingExportReport(
+        output=output,
+        secret_output=secret_output,
+        store=manager.location,
+        fingerprint=manager.fingerprint,
+        key_ids=tuple(path for path, _ in parsed),
+        entries=sum(len(ring.keys) for _, ring in parsed),
+        history=sum(max(len(ring.keys) - 1, 0) for _, ring in parsed),
+    )
+
+
+def _plain_payload(
+    parsed: list[tuple[str, rings.KeyRing]],
+) -> tuple[SecretBytes, dict[tuple[str, int, bool], bytes]]:
+    """``EncryptedKeys`` with a random marker (public, of the key's length) where each
+    plaintext key goes, copied into secret pages; and the markers."""
+    markers: dict[tuple[str, int, bool], bytes] = {}
+    encoded = []
+    for path, ring in parsed:
+        keys = []
+        for key in ring.keys:
+            forms = []
+            for form in key.data:
+                private = symmetric = None
+                if form.private is not None:
+                    private = markers[(path, key.seqnum, True)] = os.urandom(
+                        len(form.private) - scell.HEADER_SIZE
+                    )
+                if form.symmetric is not None:
+                    symmetric = markers[(path, key.seqnum, False)] = os.urandom(
+                        len(form.symmetric) - scell.HEADER_SIZE
+                    )
+                forms.append(rings.KeyData(form.format, form.public, private, symmetric))
+            keys.append(
+                rings.RingKey(key.seqnum, key.state, key.valid_since, key.valid_until, tuple(forms))
+            )
+        encoded.append(rings.encode_ring(rings.KeyRing(path, tuple(keys), ring.current)))
+    document = der.encode(der.SEQUENCE, der.encode_set(encoded))
+    return SecretBytes(document), markers
+
+
+def _fill(
+    plain: memoryview,
+    markers: dict[tuple[str, int, bool], bytes],
+    parsed: list[tuple[str, rings.KeyRing]],
+    encryption: SecretBytes,
+) -> None:
+    """Each marker in ``plain`` replaced by the key it stands for, decrypted in place."""
+    document = plain.tobytes()  # markers and structure only: no key is in it yet
+    for path, ring in parsed:
+        for key in ring.keys:
+            for private in (True, False):
+                marker = markers.get((path, key.seqnum, private))
+                if marker is None:
+                    continue
+                at = document.find(marker)
+                assert at >= 0  # random markers of 32 bytes or more: each found once
+                assert document.find(marker, at + 1) < 0
+                with rings.unseal_key(encryption, path, key, private=private) as secret:
+                    plain[at : at + len(marker)] = secret.buffer
