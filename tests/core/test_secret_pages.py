@@ -581,7 +581,7 @@ def test_a_refused_lock_warns_once_per_process(
         raise OSError(errno.ENOSYS, "memfd_secret: Function not implemented")
 
     monkeypatch.setattr(secret_mappings, "mlock", refuse)
-    monkeypatch.setattr(secret_pages, "_warned", False)
+    monkeypatch.setattr(secret_pages, "_warned", [])
     caplog.set_level(logging.WARNING, logger="keyloader.memory")
     allocators = [PageAllocator("locked"), PageAllocator("auto"), PageAllocator("auto")]
     with pytest.raises(SecretMemoryError, match="RLIMIT_MEMLOCK"):

@@ -18,7 +18,6 @@ if TYPE_CHECKING:  # the engine (and cryptography) load only when a key store is
     from .bundle import ExportReport, ImportReport
     from .engine import EngineBase
     from .keyrings.bundle import RingExportReport, RingImportReport
-    from .keyrings.directory import RingDirectory
     from .keystore import KeyManager
     from .migrate import MigrateReport
     from .rewrap import RewrapReport
@@ -164,7 +163,9 @@ def open_keystore(
         "provider_name": provider.name,
         "auto_reload": settings.auto_reload,
     }
-    rings = _ring_directory(store)
+    from .keyrings.directory import directory_of
+
+    rings = directory_of(store)
     if rings is not None:  # an Acra keystore v2 directory: its own engine
         from .keyrings.engine import RingKeyManager
 
@@ -177,25 +178,6 @@ def open_keystore(
         return RingKeyManager(rings, provider, **common)
     previous = build_provider(pm, settings, "previous") if settings.previous_provider else None
     return KeyManager(store, provider, previous=previous, **common)
-
-
-def _ring_directory(store: KeyStore) -> RingDirectory | None:
-    """The store's directory as an Acra keystore v2 one: the filesystem store's, when its
-    ``version`` file says v2, or when it is new (absent or empty) and the store's option
-    ``keystore_version`` is v2 (then made, as Acra makes one); None for everything else."""
-    path = getattr(store, "path", None)
-    if store.name != "filesystem" or not isinstance(path, Path):
-        return None
-    from .keyrings.directory import RingDirectory, is_v2
-
-    if is_v2(path):  # an existing directory's own version wins
-        store.close()
-        return RingDirectory(path)
-    new = not path.exists() or not any(path.iterdir())
-    if new and store.config.get("keystore_version") == "v2":
-        store.close()
-        return RingDirectory.create(path)
-    return None
 
 
 @dataclass(frozen=True)

@@ -4,26 +4,19 @@ Master keys, the cache key, tokens and decrypted keys live in slots carved out o
 pages this module maps itself, not in the Python heap. Each mapping comes from the
 best source available, tried in this order:
 
-``memfd_secret``
-    memfd_secret(2) pages (Linux 5.14+, on by default since 6.5): the kernel locks
-    them, leaves them out of core dumps and removes them from its direct map, so not
-    even root reads them through ``/proc/PID/mem`` or ptrace. They count against
-    RLIMIT_MEMLOCK, and the kernel will not hibernate while any exist.
-``locked``
-    an anonymous private mapping with mlock(2), ``MADV_DONTDUMP`` and
-    ``MADV_WIPEONFORK``.
-``unlocked``
-    the same pages when locking is refused (RLIMIT_MEMLOCK, ``ulimit -l``): still out
-    of core dumps and wiped on fork, but they may be swapped out. Logged once per
-    process on the ``keyloader.memory`` logger.
-``ordinary``
-    bytearrays on the Python heap, without protection (platforms other than Linux).
+- ``memfd_secret``: memfd_secret(2) pages (Linux 5.14+, on by default since 6.5), locked,
+  out of core dumps and out of the kernel's direct map (not even root reads them through
+  ``/proc/PID/mem``); they count against RLIMIT_MEMLOCK and block hibernation.
+- ``locked``: an anonymous private mapping with mlock(2), ``MADV_DONTDUMP`` and
+  ``MADV_WIPEONFORK``.
+- ``unlocked``: the same pages when locking is refused (``ulimit -l``), which may be
+  swapped out; logged once per process on the ``keyloader.memory`` logger.
+- ``ordinary``: bytearrays on the Python heap, unprotected (platforms other than Linux).
 
 ``KEYLOADER_SECRET_MEMORY`` chooses: ``auto`` (the default: the list above, in
 order), ``secret`` (memfd_secret or :class:`SecretMemoryError`), ``locked`` (locked
 anonymous pages or :class:`SecretMemoryError`), ``unlocked`` or ``ordinary``.
-:func:`memory_mode` tells the weakest mode in use, :func:`describe_memory` says it in
-a sentence.
+:func:`memory_mode` tells the weakest mode in use, :func:`describe_memory` in words.
 
 Slots. A request is rounded up to a power of two (32 bytes at least) and carved from
 16 KiB arenas, which the process's allocator keeps; a request over half an arena gets
@@ -33,10 +26,9 @@ exactly the size asked. :func:`release` zeroes the whole slot, releases that vie
 (using it afterwards raises ``ValueError``) and reuses the slot; releasing it again is
 ignored, releasing a view :func:`allocate` did not return raises ``ValueError``.
 Views derived from a slot (slices, ``toreadonly()``) are not invalidated: they read
-zeroes, or the next owner's bytes. Taking a free slot and giving one back need no
-lock (a list's ``pop`` and ``append`` and a dict's ``pop`` are atomic under the GIL);
-making arenas and mappings takes one re-entrant lock (a finaliser may release a slot
-while the same thread allocates one).
+zeroes, or the next owner's bytes. Taking and giving back a slot need no lock (list
+``pop``/``append`` and dict ``pop`` are atomic under the GIL); making arenas and mappings
+takes a re-entrant lock (a finaliser may release a slot while its thread allocates).
 
 Fork. In a child every slot allocated before the fork stays allocated (it may use and
 release them), no page is shared with the parent, and a slot reads as zeroes unless
@@ -55,9 +47,7 @@ keeps in pages of its own.
 - ``ordinary``: the fork hook zeroes the child's copies, inherited ones excepted.
 
 A parent's thread writing an inherited slot while another thread forks may or may not
-reach the child.
-
-Unlike sodium_malloc there are no guard pages or canaries around slots.
+reach the child. Unlike sodium_malloc there are no guard pages or canaries around slots.
 """
 
 from __future__ import annotations
@@ -138,16 +128,13 @@ class PageStats(NamedTuple):
     bytes_in_use: int
 
 
-_warned = False
-_warn_lock = threading.Lock()
+_warned: list[bool] = []  # one warning per process: list.append is atomic
 
 
 def _warn_unlocked(exc: OSError) -> None:
-    global _warned
-    with _warn_lock:
-        if _warned:
-            return
-        _warned = True
+    if _warned:
+        return
+    _warned.append(True)
     _log().warning(
         "locking secret pages was refused (%s): raise RLIMIT_MEMLOCK (`ulimit -l`, "
         "LimitMEMLOCK= in systemd); keys stay out of core dumps but may be swapped to disk",

@@ -10,7 +10,7 @@ from typer._click.exceptions import UsageError
 
 from . import render, session
 from .errors import CommandFailed
-from .options import check_key_values
+from .options import ToOptions
 
 if TYPE_CHECKING:
     from ..keystore import KeyInfo, VerifyResult
@@ -261,16 +261,7 @@ def rewrap(
         str,
         typer.Option("--to-provider", metavar="NAME", help="Provider of the new master key."),
     ],
-    to_option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--to-option",
-            metavar="KEY=VALUE",
-            callback=check_key_values,
-            help="An option of the new key's provider (repeatable); an env target defaults "
-            "to variable=DST_ACRA_MASTER_KEY.",
-        ),
-    ] = None,
+    to_option: ToOptions = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check everything and report; write nothing.")
     ] = False,

@@ -9,7 +9,7 @@ import typer
 from typer._click.exceptions import UsageError
 
 from . import render, session
-from .options import check_key_values
+from .options import ToOptions
 
 __all__ = ["migrate"]
 
@@ -38,16 +38,7 @@ def migrate(
     to_provider: Annotated[
         str, typer.Option("--to-provider", metavar="NAME", help="Provider of the new master key.")
     ] = "env",
-    to_option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--to-option",
-            metavar="KEY=VALUE",
-            callback=check_key_values,
-            help="An option of the new key's provider (repeatable); an env target defaults "
-            "to variable=DST_ACRA_MASTER_KEY.",
-        ),
-    ] = None,
+    to_option: ToOptions = None,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", "--dry_run", help="Read every key, check both keys; no writes."),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer import _click
@@ -139,6 +139,19 @@ def check_key_values(
                 "expected KEY=VALUE, e.g. -o variable=MY_MASTER_KEY", ctx=ctx, param=param
             )
     return values
+
+
+ToOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--to-option",
+        metavar="KEY=VALUE",
+        callback=check_key_values,
+        help="An option of the new key's provider (repeatable); an env target defaults "
+        "to variable=DST_ACRA_MASTER_KEY.",
+    ),
+]
+"""``--to-option`` of the commands that load a second master key (``rewrap``, ``migrate``)."""
 
 
 def record_options(ctx: _click.Context, options: GlobalOptions, *, leaf: bool) -> None:

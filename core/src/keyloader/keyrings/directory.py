@@ -26,9 +26,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InsecurePermissionsError, KeyStoreError
 from ..stores.fs_stat import RevisionStat
+
+if TYPE_CHECKING:
+    from ..stores.base import KeyStore
 
 __all__ = [
     "LOCK_FILE",
@@ -36,6 +40,7 @@ __all__ = [
     "VERSION_FILE",
     "VERSION_TEXT",
     "RingDirectory",
+    "directory_of",
     "is_v2",
     "sync",
 ]
@@ -245,3 +250,21 @@ def sync(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def directory_of(store: KeyStore) -> RingDirectory | None:
+    """The directory of ``store`` as an Acra keystore v2 one: the filesystem store's, when
+    its ``version`` file says v2, or when it is new (absent or empty) and the store's
+    option ``keystore_version`` is v2 (then made, as Acra makes one); None for everything
+    else. The store is closed when its directory is returned (the v2 engine takes over)."""
+    path = getattr(store, "path", None)
+    if store.name != "filesystem" or not isinstance(path, Path):
+        return None
+    if is_v2(path):  # an existing directory's own version wins
+        store.close()
+        return RingDirectory(path)
+    new = not path.exists() or not any(path.iterdir())
+    if new and store.config.get("keystore_version") == "v2":
+        store.close()
+        return RingDirectory.create(path)
+    return None
