@@ -134,6 +134,13 @@ def key_needles(keys_dir: Path, master: MasterKey, last: dict[str, str]) -> dict
         length = struct.pack("<I", len(blob) - scell.HEADER_SIZE)
         message_key = hmac.digest(mk, KDF + length + kid.context, "sha256")
         needles.update(aes_key_needles(f"{key_id} message key", message_key))
+    return {**needles, **value_needles(plain, last)}
+
+
+def value_needles(plain: Mapping[str, bytes], last: Mapping[str, str]) -> dict[str, bytes]:
+    """What the child's data operations derived from the keys ``plain`` (key id -> bytes):
+    the AcraBlock KEKs' message keys, and the data keys and ECDH secret of its last values."""
+    needles: dict[str, bytes] = {}
     for key_id in ("client/client1/symmetric", "poison-record-symmetric"):  # AcraBlock KEKs
         kek = hmac.digest(plain[key_id], KDF + struct.pack("<I", 32), "sha256")
         needles.update(aes_key_needles(f"{key_id} KEK message key", kek))
@@ -180,14 +187,16 @@ def scan_service(
     master: MasterKey,
     extra: Mapping[str, bytes] | None = None,
     before: Callable[[dict[str, str]], dict[str, bytes]] | None = None,
+    needles_of: Callable[[dict[str, str]], dict[str, bytes]] | None = None,
 ) -> tuple[ScanResult, dict[str, bytes]]:
     """Start a child service (it prints one JSON line of its last values, then waits on
     stdin), push its registers, and scan it for :func:`key_needles` and ``extra``.
 
     With ``before``, the needles are taken from the store before the child starts (it
-    changes the store), plus what ``before`` returns given the child's JSON line."""
+    changes the store), plus what ``before`` returns given the child's JSON line. With
+    ``needles_of``, the needles are what it returns given that line (another layout)."""
     needles = dict(extra or {})
-    if before is not None:  # the child changes the store: its needles first
+    if before is not None and needles_of is None:  # the child changes the store: first
         needles.update(key_needles(keys_dir, master, {}))
     child = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     try:
@@ -196,7 +205,9 @@ def scan_service(
         assert line, f"the child failed (exit {child.wait()})"
         push_registers(child.pid)
         last = json.loads(line)
-        if before is None:
+        if needles_of is not None:
+            needles.update(needles_of(last))
+        elif before is None:
             needles.update(key_needles(keys_dir, master, last))
         else:
             needles.update(before(last))

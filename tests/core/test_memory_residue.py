@@ -23,7 +23,9 @@ from pathlib import Path
 import pytest
 
 from keyloader.bundle_format import BUNDLE_CONTEXT, read_secret_file
+from keyloader.keyids import KeyId
 from keyloader.masterkey import MasterKey, generate_master_key
+from keyloader.secret import SecretBytes
 from keyloader.themis import scell
 
 from ..memscan import ScanResult
@@ -144,3 +146,92 @@ def test_rewrap_export_and_import_keep_no_key_material_outside_secret_pages(
     report = {name: (found.count(name), found.core_count(name)) for name in needles}
     leaked = {name: counts for name, counts in report.items() if counts != (0, 0)}
     assert not leaked, "\n".join(f"{name}: {found.where(name)}" for name in leaked)
+
+
+def _v2_needles(root: Path, last: dict[str, str]) -> dict[str, bytes]:
+    """Every secret a child on Acra's v2 store holds or held: the pair (raw and its text),
+    every key of every ring it used (whole, in halves, round keys) with its Secure Cell
+    message key, and what its data operations derived."""
+    from keyloader.keyrings import format as rings_format
+    from keyloader.keyrings.directory import RingDirectory
+
+    from ..acrav2 import manifest, master_pair
+    from ..residue import KEY_IDS, aes_key_needles, value_needles
+
+    encryption, signature = master_pair()
+    with encryption, signature:
+        enc, sig = encryption.bytes(), signature.bytes()
+    text = manifest()["master_keys"]["v2"]["ACRA_MASTER_KEY"].encode()
+    needles = {"v2 encryption key": enc, "v2 signature key": sig, "v2 pair base64": text}
+    store, plain = RingDirectory(root), {}
+    for key_id in KEY_IDS:
+        kid = KeyId.parse(key_id)
+        path = kid.ring_path
+        ring = rings_format.open_ring(store.read(path) or b"", path, SecretBytes(sig))
+        for key in ring.keys:
+            private = kid.kind.keypair
+            with rings_format.unseal_key(SecretBytes(enc), path, key, private=private) as k:
+                secret = k.bytes()
+            if key.seqnum == ring.current:
+                plain[key_id] = secret
+            name = f"{key_id} #{key.seqnum}"
+            if len(secret) == 32:
+                needles.update(aes_key_needles(name, secret))
+            else:
+                needles[name] = secret[13:]
+            form = key.data[0]
+            sealed = form.private if private else form.symmetric
+            assert sealed is not None
+            context = rings_format.key_context(path, key.seqnum, private=private)
+            size = struct.pack("<I", len(sealed) - scell.HEADER_SIZE)
+            message_key = hmac.digest(enc, KDF + size + context, "sha256")
+            needles.update(aes_key_needles(f"{name} message key", message_key))
+    return {**needles, **value_needles(plain, last)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cache_size", [1000, 0], ids=["cache-on", "cache-off"])
+def test_a_service_on_a_keystore_v2_store_keeps_no_key_material(
+    tmp_path: Path, cache_size: int
+) -> None:
+    """The same service on a copy of Acra's own keystore v2 store, its pair from a
+    scrubbed variable: no key, derived key or pair outside secret pages."""
+    from ..acrav2 import copy_store, manifest
+
+    root = copy_store("main", tmp_path / "keystore")
+    env = {
+        **os.environ,
+        "ACRA_MASTER_KEY": manifest()["master_keys"]["v2"]["ACRA_MASTER_KEY"],
+        "KEYLOADER_ENV_SCRUB": "1",
+    }
+    command = [sys.executable, str(CHILD), str(root), "single", str(cache_size)]
+    with generate_master_key() as unused:
+        found, needles = scan_service(
+            command, env, root, unused, needles_of=lambda last: _v2_needles(root, last)
+        )
+    assert "client/client1/symmetric #2 round key 14" in needles
+    report = {name: (found.count(name), found.core_count(name)) for name in needles}
+    leaked = {name: counts for name, counts in report.items() if counts != (0, 0)}
+    assert not leaked, "\n".join(f"{name}: {found.where(name)}" for name in leaked)
+
+
+@pytest.mark.slow
+def test_the_v2_scan_finds_keys_kept_in_ordinary_memory(tmp_path: Path) -> None:
+    """The control of the test above: with secret pages off and no scrub, the same scan
+    finds the keys, their message keys and the pair's text (so it can fail)."""
+    from ..acrav2 import copy_store, manifest
+
+    root = copy_store("main", tmp_path / "keystore")
+    env = {
+        **os.environ,
+        "ACRA_MASTER_KEY": manifest()["master_keys"]["v2"]["ACRA_MASTER_KEY"],
+        "KEYLOADER_SECRET_MEMORY": "ordinary",
+    }
+    command = [sys.executable, str(CHILD), str(root), "single", "1000"]  # keys stay cached
+    with generate_master_key() as unused:
+        found, _ = scan_service(
+            command, env, root, unused, needles_of=lambda last: _v2_needles(root, last)
+        )
+    assert found.count("client/client1/symmetric #2") >= 1
+    assert found.count("v2 pair base64") >= 1
+    assert found.count("v2 encryption key") >= 1
