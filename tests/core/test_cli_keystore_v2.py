@@ -110,3 +110,18 @@ def test_a_new_directory_is_v2_when_the_store_option_asks(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.stderr
     assert not (v1_dir / "version").exists()
     assert "old-client" in result.stdout
+
+
+def test_acras_keystore_flag_names_the_version(tmp_path: Path) -> None:
+    """acra-keymaker --keystore=v2: read as the version of a new directory (no key store
+    is named v1 or v2); a store name still selects the store."""
+    root = tmp_path / "new" / ".acrakeys"
+    args = ["--keys_dir", str(root), "--keystore", "v2", "keys", "generate"]
+    result = CliRunner().invoke(
+        app,
+        [*args, "--client_id", "acra-flags", "--client_storage_symmetric_key"],
+        env={"ACRA_MASTER_KEY": V2["ACRA_MASTER_KEY"]},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert (root / "version").read_bytes() == b"Acra Keystore v2"
+    assert (root / "client" / "acra-flags" / "storage-sym.keyring").exists()

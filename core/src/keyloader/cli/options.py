@@ -98,11 +98,15 @@ class GlobalOptions:
         """The CLI layer of the settings (config refuses secret options here)."""
         from ..config import Layer
 
+        keystore, store_options = self.keystore, _key_values(self.store_option)
+        if keystore in ("v1", "v2"):  # Acra's --keystore=v1|v2: no store has those names
+            store_options.setdefault("keystore_version", keystore)
+            keystore = None
         return Layer(
             provider=self.provider,
             provider_options=_key_values(self.option),
-            keystore=self.keystore,
-            store_options=_key_values(self.store_option),
+            keystore=keystore,
+            store_options=store_options,
             keys_dir=self.keys_dir,
             enterprise=True if self.enterprise else None,
             previous_provider=self.previous_provider,
