@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from keyloader.keystore import KeyManager
-from keyloader.masterkey import MasterKey
+from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
 from keyloader.stores.filesystem import FilesystemKeyStore
 
@@ -198,3 +198,56 @@ def test_the_scan_catches_a_leak(caplog: pytest.LogCaptureFixture) -> None:
     logging.getLogger("keyloader.test").debug("value %s", base64.urlsafe_b64encode(secret))
     with pytest.raises(AssertionError, match="log record"):
         flow.scan([secret])
+
+
+def test_keystore_v2_workflow_leaks_no_key_material(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same scan over the keystore v2 commands, on a copy of Acra's own v2 store:
+    list, verify, data, generate, rotate, destroy, export and import in Acra's format,
+    migrate to v1, rewrap; with DEBUG logs and tracebacks on."""
+    from ..acrav2 import copy_store, manifest
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("KEYLOADER_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("KEYLOADER_DEBUG", "1")
+    pair = manifest()["master_keys"]["v2"]
+    monkeypatch.setenv("ACRA_MASTER_KEY", pair["ACRA_MASTER_KEY"])
+    root = copy_store("main", tmp_path / "v2")
+    flow = Workflow(caplog)
+    at = ["--keys-dir", str(root)]
+    flow.run(*at, "keys", "list", "--rotated", "--check")
+    flow.run(*at, "--json", "keys", "verify")
+    row = tmp_path / "row"
+    row.write_bytes(b"a row")
+    flow.run(*at, "data", "encrypt", "client/client1/symmetric", "--input", str(row), "--base64")
+    flow.run(*at, "keys", "generate", "--client-id", "leak-check", "--symmetric", "--storage")
+    flow.run(*at, "keys", "rotate", "client/leak-check/symmetric")
+    flow.run(*at, "keys", "destroy", "client/leak-check/symmetric", "--index", "2")
+    flow.run(*at, "keys", "read", "client/client1/symmetric")  # prints a key: allowed
+    bundle, secret = tmp_path / "b", tmp_path / "s"
+    flow.run(*at, "keys", "export", "--all", "--format", "acra", "--output", str(bundle),
+             "--secret-output", str(secret))  # fmt: skip
+    other = tmp_path / "other"
+    flow.run("--keys-dir", str(other), "-s", "keystore_version=v2", "keys", "import",
+             "--input", str(bundle), "--secret", str(secret))  # fmt: skip
+    with generate_master_key() as v1, v1.to_text() as v1_text:
+        monkeypatch.setenv("DST_ACRA_MASTER_KEY", v1_text.bytes().decode())
+        flow.run(*at, "keys", "migrate", "--dst-keys-dir", str(tmp_path / "v1"),
+                 "--dst-keystore", "v1")  # fmt: skip
+        secrets = [v1.encryption.bytes()]
+    with generate_master_key("v2") as new, new.to_text() as new_text:
+        monkeypatch.setenv("DST_ACRA_MASTER_KEY", new_text.bytes().decode())
+        flow.run(*at, "keys", "rewrap", "--to-provider", "env")
+        assert new.signature is not None
+        secrets += [new.encryption.bytes(), new.signature.bytes()]
+    flow.run(*at, "keys", "read", "audit-log", expect=1)  # the old pair no longer verifies
+    api = manifest()["v2"]["api"]
+    secrets += [
+        base64.b64decode(pair["encryption"]),
+        base64.b64decode(pair["signature"]),
+        base64.b64decode(api["client1"]["symmetric_current"]),
+        base64.b64decode(api["client1"]["hmac_current"]),
+        base64.b64decode(api["audit_log_current"]),
+    ]
+    assert flow.scan(secrets) >= 1  # `keys read` printed the client key, and only it
