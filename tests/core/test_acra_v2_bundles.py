@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from keyloader.cli.app import app
-from keyloader.errors import IntegrityError, RingFormatError
+from keyloader.errors import ConfigError, IntegrityError, RingFormatError
 from keyloader.keyrings.bundle import import_acra_v2_bundle
 from keyloader.keyrings.directory import RingDirectory
 from keyloader.keyrings.engine import RingKeyManager
@@ -82,6 +82,26 @@ def test_public_only_and_empty_bundles(store: RingKeyManager, tmp_path: Path) ->
     assert store.read_public("client/client1/storage") == public
     with pytest.raises(RingFormatError, match="no key rings"):
         import_acra_v2_bundle(store, *_files("cli-export-all-private", tmp_path))
+
+
+def test_missing_large_or_foreign_files_are_refused(store: RingKeyManager, tmp_path: Path) -> None:
+    bundle, secret = _files("export-all", tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        import_acra_v2_bundle(store, tmp_path / "nope", secret)
+    with pytest.raises(ConfigError, match="does not exist"):
+        import_acra_v2_bundle(store, bundle, tmp_path / "nope")
+    with pytest.raises(ConfigError, match="is a directory"):
+        import_acra_v2_bundle(store, tmp_path, secret)
+    large = tmp_path / "large"
+    large.write_bytes(secret.read_bytes() + b" " * 4096)
+    with pytest.raises(ConfigError, match="too large for the secret file"):
+        import_acra_v2_bundle(store, bundle, large)
+    with pytest.raises(ConfigError, match="not the secret file of an Acra keystore v2"):
+        import_acra_v2_bundle(store, bundle, bundle)
+    spaced = tmp_path / "spaced"
+    spaced.write_bytes(b"\n  " + secret.read_bytes())
+    assert len(import_acra_v2_bundle(store, bundle, spaced).imported) == 9
+    assert len(import_acra_v2_bundle(store, bundle, secret).kept) == 9
 
 
 def test_a_wrong_secret_or_a_changed_bundle_is_refused(

@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..bundle_format import read_bundle_file
 from ..errors import ConfigError, IntegrityError, KeyloaderError, RingFormatError
 from ..keyids import key_id_of_ring
 from ..masterkey import MasterKey, master_key_from_bytes
@@ -56,10 +57,20 @@ class RingImportReport:
     """Always empty: a ring is kept or replaced whole (the report's shape is v1's)."""
 
 
-def is_acra_v2_secret(data: bytes) -> bool:
-    """Whether a secret file's bytes look like Acra's v2 export secret (a JSON pair)."""
-    text = data.strip()
-    return text.startswith(b"{") and b'"encryption"' in text and b'"signature"' in text
+def is_acra_v2_secret(data: bytes | bytearray, end: int | None = None) -> bool:
+    """Whether ``data[:end]`` looks like Acra's v2 export secret (a JSON pair).
+
+    ``data`` is read in place: it may hold a key pair, so no copy of it is made."""
+    stop = len(data) if end is None else end
+    start = 0
+    while start < stop and data[start] in b" \t\r\n":
+        start += 1
+    return (
+        start < stop
+        and data[start] == ord("{")
+        and data.find(b'"encryption"', start, stop) >= 0
+        and data.find(b'"signature"', start, stop) >= 0
+    )
 
 
 def import_acra_v2_bundle(
@@ -72,7 +83,7 @@ def import_acra_v2_bundle(
     there, after the rings before it went in)."""
     pair = _read_pair(secret)
     with pair:
-        sealed = _read(bundle)
+        sealed = read_bundle_file(bundle)
         plain = _open(sealed, pair, bundle)
     with plain:
         parsed = _rings(plain.buffer, bundle)
@@ -146,30 +157,38 @@ class _PlainRing:
     current: int
 
 
+_MAX_PAIR_FILE = 4096
+
+
 def _read_pair(path: Path) -> MasterKey:
-    data = bytearray(_read(path, limit=4096))
+    data = bytearray(_MAX_PAIR_FILE + 1)
     try:
-        if not is_acra_v2_secret(bytes(data)):
-            raise ConfigError(
-                f"{path} is not the secret file of an Acra keystore v2 bundle (the JSON of "
-                '{"encryption", "signature"})'
-            )
-        return master_key_from_bytes(data, keystore_version="v2", source=str(path))
+        with memoryview(data) as view:
+            size = _read_into(path, view)
+            if size > _MAX_PAIR_FILE:
+                raise ConfigError(f"{path} is too large for the secret file of a v2 bundle")
+            if not is_acra_v2_secret(data, size):
+                raise ConfigError(
+                    f"{path} is not the secret file of an Acra keystore v2 bundle (the JSON of "
+                    '{"encryption", "signature"})'
+                )
+            return master_key_from_bytes(view[:size], keystore_version="v2", source=str(path))
     finally:
         data[:] = bytes(len(data))
 
 
-def _read(path: Path, limit: int = 1 << 30) -> bytes:
+def _read_into(path: Path, view: memoryview) -> int:
+    """Fill ``view`` from ``path`` in place (no immutable copy of a secret) and say how much."""
     try:
-        with open(path, "rb") as file:
-            data = file.read(limit + 1)
+        with open(path, "rb", buffering=0) as file:
+            size = 0
+            while size < len(view) and (count := file.readinto(view[size:])):
+                size += count
+            return size
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > limit:
-        raise ConfigError(f"{path} is too large")
-    return data
 
 
 def _open(sealed: bytes, pair: MasterKey, source: Path) -> SecretBytes:
