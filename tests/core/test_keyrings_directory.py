@@ -19,6 +19,7 @@ from keyloader.keyrings import directory as ring_dir
 from keyloader.keyrings import edit
 from keyloader.keyrings import format as rings_format
 from keyloader.secret import SecretBytes
+from keyloader.testing import RingBackendContract
 from keyloader.themis import keys as themis_keys
 
 from ..acrav2 import copy_store, manifest, master_pair
@@ -188,3 +189,11 @@ def test_a_keypair_key_keeps_its_public_half_in_the_clear() -> None:
             assert opened == private
     with pytest.raises(RingFormatError, match="no symmetric part"):
         rings_format.unseal_key(encryption, path, ring.keys[0], private=False)
+
+
+class TestRingDirectoryContract(RingBackendContract):
+    """The directory backend passes the contract every keystore v2 backend passes."""
+
+    @pytest.fixture
+    def rings(self, tmp_path: Path) -> ring_dir.RingDirectory:
+        return ring_dir.RingDirectory.create(tmp_path / "keystore")

@@ -138,9 +138,10 @@ def open_keystore(
 ) -> EngineBase:
     """Open the configured key store; the master key is loaded when first needed.
 
-    An Acra keystore v1 store gives a :class:`~keyloader.keystore.KeyManager`; a
-    filesystem directory that is an Acra keystore v2 one (its ``version`` file says so)
-    a :class:`~keyloader.keyrings.engine.RingKeyManager`. Both have the same ``read``,
+    An Acra keystore v1 store gives a :class:`~keyloader.keystore.KeyManager`; a store
+    holding an Acra keystore v2 (:meth:`~keyloader.stores.KeyStore.key_rings`: a directory
+    or a Redis prefix whose ``version`` says so, or a new one with ``keystore_version``
+    v2) a :class:`~keyloader.keyrings.engine.RingKeyManager`. Both have the same ``read``,
     ``use``, data operations, listing and key writes.
 
     Takes either resolved ``settings`` or the keyword arguments of :func:`resolve`
@@ -163,16 +164,14 @@ def open_keystore(
         "provider_name": provider.name,
         "auto_reload": settings.auto_reload,
     }
-    from .keyrings.directory import directory_of
-
-    rings = directory_of(store)
-    if rings is not None:  # an Acra keystore v2 directory: its own engine
+    rings = store.key_rings()
+    if rings is not None:  # an Acra keystore v2: its own engine
         from .keyrings.engine import RingKeyManager
 
         if settings.previous_provider:
             provider.close()
             raise ConfigError(
-                f"{rings.location} is an Acra keystore v2 directory: a previous provider "
+                f"{rings.location} is an Acra keystore v2: a previous provider "
                 "(a rewrap in progress) is for keystore v1 only"
             )
         return RingKeyManager(rings, provider, **common)

@@ -26,13 +26,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import InsecurePermissionsError, KeyStoreError
 from ..stores.fs_stat import RevisionStat
-
-if TYPE_CHECKING:
-    from ..stores.base import KeyStore
+from .backend import VERSION_TEXT
 
 __all__ = [
     "LOCK_FILE",
@@ -40,13 +37,11 @@ __all__ = [
     "VERSION_FILE",
     "VERSION_TEXT",
     "RingDirectory",
-    "directory_of",
     "is_v2",
     "sync",
 ]
 
 VERSION_FILE = "version"
-VERSION_TEXT = b"Acra Keystore v2"
 LOCK_FILE = ".lock"
 RING_SUFFIX = ".keyring"
 _NEW_SUFFIX = ".new"
@@ -62,8 +57,9 @@ def is_v2(root: Path) -> bool:
 
 
 class RingDirectory:
-    """The rings of the v2 directory ``root``; :meth:`create` makes one, the constructor
-    opens an existing one (root mode and version checked)."""
+    """The rings of the v2 directory ``root`` (a :class:`~keyloader.keyrings.backend.RingBackend`);
+    :meth:`create` makes one, the constructor opens an existing one (root mode and
+    version checked)."""
 
     name = "filesystem"
     """The store's name in audit events (Acra's directory backend)."""
@@ -165,6 +161,10 @@ class RingDirectory:
         """The file of ring ``path`` (``client/<id>/storage-sym`` -> ``...storage-sym.keyring``)."""
         return Path(self._file_name(path))
 
+    def where(self, path: str) -> str:
+        """The file of ring ``path``, as text."""
+        return self._file_name(path)
+
     def _file_name(self, path: str) -> str:
         found = self._names.get(path)
         if found is None:
@@ -250,21 +250,3 @@ def sync(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def directory_of(store: KeyStore) -> RingDirectory | None:
-    """The directory of ``store`` as an Acra keystore v2 one: the filesystem store's, when
-    its ``version`` file says v2, or when it is new (absent or empty) and the store's
-    option ``keystore_version`` is v2 (then made, as Acra makes one); None for everything
-    else. The store is closed when its directory is returned (the v2 engine takes over)."""
-    path = getattr(store, "path", None)
-    if store.name != "filesystem" or not isinstance(path, Path):
-        return None
-    if is_v2(path):  # an existing directory's own version wins
-        store.close()
-        return RingDirectory(path)
-    new = not path.exists() or not any(path.iterdir())
-    if new and store.config.get("keystore_version") == "v2":
-        store.close()
-        return RingDirectory.create(path)
-    return None

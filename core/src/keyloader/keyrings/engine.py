@@ -1,15 +1,15 @@
 """The engine of Acra keystore v2: keys in signed rings, under a v2 master key pair.
 
 :class:`RingKeyManager` is :class:`~keyloader.engine.EngineBase` over a
-:class:`~keyloader.keyrings.directory.RingDirectory`: the same ``read``, ``use``, cache,
-audit events and data operations as keystore v1's ``KeyManager``. A key id maps to its
-ring (``client/<id>/symmetric`` -> ``client/<id>/storage-sym``, ...); index 1 is the
+:class:`~keyloader.keyrings.backend.RingBackend` (a directory, Redis): the same ``read``,
+``use``, cache, audit events and data operations as keystore v1's ``KeyManager``. A key
+id maps to its ring (``client/<id>/symmetric`` -> ``client/<id>/storage-sym``, ...); index 1 is the
 ring's current key, index N >= 2 the rotated ones that are not destroyed, oldest first
 (``acra-keys``' order, and v1's). Each ring read is verified with the master key's
 signature half before any key in it is used, and every decrypted key is cached (in
-secret pages) against the ring file's revision, so a cached ``use()`` pays neither the
+secret pages) against the ring's revision, so a cached ``use()`` pays neither the
 signature nor the DER parse. Writes (:meth:`RingKeyManager.generate`, ``rotate``,
-``destroy``) hold Acra's exclusive ``.lock`` and leave rings as Acra's own code would.
+``destroy``) hold Acra's exclusive lock and leave rings as Acra's own code would.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..themis import keys as themis_keys
 from ..themis import scell
 from . import edit
 from . import format as rings
-from .directory import RingDirectory
+from .backend import RingBackend
 
 __all__ = ["RingKeyManager"]
 
@@ -42,14 +42,14 @@ UNKNOWN_RING = "unknown ring: not a ring path of an Acra key (left untouched)"
 
 
 class RingKeyManager(EngineBase):
-    """Keys of one Acra keystore v2 directory, under one v2 master key pair."""
+    """Keys of one Acra keystore v2, under one v2 master key pair."""
 
-    store: RingDirectory
+    store: RingBackend
     keystore_version = "v2"
 
     def __init__(
         self,
-        store: RingDirectory,
+        store: RingBackend,
         master_key: MasterKeySource,
         *,
         cache_size: int = DEFAULT_CACHE_SIZE,
@@ -180,7 +180,7 @@ class RingKeyManager(EngineBase):
         infos: list[KeyInfo] = []
         try:
             for path, kid, ring in self._rings():
-                where = str(self.store.ring_file(path))
+                where = self.store.where(path)
                 if kid is None or ring is None:
                     infos.append(KeyInfo(None, "unknown", None, None, "unknown", None, where))
                     continue
@@ -212,7 +212,7 @@ class RingKeyManager(EngineBase):
         try:
             for done, path in enumerate(listed, start=1):
                 kid = key_id_of_ring(path)
-                where = str(self.store.ring_file(path))
+                where = self.store.where(path)
                 if kid is None:
                     results.append(VerifyResult(None, None, where, None, UNKNOWN_RING, "unknown"))
                     continue

@@ -21,7 +21,7 @@ from ..masterkey import MasterKey
 from ..rewrap import LISTED_NAMES, RewrapReport
 from ..themis import scell
 from . import format as rings
-from .directory import RingDirectory
+from .backend import RingBackend
 from .engine import RingKeyManager
 
 __all__ = ["rewrap_rings"]
@@ -155,7 +155,7 @@ def _rewrap_one(manager: RingKeyManager, path: str, old_key: MasterKey, new_key:
     manager.audit("key_rewrapped", kid, 1, fingerprint=new_key.fingerprint)
 
 
-def _opens(store: RingDirectory, path: str, key: MasterKey) -> bool:
+def _opens(store: RingBackend, path: str, key: MasterKey) -> bool:
     return _state(store.read(path) or b"", path, key, key) == OLD
 
 

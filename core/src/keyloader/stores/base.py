@@ -6,12 +6,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from ..errors import KeyExistsError, KeyStoreError
 from ..providers import Option
 
 __all__ = ["BlobWrite", "KeyStore", "StoredBlob"]
+
+if TYPE_CHECKING:
+    from ..keyrings.backend import RingBackend
 
 
 class StoredBlob(NamedTuple):
@@ -169,6 +172,19 @@ class KeyStore(ABC):
 
         The engine's cache revalidates entries with it; stores returning None
         are revalidated by ``cache_ttl`` instead.
+        """
+        return None
+
+    def key_rings(self) -> RingBackend | None:
+        """This store as an Acra keystore v2 backend, or None (the default: keystore v1).
+
+        A store that can hold Acra's signed key rings returns its backend
+        (:class:`~keyloader.keyrings.backend.RingBackend`) when its keystore is v2 (the
+        ``version`` marker reads ``Acra Keystore v2``), or when it is new (empty) and its
+        option ``keystore_version`` is ``v2`` (then it creates the marker, as Acra does).
+        An existing keystore's own version always wins. ``open_keystore`` then runs the
+        v2 engine on the backend, which owns the store's resources from then on: closing
+        the backend closes them.
         """
         return None
 

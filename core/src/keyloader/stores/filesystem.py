@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import ConfigError, KeyExistsError, KeyNotFoundError, KeyStoreError
+from ..keyrings.directory import RingDirectory, is_v2
 from ..providers import Option
 from . import fs_history
 from .base import BlobWrite, KeyStore, StoredBlob
@@ -167,6 +168,21 @@ class FilesystemKeyStore(KeyStore):
 
     def _ensure_dir(self, path: Path) -> None:
         ensure_dir(path, top=path == self.path)
+
+    # -- keystore v2 -----------------------------------------------------------------------
+
+    def key_rings(self) -> RingDirectory | None:
+        """The directory as an Acra keystore v2 one: when its ``version`` file says v2, or
+        when it is new (absent or empty) and ``keystore_version`` is v2 (then made, as
+        Acra makes one); None otherwise. The store is closed when a directory is returned."""
+        if is_v2(self.path):  # an existing directory's own version wins
+            self.close()
+            return RingDirectory(self.path)
+        new = not self.path.exists() or not any(self.path.iterdir())
+        if new and self.config.get("keystore_version") == "v2":
+            self.close()
+            return RingDirectory.create(self.path)
+        return None
 
     # -- reading ---------------------------------------------------------------------------
 

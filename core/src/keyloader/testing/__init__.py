@@ -10,4 +10,5 @@ from __future__ import annotations
 
 from .placeholders import PlaceholderProviderContract as PlaceholderProviderContract
 from .providers import MasterKeyProviderContract as MasterKeyProviderContract
+from .rings import RingBackendContract as RingBackendContract
 from .stores import KeyStoreContract as KeyStoreContract

@@ -44,6 +44,7 @@ _SCRIPTS = (
     scripts.DELETE,
     scripts.PUT_HISTORY,
     scripts.PUT_MANY,
+    scripts.PUT_RING,
     scripts.RENEW,
     scripts.RELEASE,
     scripts.REVISION,

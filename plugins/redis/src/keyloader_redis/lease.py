@@ -13,6 +13,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from keyloader.errors import KeyloaderError, KeyStoreError
@@ -25,6 +26,7 @@ __all__ = ["WriterLease"]
 
 log = logging.getLogger("keyloader.stores.redis")
 
+_LOCKLOST = b"LOCKLOST"
 _POLL_FIRST = 0.002
 _POLL_MAX = 0.05
 
@@ -132,3 +134,52 @@ class WriterLease(ReentrantHold):
             )
         except KeyloaderError as exc:  # the lease expires on its own
             log.warning("%s (it expires within %g s)", exc, self.lease)
+
+    def write(
+        self, action: str, source: str, keys: Sequence[str], values: Sequence[bytes]
+    ) -> bytes:
+        """Run write script ``source`` (:mod:`.scripts`) on ``keys`` with ``values`` while
+        holding the lock; ``KeyStoreError`` if the lock was lost (nothing was written).
+
+        With replicas (``wait_replicas``), the script and a ``WAIT`` go down one
+        connection; a write fewer replicas acknowledged in ``wait_timeout`` is done
+        on the master but reported unconfirmed (it could be lost if the master
+        failed now).
+        """
+        connection, settings = self.connection, self.connection.settings
+        acks: list[tuple[int, int]] = []
+        with self.hold():
+            token, lease = self.token, self.lease_ms
+
+            def call(client: Any, attempt: int) -> bytes:
+                script = connection.script(source)
+                args = [token, lease, "1" if attempt else "0", *values]
+                client = connection.node_client(client, self.key)
+                wanted = connection.wanted_acks(client)
+                if not wanted:
+                    return bytes(script(keys=[self.key, *keys], args=args))
+                pipe = client.pipeline(transaction=False)
+                script(keys=[self.key, *keys], args=args, client=pipe)
+                pipe.wait(wanted, int(settings.wait_timeout * 1000))
+                result, acked = pipe.execute()
+                acks[:] = [(int(acked), wanted)]
+                return bytes(result)
+
+            result = connection.run(action, call)
+        if result == _LOCKLOST:
+            raise KeyStoreError(
+                f"cannot {action}: the writer lock {self.key} on "
+                f"{settings.display_url} was lost (its lease expired, another writer "
+                "took it, or a failover lost it); nothing was written, run the operation again"
+            )
+        if acks:
+            acked, wanted = acks[0]
+            if acked < wanted:
+                raise KeyStoreError(
+                    f"{action} is done on the master of {settings.display_url}, but "
+                    f"{acked} of {wanted} replicas acknowledged it within wait_timeout "
+                    f"({settings.wait_timeout:g} s): unconfirmed, it would be lost if the "
+                    "master failed now; check the replicas (INFO replication), then check the "
+                    "key with `keyloader keys list --check`"
+                )
+        return result

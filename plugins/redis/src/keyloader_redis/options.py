@@ -149,10 +149,18 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "lock_timeout",
-        "Seconds a writer waits for the writer lock (<keys_dir>.keyloader-lock) before giving up.",
+        "Seconds a writer waits for the writer lock (<keys_dir>.keyloader-lock; "
+        "<keys_dir>/.lock on keystore v2) before giving up.",
         type="float",
         default=30.0,
         validator=_non_negative,
+    ),
+    Option(
+        "keystore_version",
+        "Acra keystore version of a new keys_dir: v1 (a key per Redis key) or v2 (signed "
+        "key rings); an existing one keeps its own.",
+        default="v1",
+        choices=("v1", "v2"),
     ),
 )
 

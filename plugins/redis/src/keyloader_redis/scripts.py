@@ -17,6 +17,7 @@ __all__ = [
     "PUT",
     "PUT_HISTORY",
     "PUT_MANY",
+    "PUT_RING",
     "RELEASE",
     "RENEW",
     "REVISION",
@@ -101,6 +102,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+# KEYS[2] = a keystore v2 ring, KEYS[3] = its "<ring>.new" (left by an Acra writer that
+# died between its two steps, and which makes Acra refuse every later write of the ring);
+# ARGV[4] = the ring's value. Replaces the ring and drops the leftover.
+PUT_RING = _GUARD + "redis.call('SET', KEYS[2], ARGV[4])\nredis.call('DEL', KEYS[3])\nreturn 'OK'\n"
 
 # KEYS[1] = the lock; ARGV[1] = the token. Deletes the lock only if it is ours.
 RELEASE = """

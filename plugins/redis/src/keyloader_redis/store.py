@@ -34,14 +34,13 @@ import binascii
 import builtins
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from keyloader.errors import (
     ConfigError,
     IntegrityError,
     KeyExistsError,
     KeyNotFoundError,
-    KeyStoreError,
 )
 from keyloader.providers import Option
 from keyloader.stores.base import BlobWrite, KeyStore, StoredBlob
@@ -63,11 +62,14 @@ from .lease import WriterLease
 from .listing import SCAN_COUNT, Lister, blobs_from_names
 from .options import OPTIONS, RedisSettings
 
+if TYPE_CHECKING:
+    from .rings import RedisRings
+
 __all__ = ["LOCK_SUFFIX", "SCAN_COUNT", "RedisKeyStore", "lock_key_for"]
 
 LOCK_SUFFIX = ".keyloader-lock"
 """The writer lock is ``<keys_dir>.keyloader-lock``: outside ``<keys_dir>/``, which Acra scans."""
-_OK, _EXISTS, _NOTFOUND, _LOCKLOST = b"OK", b"EXISTS", b"NOTFOUND", b"LOCKLOST"
+_OK, _EXISTS, _NOTFOUND = b"OK", b"EXISTS", b"NOTFOUND"
 
 
 class RedisKeyStore(KeyStore):
@@ -192,49 +194,8 @@ class RedisKeyStore(KeyStore):
     def _write(
         self, action: str, source: str, keys: Sequence[str], values: Sequence[bytes]
     ) -> bytes:
-        """Run write script ``source`` under the lock; ``KeyStoreError`` if the lock was lost.
-
-        With replicas (``wait_replicas``), the script and a ``WAIT`` go down one
-        connection; a write fewer replicas acknowledged in ``wait_timeout`` is done
-        on the master but reported unconfirmed (it could be lost if the master
-        failed now).
-        """
-        acks: list[tuple[int, int]] = []
-        with self.lock():
-            token, lease = self.lease.token, self.lease.lease_ms
-
-            def call(client: Any, attempt: int) -> bytes:
-                script = self.connection.script(source)
-                args = [token, lease, "1" if attempt else "0", *values]
-                client = self.connection.node_client(client, self._lock_key)
-                wanted = self.connection.wanted_acks(client)
-                if not wanted:
-                    return bytes(script(keys=[self._lock_key, *keys], args=args))
-                pipe = client.pipeline(transaction=False)
-                script(keys=[self._lock_key, *keys], args=args, client=pipe)
-                pipe.wait(wanted, int(self.settings.wait_timeout * 1000))
-                result, acked = pipe.execute()
-                acks[:] = [(int(acked), wanted)]
-                return bytes(result)
-
-            result = self.connection.run(action, call)
-        if result == _LOCKLOST:
-            raise KeyStoreError(
-                f"cannot {action}: the writer lock {self._lock_key} on "
-                f"{self.settings.display_url} was lost (its lease expired, another writer "
-                "took it, or a failover lost it); nothing was written, run the operation again"
-            )
-        if acks and result != _LOCKLOST:
-            acked, wanted = acks[0]
-            if acked < wanted:
-                raise KeyStoreError(
-                    f"{action} is done on the master of {self.settings.display_url}, but "
-                    f"{acked} of {wanted} replicas acknowledged it within wait_timeout "
-                    f"({self.settings.wait_timeout:g} s): unconfirmed, it would be lost if the "
-                    "master failed now; check the replicas (INFO replication), then check the "
-                    "key with `keyloader keys list --check`"
-                )
-        return result
+        """Run write script ``source`` under the writer lock (:meth:`.WriterLease.write`)."""
+        return self.lease.write(action, source, keys, values)
 
     def create(self, name: str, data: bytes, *, public: bool = False) -> None:
         check_public_flag(name, public)
@@ -308,6 +269,15 @@ class RedisKeyStore(KeyStore):
             return
         values = [base64.b64encode(write.data) for write in writes]
         self._write(f"write {len(keys)} blobs", scripts.PUT_MANY, keys, values)
+
+    # -- keystore v2 -----------------------------------------------------------------------
+
+    def key_rings(self) -> RedisRings | None:
+        """The Acra keystore v2 under ``keys_dir`` (:class:`.RedisRings`), or None: see
+        :meth:`keyloader.stores.KeyStore.key_rings`."""
+        from .rings import RedisRings
+
+        return RedisRings.of(self)
 
     # -- the writer lock -------------------------------------------------------------------
 
