@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .build import REWRAP_ENV_VARIABLE, build_key_store, build_provider, instantiate_provider
+from .build import (
+    REWRAP_ENV_VARIABLE,
+    build_key_store,
+    build_provider,
+    instantiate_provider,
+    migration_target,
+)
 from .config import Layer, Settings, load_settings
 from .errors import ConfigError, KeyExistsError, KeyloaderError, MasterKeyError
 from .masterkey import MasterKey
@@ -375,17 +381,17 @@ def migrate_keystore(
     destination_version: str,
     to_provider: str = "env",
     source_version: str | None = None,
+    destination_store: str = "filesystem",
+    destination_options: Mapping[str, Any] | None = None,
     plugin_manager: KeyloaderPluginManager | None = None,
     dry_run: bool = False,
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> MigrateReport:
-    """Copy every key of the configured store (its master key from the configured
-    provider) into a keystore ``destination_version`` directory at ``destination``, under
-    the master key of ``to_provider`` (options as a rewrap target's: an ``env`` target
-    reads ``DST_ACRA_MASTER_KEY``): :func:`keyloader.migrate.migrate_keys`.
-    ``source_version``, when given, must be the source's own version (Acra's
-    ``--src_keystore``)."""
+    """:func:`keyloader.migrate.migrate_keys` from the configured store into the keys_dir
+    ``destination`` of ``destination_store`` (options: ``destination_options``), under the
+    key of ``to_provider`` (a rewrap target: ``env`` reads ``DST_ACRA_MASTER_KEY``);
+    ``source_version`` must be the source's own (Acra's ``--src_keystore``)."""
     from .migrate import migrate_keys
 
     pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
@@ -398,9 +404,12 @@ def migrate_keystore(
                 f"{source.location} is an Acra keystore {source.keystore_version} store, not "
                 f"{source_version} (--src_keystore)"
             )
+        target = migration_target(
+            pm, settings, destination_store, destination_options, destination, destination_version
+        )
         return migrate_keys(
             source,
-            Path(destination),
+            target,
             destination_version,
             new_key,
             dry_run=dry_run,

@@ -9,6 +9,7 @@ given ones, apply the enterprise gate, check required options, instantiate.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigError
@@ -28,6 +29,7 @@ __all__ = [
     "build_provider",
     "check_required",
     "instantiate_provider",
+    "migration_target",
     "resolve_provider",
 ]
 
@@ -94,6 +96,39 @@ def build_key_store(pm: KeyloaderPluginManager, settings: Settings) -> KeyStore:
     options = settings.resolve_store_options(cls.name, cls.options).values
     check_required("key store", cls.name, cls.options, options)
     return cls(options)
+
+
+def migration_target(
+    pm: KeyloaderPluginManager,
+    settings: Settings,
+    name: str,
+    options: Mapping[str, Any] | None,
+    keys_dir: str | Path,
+    keystore_version: str,
+) -> Path | KeyStore:
+    """Where ``keys migrate`` writes: the directory ``keys_dir`` (the default
+    ``filesystem`` store, no options), or a second key store: ``name`` with ``options``
+    (``keys_dir`` and ``keystore_version`` given), the rest of its options from the
+    environment and the config file as for any store of that name; the source's own
+    ``-s`` options do not carry over."""
+    if name == "filesystem" and not options:
+        return Path(keys_dir)
+    from dataclasses import replace
+
+    from .config import Layer
+
+    store_options = {
+        **(options or {}),
+        "keys_dir": str(keys_dir),
+        "keystore_version": keystore_version,
+    }
+    destination = replace(
+        settings,
+        keystore=name,
+        _api=Layer(keystore=name, store_options=store_options),
+        _cli=Layer(),
+    )
+    return build_key_store(pm, destination)
 
 
 def check_required(

@@ -9,6 +9,11 @@ migration leaves it absent (and the leftover is cleared by the next run); an exi
 destination is refused unless it already holds exactly the source's keys (a rerun:
 nothing to do) or ``force`` (each key written into it). ``dry_run`` reads every key of
 the source and checks the destination's master key, writing nothing.
+
+A destination may also be any key store (Redis: a key prefix). There is no directory to
+rename into place; each key is written in one atomic step instead (a ring, or one
+``put_many`` of a key's files), and a rerun skips every key the destination already holds
+exactly, so an interrupted migration is finished by running it again.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ from .inventory import KeyInfo
 from .keyids import KeyId
 from .keyrings import edit
 from .keyrings import format as rings
+from .keyrings.backend import RingBackend
 from .keyrings.directory import RingDirectory, is_v2, sync
 from .keyrings.engine import RingKeyManager
 from .keystore import KeyManager
 from .masterkey import MasterKey
 from .secret import SecretBytes
-from .stores.base import BlobWrite
+from .stores.base import BlobWrite, KeyStore
 from .stores.filesystem import FilesystemKeyStore
 from .stores.timestamps import history_timestamp
 from .themis import keys as themis_keys
@@ -68,7 +74,7 @@ class _Version:
 
 def migrate_keys(
     source: EngineBase,
-    destination: Path,
+    destination: Path | KeyStore,
     version: str,
     new_key: MasterKey,
     *,
@@ -77,15 +83,20 @@ def migrate_keys(
     progress: Progress | None = None,
 ) -> MigrateReport:
     """Copy every key of ``source`` (current and rotated) into a keystore ``version``
-    (``v1`` or ``v2``) directory at ``destination``, sealed under ``new_key``."""
+    (``v1`` or ``v2``) directory at ``destination`` (or into the key store
+    ``destination``), sealed under ``new_key``."""
     if version not in ("v1", "v2"):
         raise ConfigError(f"the destination keystore version must be v1 or v2, not {version!r}")
     if new_key.version != version:
         raise ConfigError(
             f"a keystore {version} destination needs a {version} master key, not {new_key.version}"
         )
-    destination = Path(os.path.abspath(destination))
     with source.snapshot():
+        if isinstance(destination, KeyStore):
+            return _migrate_into_store(
+                source, destination, version, new_key, dry_run, force, progress
+            )
+        destination = Path(os.path.abspath(destination))
         return _migrate(source, destination, version, new_key, dry_run, force, progress)
 
 
@@ -98,12 +109,7 @@ def _migrate(
     force: bool,
     progress: Progress | None,
 ) -> MigrateReport:
-    inventory = _inventory(source)
-    versions = 0
-    for kid, infos in inventory.items():  # every key must read before anything is written
-        for held in _versions(source, kid, infos):
-            held.secret.wipe()
-            versions += 1
+    inventory, versions = _read_all(source)
 
     def report(*, up_to_date: bool = False) -> MigrateReport:
         return MigrateReport(
@@ -140,6 +146,96 @@ def _migrate(
         os.rename(staging, destination)
         sync(destination.parent)
     return report()
+
+
+def _migrate_into_store(
+    source: EngineBase,
+    store: KeyStore,
+    version: str,
+    new_key: MasterKey,
+    dry_run: bool,
+    force: bool,
+    progress: Progress | None,
+) -> MigrateReport:
+    location = store.location
+    rings = store.key_rings()  # the store was made with keystore_version = version
+    if (rings is not None) != (version == "v2"):
+        (rings or store).close()
+        found = "v2" if rings is not None else "v1"
+        raise ConfigError(
+            f"destination {location} holds an Acra keystore {found} already, not {version}: "
+            "give another keys_dir"
+        )
+    inventory, versions = _read_all(source)
+    target = _engine(rings or store, _copy(new_key))
+    with target:
+        todo = [(kid, infos) for kid, infos in inventory.items()]
+        try:
+            theirs = _inventory(target)
+            clashes = [
+                kid
+                for kid, _ in todo
+                if kid in theirs and not _same(source, target, kid, inventory[kid], theirs[kid])
+            ]
+        except KeyloaderError as exc:
+            raise ConfigError(
+                f"destination {location} holds keys the new master key does not open ({exc}): "
+                "give another keys_dir"
+            ) from None
+        if clashes and not force:
+            raise ConfigError(
+                f"destination {location} holds other versions of {clashes[0]}"
+                f"{f' (and {len(clashes) - 1} more keys)' if len(clashes) > 1 else ''}: "
+                "give another keys_dir, or --force to write the keys into it"
+            )
+        todo = [(kid, infos) for kid, infos in todo if kid not in theirs or kid in clashes]
+        if not dry_run:
+            lock = rings.locked(exclusive=True) if rings is not None else store.lock()
+            with lock:
+                for done, (kid, infos) in enumerate(todo, start=1):
+                    held = list(_versions(source, kid, infos))
+                    if rings is not None:
+                        _write_ring(rings, new_key, kid, held, sync_directory=True)
+                    else:
+                        _write_files(store, new_key, kid, held)
+                    if progress is not None:
+                        progress(done, len(todo))
+    return MigrateReport(
+        source=source.location,
+        destination=location,
+        source_version=source.keystore_version,
+        destination_version=version,
+        dry_run=dry_run,
+        keys=len(inventory),
+        versions=versions,
+        up_to_date=not todo,
+    )
+
+
+def _read_all(source: EngineBase) -> tuple[dict[KeyId, list[KeyInfo]], int]:
+    """The source's inventory, and how many versions it holds: every key is read (and
+    wiped) first, so a key that does not decrypt stops the migration before any write."""
+    inventory = _inventory(source)
+    versions = 0
+    for kid, infos in inventory.items():
+        for held in _versions(source, kid, infos):
+            held.secret.wipe()
+            versions += 1
+    return inventory, versions
+
+
+def _copy(key: MasterKey) -> MasterKey:
+    return MasterKey(
+        SecretBytes(key.encryption.buffer),
+        SecretBytes(key.signature.buffer) if key.signature is not None else None,
+    )
+
+
+def _engine(where: RingBackend | KeyStore, key: MasterKey) -> EngineBase:
+    """An engine on a destination, uncached, under its own copy of the new key."""
+    if isinstance(where, KeyStore):
+        return KeyManager(where, key, cache_size=0)
+    return RingKeyManager(where, key, cache_size=0)
 
 
 def _inventory(source: EngineBase) -> dict[KeyId, list[KeyInfo]]:
@@ -201,7 +297,7 @@ def _write_all(
 
 
 def _write_ring(
-    store: RingDirectory,
+    store: RingBackend,
     key: MasterKey,
     kid: KeyId,
     versions: list[_Version],
@@ -235,9 +331,7 @@ def _write_ring(
     )
 
 
-def _write_files(
-    store: FilesystemKeyStore, key: MasterKey, kid: KeyId, versions: list[_Version]
-) -> None:
+def _write_files(store: KeyStore, key: MasterKey, kid: KeyId, versions: list[_Version]) -> None:
     """``kid``'s versions as v1 files: the newest current, the others history entries
     timestamped by when they were made (keypairs: both halves)."""
     writes: list[BlobWrite] = []
@@ -264,17 +358,14 @@ def _holds_the_same(
     key: MasterKey,
 ) -> bool:
     """Whether ``destination`` holds exactly the source's key versions (a rerun)."""
-    copy = MasterKey(
-        SecretBytes(key.encryption.buffer),
-        SecretBytes(key.signature.buffer) if key.signature is not None else None,
-    )
+    copy = _copy(key)
     try:
-        target: EngineBase
+        where: RingBackend | KeyStore
         if version == "v2":
-            target = RingKeyManager(RingDirectory(destination), copy, cache_size=0)
+            where = RingDirectory(destination)
         else:
-            target = KeyManager(FilesystemKeyStore({"keys_dir": destination}), copy, cache_size=0)
-        with target:
+            where = FilesystemKeyStore({"keys_dir": destination})
+        with _engine(where, copy) as target:
             theirs = _inventory(target)
             if set(theirs) != set(inventory):
                 return False

@@ -1,4 +1,4 @@
-"""``keyloader keys migrate``: every key into a keystore v1 or v2 directory (one api call)."""
+"""``keyloader keys migrate``: every key into a keystore v1 or v2 (one api call)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from typer._click.exceptions import UsageError
 
 from . import render, session
-from .options import ToOptions
+from .options import ToOptions, check_key_values
 
 __all__ = ["migrate"]
 
@@ -35,6 +35,39 @@ def migrate(
             "--src-keystore", "--src_keystore", metavar="v1|v2", help="Its version (checked)."
         ),
     ] = None,
+    dst_store: Annotated[
+        str,
+        typer.Option(
+            "--dst-store", metavar="NAME", help="The destination's key store (filesystem, redis)."
+        ),
+    ] = "filesystem",
+    dst_store_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dst-store-option",
+            metavar="KEY=VALUE",
+            callback=check_key_values,
+            help="An option of the destination's store (repeatable), such as url=redis://...",
+        ),
+    ] = None,
+    dst_redis_host_port: Annotated[
+        str | None,
+        typer.Option(
+            "--dst-redis-host-port",
+            "--dst_redis_host_port",
+            metavar="HOST:PORT",
+            help="Acra's spelling of --dst-store redis --dst-store-option url=redis://HOST:PORT.",
+        ),
+    ] = None,
+    dst_redis_db_keys: Annotated[
+        int | None,
+        typer.Option(
+            "--dst-redis-db-keys",
+            "--dst_redis_db_keys",
+            metavar="N",
+            help="Acra's spelling of --dst-store-option db=N.",
+        ),
+    ] = None,
     to_provider: Annotated[
         str, typer.Option("--to-provider", metavar="NAME", help="Provider of the new master key.")
     ] = "env",
@@ -47,8 +80,8 @@ def migrate(
         bool, typer.Option("--force", help="Write into an existing destination directory.")
     ] = False,
 ) -> None:
-    """Copy every key, history included, into a keystore v1 or v2 directory (Acra's
-    acra-keys migrate); the source is never modified."""
+    """Copy every key, history included, into a keystore v1 or v2 directory or Redis
+    prefix (Acra's acra-keys migrate); the source is never modified."""
     from ..api import migrate_keystore
     from .options import key_values
 
@@ -58,11 +91,19 @@ def migrate(
         rewrap_to=key_values(to_option or ()),
         **({"keys_dir": src_keys_dir} if src_keys_dir is not None else {}),
     )
+    options = key_values(dst_store_option or ())
+    if dst_redis_host_port is not None:
+        dst_store = "redis"
+        options.setdefault("url", f"redis://{dst_redis_host_port}")
+    if dst_redis_db_keys is not None:
+        options.setdefault("db", dst_redis_db_keys)
     with render.progress("migrating keys") as update:
         report = migrate_keystore(
             settings,
             destination=dst_keys_dir,
             destination_version=dst_keystore,
+            destination_store=dst_store,
+            destination_options=options,
             to_provider=to_provider,
             source_version=src_keystore,
             plugin_manager=session.plugin_manager(),
