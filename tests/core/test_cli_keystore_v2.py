@@ -125,3 +125,37 @@ def test_acras_keystore_flag_names_the_version(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert (root / "version").read_bytes() == b"Acra Keystore v2"
     assert (root / "client" / "acra-flags" / "storage-sym.keyring").exists()
+
+
+def test_the_global_keystore_version_flag(tmp_path: Path) -> None:
+    """--keystore-version v1|v2 before or after the command: a new directory's version, and
+    the version of the key `master-key generate` makes; an existing directory keeps its own."""
+    result = CliRunner().invoke(app, ["--keystore-version", "v2", "master-key", "generate"])
+    assert result.exit_code == 0, result.stderr
+    pair = result.stdout.strip()
+    assert json.loads(base64.b64decode(pair)).keys() == {"encryption", "signature"}
+    root = tmp_path / "new" / ".acrakeys"
+    args = ["--keys-dir", str(root), "keys", "generate", "--client-id", "flag-client"]
+    result = CliRunner().invoke(
+        app, [*args, "--keystore-version", "v2"], env={"ACRA_MASTER_KEY": pair}
+    )
+    assert result.exit_code == 0, result.stderr
+    assert (root / "version").read_bytes() == b"Acra Keystore v2"
+    assert (root / "client" / "flag-client" / "storage-sym.keyring").exists()
+    v1_dir = tmp_path / "v1"
+    v1_env = {"ACRA_MASTER_KEY": manifest()["master_keys"]["v1"]["ACRA_MASTER_KEY"]}
+    made = ["--keys-dir", str(v1_dir), "keys", "generate", "--client-id", "old-client"]
+    assert CliRunner().invoke(app, made, env=v1_env).exit_code == 0
+    listed = ["--keystore-version", "v2", "--keys-dir", str(v1_dir), "keys", "list"]
+    result = CliRunner().invoke(app, listed, env=v1_env)
+    assert result.exit_code == 0, result.stderr
+    assert "old-client" in result.stdout
+    assert not (v1_dir / "version").exists()
+    wrong = CliRunner().invoke(app, ["--keystore-version", "v3", "master-key", "generate"])
+    assert wrong.exit_code == 2
+    assert "v1 or v2" in wrong.stderr
+    bad_store = CliRunner().invoke(
+        app, ["--keystore-version", "v3", "--keys-dir", str(tmp_path / "x"), "keys", "list"]
+    )
+    assert bad_store.exit_code != 0
+    assert "Traceback" not in bad_store.stderr

@@ -26,13 +26,6 @@ app = typer.Typer(
 
 @app.command("generate")
 def generate(
-    keystore_version: Annotated[
-        Literal["v1", "v2"],
-        typer.Option(
-            "--keystore-version",
-            help="v1: one 32-byte key (default); v2: an encryption/signature pair.",
-        ),
-    ] = "v1",
     output: Annotated[
         Path | None,
         typer.Option(
@@ -46,9 +39,19 @@ def generate(
         bool, typer.Option("--force", help="Replace the --output file if it exists.")
     ] = False,
 ) -> None:
-    """Generate a random master key: printed as base64, or written to --output."""
+    """Generate a random master key: printed as base64, or written to --output. The global
+    --keystore-version picks v1 (one 32-byte key, the default) or v2 (an encryption and
+    signature pair)."""
     if force and output is None:
         raise UsageError("--force applies only with --output")
+    keystore_version: Literal["v1", "v2"]
+    match session.options().keystore_version:
+        case None | "v1":
+            keystore_version = "v1"
+        case "v2":
+            keystore_version = "v2"
+        case other:
+            raise UsageError(f"--keystore-version must be v1 or v2, not {other[:20]!r}")
     from ..masterkey import generate_master_key, write_master_key_file
 
     as_json = session.options().json_output

@@ -18,6 +18,7 @@ __all__ = [
     "EnterpriseFlag",
     "JsonFlag",
     "KeysDirOption",
+    "KeystoreVersionOption",
     "KeystoreOption",
     "PreviousOptions",
     "PreviousProviderOption",
@@ -55,6 +56,16 @@ ProviderOptions = Annotated[
 KeystoreOption = Annotated[
     str | None,
     typer.Option("--keystore", metavar="NAME", help="Key store (default: filesystem)."),
+]
+KeystoreVersionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--keystore-version",
+        "--keystore_version",
+        metavar="v1|v2",
+        help="Acra keystore version of a new keys_dir, and of the key `master-key generate` "
+        "makes (default v1); an existing keys_dir keeps its own.",
+    ),
 ]
 StoreOptions = Annotated[
     list[str] | None,

@@ -30,6 +30,7 @@ GLOBAL_OPTION_NAMES = (
     "keystore",
     "store_option",
     "keys_dir",
+    "keystore_version",
     "json_output",
     "previous_provider",
     "previous_option",
@@ -50,6 +51,7 @@ class GlobalOptions:
     keystore: str | None = None
     store_option: tuple[str, ...] = ()
     keys_dir: Path | None = None
+    keystore_version: str | None = None
     json_output: bool = False
     previous_provider: str | None = None
     previous_option: tuple[str, ...] = ()
@@ -65,6 +67,7 @@ class GlobalOptions:
             keystore=params.get("keystore"),
             store_option=tuple(params.get("store_option") or ()),
             keys_dir=_path(params.get("keys_dir")),
+            keystore_version=params.get("keystore_version"),
             json_output=bool(params.get("json_output")),
             previous_provider=params.get("previous_provider"),
             previous_option=tuple(params.get("previous_option") or ()),
@@ -85,6 +88,11 @@ class GlobalOptions:
             keystore=leaf.keystore if leaf.keystore is not None else self.keystore,
             store_option=self.store_option + leaf.store_option,
             keys_dir=leaf.keys_dir if leaf.keys_dir is not None else self.keys_dir,
+            keystore_version=(
+                leaf.keystore_version
+                if leaf.keystore_version is not None
+                else self.keystore_version
+            ),
             json_output=self.json_output or leaf.json_output,
             previous_provider=(
                 leaf.previous_provider
@@ -102,6 +110,8 @@ class GlobalOptions:
         if keystore in ("v1", "v2"):  # Acra's --keystore=v1|v2: no store has those names
             store_options.setdefault("keystore_version", keystore)
             keystore = None
+        if self.keystore_version is not None:
+            store_options["keystore_version"] = self.keystore_version
         return Layer(
             provider=self.provider,
             provider_options=_key_values(self.option),
