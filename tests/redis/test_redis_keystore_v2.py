@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -246,3 +248,58 @@ class TestRedisRingsContract(RingBackendContract):
         assert isinstance(backend, RedisRings)
         yield backend
         backend.close()
+
+
+def test_a_forked_child_of_a_redis_v2_service_shares_no_lock_and_no_cached_key(
+    acra_store: RingKeyManager,
+) -> None:
+    kid = "client/client1/symmetric"
+    rings = acra_store.store
+    assert isinstance(rings, RedisRings)
+    rings.lease.timeout = 0.5
+    with acra_store.use(kid) as key:
+        value = key.bytes().hex()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with rings.locked(exclusive=True):
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert holding.wait(10)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: use the key, try to write, report
+        try:
+            os.close(read)
+            cache = acra_store._cache
+            inherited = len(cache._entries) if cache is not None else -1
+            with acra_store.use(kid) as key:
+                child_value = key.bytes().hex()
+            try:
+                acra_store.rotate(kid)
+                rotated = "rotated"
+            except KeyStoreError as exc:
+                rotated = "timed out" if "timed out" in str(exc) else str(exc)
+            report = f"{rings.lease.held},{inherited}|{child_value}|{rotated}"
+            os.write(write, report.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    report = os.read(read, 4096).decode()
+    os.close(read)
+    release.set()
+    holder.join(10)
+    assert os.waitstatus_to_exitcode(status) == 0
+    held, child_value, rotated = report.split("|")
+    assert held == "False,0", "the child held the parent's lock, or its cached keys"
+    assert child_value == value
+    assert rotated == "timed out", "the child wrote while the parent held Acra's lock"
+    with acra_store.use(kid) as key:  # the parent's cache and connection still work
+        assert key.bytes().hex() == value
+    acra_store.rotate(kid)
+    with acra_store.use(kid) as key:
+        assert key.bytes().hex() != value

@@ -169,7 +169,7 @@ def _migrate_into_store(
     inventory, versions = _read_all(source)
     target = _engine(rings or store, _copy(new_key))
     with target:
-        todo = [(kid, infos) for kid, infos in inventory.items()]
+        todo = list(inventory.items())
         try:
             theirs = _inventory(target)
             clashes = [
