@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from keyloader.cli.app import app
 from keyloader.errors import ConfigError, IntegrityError, RingFormatError
-from keyloader.keyrings.bundle import import_acra_v2_bundle
+from keyloader.keyrings.bundle import import_ring_bundle
 from keyloader.keyrings.directory import RingDirectory
 from keyloader.keyrings.engine import RingKeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
@@ -51,7 +51,7 @@ def test_acras_v2_bundles_import_with_every_key(
     store: RingKeyManager, tmp_path: Path, name: str, count: int
 ) -> None:
     bundle, secret = _files(name, tmp_path)
-    report = import_acra_v2_bundle(store, bundle, secret)
+    report = import_ring_bundle(store, bundle, secret)
     assert len(report.imported) == count  # as many as acra-keys imported
     wanted = f"Successfully imported {count} keys"
     assert any(check["stderr_last"].endswith(f'{wanted}"') for check in CHECKS)
@@ -62,46 +62,46 @@ def test_acras_v2_bundles_import_with_every_key(
     with store.read("client/client1/storage") as key:
         assert key.bytes() == base64.b64decode(API["client1"]["storage_private_current"])
     assert all(result.ok for result in store.verify())
-    again = import_acra_v2_bundle(store, bundle, secret)
+    again = import_ring_bundle(store, bundle, secret)
     assert len(again.kept) == count  # existing rings are kept unless force
-    forced = import_acra_v2_bundle(store, bundle, secret, force=True)
+    forced = import_ring_bundle(store, bundle, secret, force=True)
     assert len(forced.replaced) == count
 
 
 def test_the_history_of_a_ring_comes_along(store: RingKeyManager, tmp_path: Path) -> None:
-    import_acra_v2_bundle(store, *_files("export-all", tmp_path))
+    import_ring_bundle(store, *_files("export-all", tmp_path))
     older = API["client1"]["symmetric_all_newest_first"][1]
     with store.read("client/client1/symmetric", 2) as key:
         assert key.bytes() == base64.b64decode(older)
 
 
 def test_public_only_and_empty_bundles(store: RingKeyManager, tmp_path: Path) -> None:
-    report = import_acra_v2_bundle(store, *_files("cli-export-public", tmp_path))
+    report = import_ring_bundle(store, *_files("cli-export-public", tmp_path))
     assert len(report.imported) == 3  # the keypair rings, public halves only: as Acra does
     public = base64.b64decode(API["client1"]["storage_public_current"])
     assert store.read_public("client/client1/storage") == public
     with pytest.raises(RingFormatError, match="no key rings"):
-        import_acra_v2_bundle(store, *_files("cli-export-all-private", tmp_path))
+        import_ring_bundle(store, *_files("cli-export-all-private", tmp_path))
 
 
 def test_missing_large_or_foreign_files_are_refused(store: RingKeyManager, tmp_path: Path) -> None:
     bundle, secret = _files("export-all", tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):
-        import_acra_v2_bundle(store, tmp_path / "nope", secret)
+        import_ring_bundle(store, tmp_path / "nope", secret)
     with pytest.raises(ConfigError, match="does not exist"):
-        import_acra_v2_bundle(store, bundle, tmp_path / "nope")
+        import_ring_bundle(store, bundle, tmp_path / "nope")
     with pytest.raises(ConfigError, match="is a directory"):
-        import_acra_v2_bundle(store, tmp_path, secret)
+        import_ring_bundle(store, tmp_path, secret)
     large = tmp_path / "large"
     large.write_bytes(secret.read_bytes() + b" " * 4096)
     with pytest.raises(ConfigError, match="too large for the secret file"):
-        import_acra_v2_bundle(store, bundle, large)
-    with pytest.raises(ConfigError, match="not the secret file of an Acra keystore v2"):
-        import_acra_v2_bundle(store, bundle, bundle)
+        import_ring_bundle(store, bundle, large)
+    with pytest.raises(ConfigError, match="not the secret file of a keystore v2 bundle"):
+        import_ring_bundle(store, bundle, bundle)
     spaced = tmp_path / "spaced"
     spaced.write_bytes(b"\n  " + secret.read_bytes())
-    assert len(import_acra_v2_bundle(store, bundle, spaced).imported) == 9
-    assert len(import_acra_v2_bundle(store, bundle, secret).kept) == 9
+    assert len(import_ring_bundle(store, bundle, spaced).imported) == 9
+    assert len(import_ring_bundle(store, bundle, secret).kept) == 9
 
 
 def test_a_wrong_secret_or_a_changed_bundle_is_refused(
@@ -110,13 +110,13 @@ def test_a_wrong_secret_or_a_changed_bundle_is_refused(
     bundle, _ = _files("export-all", tmp_path)
     _, other = _files("export-backuper", tmp_path)
     with pytest.raises(IntegrityError, match="does not verify"):
-        import_acra_v2_bundle(store, bundle, other)
+        import_ring_bundle(store, bundle, other)
     _, secret = _files("export-all", tmp_path)
     data = bytearray(bundle.read_bytes())
     data[len(data) // 2] ^= 1
     bundle.write_bytes(bytes(data))
     with pytest.raises(IntegrityError):
-        import_acra_v2_bundle(store, bundle, secret)
+        import_ring_bundle(store, bundle, secret)
     assert store.store.list() == []
 
 
@@ -136,14 +136,14 @@ def test_the_cli_imports_into_a_v2_store(tmp_path: Path) -> None:
 
 
 def test_a_v2_store_exports_in_acras_format_and_imports_back(tmp_path: Path) -> None:
-    from keyloader.keyrings.bundle import export_acra_v2_bundle
+    from keyloader.keyrings.bundle import export_ring_bundle
 
     from ..acrav2 import copy_store, master_pair
 
     source = copy_store("main", tmp_path / "acra")
     out, secret = tmp_path / "out.bundle", tmp_path / "out.secret"
     with RingKeyManager(RingDirectory(source), MasterKey(*master_pair())) as acra_store:
-        report = export_acra_v2_bundle(acra_store, None, out, secret)
+        report = export_ring_bundle(acra_store, None, out, secret, acra=True)
     assert len(report.key_ids) == 9
     assert report.entries == 11
     assert secret.stat().st_mode & 0o777 == 0o600
@@ -151,7 +151,7 @@ def test_a_v2_store_exports_in_acras_format_and_imports_back(tmp_path: Path) -> 
     with generate_master_key("v2") as pair:
         target = RingDirectory.create(tmp_path / "target")
         with RingKeyManager(target, pair) as keys:
-            imported = import_acra_v2_bundle(keys, out, secret)
+            imported = import_ring_bundle(keys, out, secret)
             assert len(imported.imported) == 9
             older = API["client1"]["symmetric_all_newest_first"][1]
             with keys.read("client/client1/symmetric", 2) as key:
@@ -159,16 +159,32 @@ def test_a_v2_store_exports_in_acras_format_and_imports_back(tmp_path: Path) -> 
             assert all(result.ok for result in keys.verify())
 
 
-def test_the_cli_exports_a_v2_store_in_acras_format_only(tmp_path: Path) -> None:
+def test_the_cli_exports_a_v2_store_in_either_format_and_imports_both(tmp_path: Path) -> None:
     from ..acrav2 import copy_store
 
     source = copy_store("main", tmp_path / "acra")
     env = {"ACRA_MASTER_KEY": manifest()["master_keys"]["v2"]["ACRA_MASTER_KEY"]}
-    args = ["--keys-dir", str(source), "keys", "export", "client/client1/symmetric"]
-    files = ["--output", str(tmp_path / "b"), "--secret-output", str(tmp_path / "s")]
-    result = CliRunner().invoke(app, [*args, *files, "--format", "acra", "--json"], env=env)
-    assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["keys"] == ["client/client1/storage-sym"]
-    result = CliRunner().invoke(app, [*args, *files, "--force"], env=env)
-    assert result.exit_code == 1
-    assert "--format acra" in result.stderr
+    export = ["--keys-dir", str(source), "keys", "export", "client/client1/symmetric", "--json"]
+    made = {}
+    for form in ("acra", "keyloader"):
+        files = [tmp_path / f"{form}.bundle", tmp_path / f"{form}.secret"]
+        flags = ["--output", str(files[0]), "--secret-output", str(files[1]), "--format", form]
+        result = CliRunner().invoke(app, [*export, *flags], env=env)
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["keys"] == ["client/client1/storage-sym"]
+        assert json.loads(result.stdout)["entries"] == 2  # the current key and the older one
+        made[form] = files
+    assert made["acra"][1].read_bytes().startswith(b'{"encryption":"')
+    assert len(made["keyloader"][1].read_bytes()) == 32
+    older = base64.b64decode(API["client1"]["symmetric_all_newest_first"][1])
+    for form, (bundle, secret) in made.items():
+        root = tmp_path / f"into-{form}"
+        args = ["--keys-dir", str(root), "-s", "keystore_version=v2", "keys", "import"]
+        result = CliRunner().invoke(
+            app, [*args, "--input", str(bundle), "--secret", str(secret)], env=env
+        )
+        assert result.exit_code == 0, (form, result.stderr)
+        read = ["--keys-dir", str(root), "keys", "read", "client/client1/symmetric"]
+        result = CliRunner().invoke(app, [*read, "--index", "2", "--format", "raw"], env=env)
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout_bytes == older, form

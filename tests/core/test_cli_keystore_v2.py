@@ -10,6 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from keyloader.cli.app import app
+from keyloader.masterkey import generate_master_key
 
 from ..acrav2 import copy_store, manifest
 
@@ -44,28 +45,40 @@ def test_the_commands_work_on_acras_v2_store(tmp_path: Path) -> None:
     assert (root / "client" / "new-client" / "storage-sym.keyring").exists()
 
 
-def test_what_works_on_v1_only_says_so(tmp_path: Path) -> None:
+def test_a_bundle_goes_back_into_a_store_of_its_own_version_only(tmp_path: Path) -> None:
     root = copy_store("main", tmp_path / "keystore")
-    out = tmp_path / "bundle"
+    v2_files = [tmp_path / "v2.bundle", tmp_path / "v2.secret"]
+    out = ["--output", str(v2_files[0]), "--secret-output", str(v2_files[1])]
+    _run(root, "keys", "export", "--all", *out)
+    v1_root = tmp_path / "v1" / ".acrakeys"
+    with generate_master_key() as key, key.to_text() as text:
+        v1_env = {"ACRA_MASTER_KEY": text.bytes().decode()}
+    v1_files = [tmp_path / "v1.bundle", tmp_path / "v1.secret"]
+    for args in (
+        ["keys", "generate", "--client-id", "client1", "--symmetric"],
+        ["keys", "export", "--all", "--output", str(v1_files[0]), "--secret-output"],
+    ):
+        extra = [str(v1_files[1])] if args[1] == "export" else []
+        result = CliRunner().invoke(app, ["--keys-dir", str(v1_root), *args, *extra], env=v1_env)
+        assert result.exit_code == 0, result.stderr
+    before = sorted(p.name for p in v1_root.rglob("*"))
+    into_v1 = ["--keys-dir", str(v1_root), "keys", "import", "--force", "--input"]
+    result = CliRunner().invoke(app, [*into_v1, str(v2_files[0]), "--secret", str(v2_files[1])])
+    assert result.exit_code == 1
+    assert "holds Acra keystore v2 key rings" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in v1_root.rglob("*")) == before
+    fresh = tmp_path / "fresh-v2"
+    v2_args = ["-s", "keystore_version=v2", "keys", "import", "--input", str(v1_files[0])]
     result = CliRunner().invoke(
         app,
-        [
-            "--keys-dir",
-            str(root),
-            "keys",
-            "export",
-            "--all",
-            "--output",
-            str(out),
-            "--secret-output",
-            str(tmp_path / "secret"),
-        ],
+        ["--keys-dir", str(fresh), *v2_args, "--secret", str(v1_files[1])],
         env={"ACRA_MASTER_KEY": V2["ACRA_MASTER_KEY"]},
     )
     assert result.exit_code == 1
-    assert "keystore v2" in result.stderr
-    assert "--format acra" in result.stderr
-    assert not out.exists()
+    assert "holds keystore v1 keys" in result.stderr
+    assert "keys migrate" in result.stderr
+    assert not list(fresh.rglob("*.keyring"))
 
 
 def test_a_v1_master_key_on_a_v2_store_is_a_clear_error(tmp_path: Path) -> None:

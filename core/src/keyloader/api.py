@@ -435,21 +435,17 @@ def export_keystore(
         raise ConfigError(f"unknown bundle format {format!r}: use keyloader or acra")
     from .bundle import export_keys
 
+    acra = format == "acra"
     with open_keystore(settings, plugin_manager=plugin_manager) as opened:
         from .keyrings.engine import RingKeyManager
 
         if isinstance(opened, RingKeyManager):
-            if format != "acra":
-                raise ConfigError(
-                    f"{opened.location} is an Acra keystore v2 directory: export it in Acra's "
-                    "format (--format acra); keyloader's bundle holds keystore v1 keys"
-                )
             from .keyids import KeyId
-            from .keyrings.bundle import export_acra_v2_bundle
+            from .keyrings.bundle import export_ring_bundle
 
             paths = None if key_ids is None else [KeyId.parse(k).ring_path for k in key_ids]
-            return export_acra_v2_bundle(
-                opened, paths, Path(output), Path(secret_output), force=force
+            return export_ring_bundle(
+                opened, paths, Path(output), Path(secret_output), force=force, acra=acra
             )
         manager = _v1_only(opened, "keys export")
         return export_keys(
@@ -459,7 +455,7 @@ def export_keystore(
             secret_output,
             force=force,
             progress=progress,
-            acra=format == "acra",
+            acra=acra,
         )
 
 
@@ -474,15 +470,16 @@ def import_keystore(
 ) -> ImportReport | RingImportReport:
     """Import a bundle into the configured store: :func:`keyloader.bundle.import_keys` (a
     keystore v1 store: keyloader's bundles and Acra's v1 ones), or
-    :func:`keyloader.keyrings.bundle.import_acra_v2_bundle` (a v2 store: Acra's v2 ones)."""
+    :func:`keyloader.keyrings.bundle.import_ring_bundle` (a v2 store: keyloader's bundles of
+    v2 stores and Acra's v2 ones)."""
     from .bundle import import_keys
     from .keyrings.engine import RingKeyManager
 
     with open_keystore(settings, plugin_manager=plugin_manager) as opened:
         if isinstance(opened, RingKeyManager):
-            from .keyrings.bundle import import_acra_v2_bundle
+            from .keyrings.bundle import import_ring_bundle
 
-            return import_acra_v2_bundle(opened, Path(input), Path(secret), force=force)
+            return import_ring_bundle(opened, Path(input), Path(secret), force=force)
         return import_keys(
             _v1_only(opened, "keys import"), input, secret, force=force, progress=progress
         )

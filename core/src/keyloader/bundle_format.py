@@ -9,6 +9,9 @@ secret file. The sealed payload::
            | [u8 timestamp length | timestamp (ASCII)] if history
            | u32le data length | data (the plaintext key, or the public key file)
 
+A bundle of a keystore v2 store is version 2 (:data:`RINGS_VERSION`): ``magic | u16le
+version = 2`` and then the rings, as :mod:`keyloader.keyrings.bundle` writes them.
+
 Not compatible with ``acra-keys export``.
 """
 
@@ -33,6 +36,8 @@ __all__ = [
     "BUNDLE_MAGIC",
     "BUNDLE_VERSION",
     "MAX_BUNDLE_SIZE",
+    "RINGS_HEADER",
+    "RINGS_VERSION",
     "SECRET_SIZE",
     "BundleEntry",
     "parse_payload",
@@ -43,6 +48,9 @@ __all__ = [
 
 BUNDLE_MAGIC = b"KLBUNDLE"
 BUNDLE_VERSION = 1
+RINGS_VERSION = 2
+"""The payload version of a keystore v2 store's bundle: the header, then ``EncryptedKeys``."""
+RINGS_HEADER = struct.Struct("<8sH")  # magic, version
 BUNDLE_CONTEXT = b"keyloader export bundle"
 SECRET_SIZE = 32
 MAX_BUNDLE_SIZE = 1 << 30
@@ -225,6 +233,11 @@ def parse_payload(view: memoryview, source: Path) -> list[BundleEntry]:
     magic, version, count = _HEADER.unpack_from(view)
     if magic != BUNDLE_MAGIC:
         raise reader.malformed("it is not a keyloader export bundle (bad magic)")
+    if version == RINGS_VERSION:
+        raise ConfigError(
+            f"bundle {source} holds Acra keystore v2 key rings: import it into a keystore v2 "
+            "store, or import it there and `keyloader keys migrate` the store to v1"
+        )
     if version != BUNDLE_VERSION:
         raise ConfigError(
             f"bundle {source} has format version {version}; this keyloader reads version "

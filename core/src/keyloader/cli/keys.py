@@ -330,7 +330,7 @@ def export(
             "--secret-output",
             "--key_bundle_secret",
             metavar="FILE",
-            help="Where the bundle key goes (raw, mode 0600).",
+            help="Where the bundle's secret goes (mode 0600).",
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace existing files.")] = False,
@@ -339,7 +339,7 @@ def export(
         typer.Option(
             "--format",
             metavar="keyloader|acra",
-            help="keyloader's bundle, or the one acra-keys import reads (keystore v1).",
+            help="keyloader's bundle, or the one acra-keys import reads (v1 or v2, as the store).",
         ),
     ] = "keyloader",
 ) -> None:
@@ -383,7 +383,7 @@ def import_(
             "--input",
             "--key_bundle_file",
             metavar="FILE",
-            help="A bundle written by keys export, or by acra-keys export on a v1 store.",
+            help="A bundle from keys export, or from acra-keys export (v1 or v2, as the store).",
         ),
     ] = None,
     secret: Annotated[

@@ -1,4 +1,5 @@
-"""Acra's keystore v2 export bundles (``acra-keys export`` on a v2 store), read and written.
+"""Export bundles of a keystore v2 store: Acra's (``acra-keys export`` on a v2 store) and
+keyloader's own, read and written.
 
 Acra 0.96 (``keystore/v2/keystore/filesystem_backup.go``, ``filesystem/export.go``): the
 secret file is the JSON of a fresh key pair, ``{"encryption": b64, "signature": b64}``;
@@ -8,9 +9,13 @@ key rings``) of ``EncryptedKeys ::= SEQUENCE { SET OF KeyRing }``: the rings as 
 their private and symmetric keys in the clear. The signature is HMAC-SHA256 under the
 pair's signature key over ``AKSv2 keystore: exported key rings: `` and the payload.
 
-:func:`import_acra_v2_bundle` checks all of it, then writes each ring into a v2 store,
+:func:`import_ring_bundle` checks all of it, then writes each ring into a v2 store,
 every key sealed again under the store's master key with its own context; the plaintext
 stays in secret pages (parsed in place, never copied out as ``bytes``).
+
+keyloader's own bundle of a v2 store (:data:`keyloader.bundle_format.RINGS_VERSION`) holds
+the same ``EncryptedKeys`` behind ``KLBUNDLE`` and version 2, sealed as keyloader's v1
+bundle is: a Secure Cell under 32 random bytes written raw to the secret file.
 """
 
 from __future__ import annotations
@@ -20,7 +25,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle_format import read_bundle_file
+from ..bundle_format import (
+    BUNDLE_CONTEXT,
+    BUNDLE_MAGIC,
+    RINGS_HEADER,
+    RINGS_VERSION,
+    SECRET_SIZE,
+    read_bundle_file,
+    read_secret_file,
+)
 from ..errors import ConfigError, IntegrityError, KeyloaderError, RingFormatError
 from ..keyids import key_id_of_ring
 from ..masterkey import MasterKey, master_key_from_bytes
@@ -34,8 +47,8 @@ __all__ = [
     "EXPORT_CONTEXT",
     "RingExportReport",
     "RingImportReport",
-    "export_acra_v2_bundle",
-    "import_acra_v2_bundle",
+    "export_ring_bundle",
+    "import_ring_bundle",
     "is_acra_v2_secret",
 ]
 
@@ -73,53 +86,31 @@ def is_acra_v2_secret(data: bytes | bytearray, end: int | None = None) -> bool:
     )
 
 
-def import_acra_v2_bundle(
+def import_ring_bundle(
     manager: RingKeyManager, bundle: Path, secret: Path, *, force: bool = False
 ) -> RingImportReport:
-    """Import Acra's v2 bundle ``bundle`` (with its secret file) into ``manager``'s store.
+    """Import a bundle of a v2 store into ``manager``'s store: Acra's v2 bundle (its secret
+    file is the JSON of a pair) or keyloader's (32 raw bytes).
 
-    Everything is opened and checked first (signature, content type, every ring and key);
-    a ring already in the store is kept unless ``force`` (Acra refuses the whole import
-    there, after the rings before it went in)."""
-    pair = _read_pair(secret)
-    with pair:
+    Everything is opened and checked first (signature or Secure Cell, content type,
+    every ring and key); a ring already in the store is kept unless ``force`` (Acra
+    refuses the whole import there, after the rings before it went in)."""
+    key = _read_secret(secret)
+    with key:
         sealed = read_bundle_file(bundle)
-        plain = _open(sealed, pair, bundle)
+        if isinstance(key, MasterKey):
+            plain, start = _open(sealed, key, bundle), 0
+        else:
+            plain, start = _open_keyloader(sealed, key, bundle, secret), RINGS_HEADER.size
     with plain:
-        parsed = _rings(plain.buffer, bundle)
+        parsed = _rings(plain.buffer[start:], bundle)
         if not parsed:
             raise RingFormatError(
                 f"bundle {bundle} holds no key rings (Acra 0.96's `acra-keys export --all "
                 "--private_keys` exports nothing on a keystore v2 store: export by key id); "
                 "nothing was imported"
             )
-        outcomes: dict[str, list[str]] = {"imported": [], "replaced": [], "kept": []}
-        store = manager.store
-        encryption, signature = manager.master_key.encryption, manager.master_key.signature
-        if signature is None:  # pragma: no cover - the slot refuses a v1 key
-            raise ConfigError("a keystore v2 store needs a v2 master key pair")
-        try:
-            with store.locked(exclusive=True):
-                for ring in parsed:
-                    exists = store.read(ring.purpose) is not None
-                    if exists and not force:
-                        outcomes["kept"].append(ring.purpose)
-                        continue
-                    data = _reseal(ring, encryption)
-                    store.write(
-                        ring.purpose,
-                        rings.encode_container(
-                            rings.CONTENT_KEY_RING,
-                            datetime.datetime.now(datetime.UTC).replace(microsecond=0),
-                            rings.encode_ring(data),
-                            [signature],
-                            rings.ring_signature_context(ring.purpose),
-                        ),
-                    )
-                    manager.forget(ring.purpose)
-                    outcomes["replaced" if exists else "imported"].append(ring.purpose)
-        finally:
-            scell.scrub()
+        outcomes = _write_rings(manager, parsed, force)
     manager.audit("keys_imported")
     return RingImportReport(
         input=bundle,
@@ -129,6 +120,39 @@ def import_acra_v2_bundle(
         replaced=tuple(outcomes["replaced"]),
         kept=tuple(outcomes["kept"]),
     )
+
+
+def _write_rings(
+    manager: RingKeyManager, parsed: list[_PlainRing], force: bool
+) -> dict[str, list[str]]:
+    outcomes: dict[str, list[str]] = {"imported": [], "replaced": [], "kept": []}
+    store = manager.store
+    encryption, signature = manager.master_key.encryption, manager.master_key.signature
+    if signature is None:  # pragma: no cover - the slot refuses a v1 key
+        raise ConfigError("a keystore v2 store needs a v2 master key pair")
+    try:
+        with store.locked(exclusive=True):
+            for ring in parsed:
+                exists = store.read(ring.purpose) is not None
+                if exists and not force:
+                    outcomes["kept"].append(ring.purpose)
+                    continue
+                data = _reseal(ring, encryption)
+                store.write(
+                    ring.purpose,
+                    rings.encode_container(
+                        rings.CONTENT_KEY_RING,
+                        datetime.datetime.now(datetime.UTC).replace(microsecond=0),
+                        rings.encode_ring(data),
+                        [signature],
+                        rings.ring_signature_context(ring.purpose),
+                    ),
+                )
+                manager.forget(ring.purpose)
+                outcomes["replaced" if exists else "imported"].append(ring.purpose)
+    finally:
+        scell.scrub()
+    return outcomes
 
 
 @dataclass(frozen=True)
@@ -160,21 +184,47 @@ class _PlainRing:
 _MAX_PAIR_FILE = 4096
 
 
-def _read_pair(path: Path) -> MasterKey:
+def _read_secret(path: Path) -> MasterKey | SecretBytes:
+    """The secret file of a v2 store's bundle: Acra's JSON pair, or keyloader's 32 raw bytes."""
     data = bytearray(_MAX_PAIR_FILE + 1)
     try:
         with memoryview(data) as view:
             size = _read_into(path, view)
             if size > _MAX_PAIR_FILE:
-                raise ConfigError(f"{path} is too large for the secret file of a v2 bundle")
+                raise ConfigError(f"{path} is too large for the secret file of a bundle")
+            if size == SECRET_SIZE and not is_acra_v2_secret(data, size):
+                return read_secret_file(path)  # keyloader's: checks the file's mode too
             if not is_acra_v2_secret(data, size):
                 raise ConfigError(
-                    f"{path} is not the secret file of an Acra keystore v2 bundle (the JSON of "
-                    '{"encryption", "signature"})'
+                    f"{path} is not the secret file of a keystore v2 bundle (the JSON of "
+                    '{"encryption", "signature"} from acra-keys export, or the 32 raw bytes '
+                    "of keyloader keys export)"
                 )
             return master_key_from_bytes(view[:size], keystore_version="v2", source=str(path))
     finally:
         data[:] = bytes(len(data))
+
+
+def _open_keyloader(sealed: bytes, key: SecretBytes, source: Path, secret: Path) -> SecretBytes:
+    """The payload of keyloader's bundle of a v2 store: its header checked, rings after it."""
+    try:
+        plain = scell.decrypt(key.buffer, sealed, BUNDLE_CONTEXT)
+    except IntegrityError:
+        raise IntegrityError(
+            f"cannot open bundle {source} with secret {secret}: wrong secret file, or the "
+            "bundle was modified or truncated; nothing was imported"
+        ) from None
+    view = plain.buffer
+    magic, version = RINGS_HEADER.unpack_from(view) if len(view) >= 10 else (b"", 0)
+    if magic != BUNDLE_MAGIC or version != RINGS_VERSION:
+        plain.wipe()
+        if magic == BUNDLE_MAGIC:
+            raise ConfigError(
+                f"bundle {source} holds keystore v1 keys (bundle format version {version}): "
+                "import it into a keystore v1 store, then `keyloader keys migrate` it to v2"
+            )
+        raise RingFormatError(f"bundle {source} is not a keyloader export bundle (bad magic)")
+    return plain
 
 
 def _read_into(path: Path, view: memoryview) -> int:
@@ -315,20 +365,20 @@ class RingExportReport:
     unknown: tuple[str, ...] = ()
 
 
-def export_acra_v2_bundle(
+def export_ring_bundle(
     manager: RingKeyManager,
     ring_paths: list[str] | None,
     output: Path,
     secret_output: Path,
     *,
     force: bool = False,
+    acra: bool = False,
 ) -> RingExportReport:
-    """Write the rings (``None``: every ring) of ``manager``'s store as Acra's v2 bundle,
-    their keys decrypted into the payload in secret pages, under a fresh pair written to
-    ``secret_output`` (the JSON Acra writes). Both files 0600; see
-    :func:`keyloader.bundle.export_keys` for ``force``."""
+    """Write the rings (``None``: every ring) of ``manager``'s store as a bundle, their keys
+    decrypted into the payload in secret pages: keyloader's (a fresh 32-byte secret), or
+    with ``acra`` Acra's v2 bundle (a fresh pair, written as the JSON Acra writes). Both
+    files 0600; see :func:`keyloader.bundle.export_keys` for ``force``."""
     from ..bundle import check_outputs, write_outputs
-    from ..masterkey import generate_master_key
 
     check_outputs(output, secret_output, force)
     store = manager.store
@@ -343,22 +393,18 @@ def export_acra_v2_bundle(
             parsed.append((path, ring))
     if not parsed:
         raise ConfigError(f"no key rings to export in {manager.location}")
-    plain, markers = _plain_payload(parsed)
+    header = b"" if acra else RINGS_HEADER.pack(BUNDLE_MAGIC, RINGS_VERSION)
+    plain, markers = _plain_payload(parsed, header)
     try:
         with plain:
             _fill(plain.buffer, markers, parsed, encryption)
-            with generate_master_key("v2") as pair:
-                assert pair.signature is not None
-                cell = scell.encrypt(pair.encryption.buffer, plain.buffer, EXPORT_CONTEXT)
-                bundle = rings.encode_container(
-                    rings.CONTENT_ENCRYPTED_KEYS,
-                    datetime.datetime.now(datetime.UTC).replace(microsecond=0),
-                    der.encode(der.OCTET_STRING, cell),
-                    [pair.signature],
-                    EXPORT_CONTEXT,
-                )
-                with pair.to_bytes() as secret:
-                    write_outputs(output, bundle, secret_output, secret.view, force)
+            if acra:
+                bundle, secret = _seal_acra(plain.buffer)
+            else:
+                secret = SecretBytes.random(SECRET_SIZE)
+                bundle = scell.encrypt(secret.buffer, plain.buffer, BUNDLE_CONTEXT)
+            with secret:
+                write_outputs(output, bundle, secret_output, secret.buffer, force)
     finally:
         scell.scrub()
     manager.audit("keys_exported")
@@ -373,11 +419,28 @@ def export_acra_v2_bundle(
     )
 
 
+def _seal_acra(plain: memoryview) -> tuple[bytes, SecretBytes]:
+    """Acra's v2 bundle of ``plain`` and its secret file's bytes (the JSON of a fresh pair)."""
+    from ..masterkey import generate_master_key
+
+    with generate_master_key("v2") as pair:
+        assert pair.signature is not None
+        cell = scell.encrypt(pair.encryption.buffer, plain, EXPORT_CONTEXT)
+        bundle = rings.encode_container(
+            rings.CONTENT_ENCRYPTED_KEYS,
+            datetime.datetime.now(datetime.UTC).replace(microsecond=0),
+            der.encode(der.OCTET_STRING, cell),
+            [pair.signature],
+            EXPORT_CONTEXT,
+        )
+        return bundle, pair.to_bytes()
+
+
 def _plain_payload(
-    parsed: list[tuple[str, rings.KeyRing]],
+    parsed: list[tuple[str, rings.KeyRing]], header: bytes
 ) -> tuple[SecretBytes, dict[tuple[str, int, bool], bytes]]:
-    """``EncryptedKeys`` with a random marker (public, of the key's length) where each
-    plaintext key goes, copied into secret pages; and the markers."""
+    """``header`` and ``EncryptedKeys`` with a random marker (public, of the key's length)
+    where each plaintext key goes, copied into secret pages; and the markers."""
     markers: dict[tuple[str, int, bool], bytes] = {}
     encoded = []
     for path, ring in parsed:
@@ -400,7 +463,7 @@ def _plain_payload(
             )
         encoded.append(rings.encode_ring(rings.KeyRing(path, tuple(keys), ring.current)))
     document = der.encode(der.SEQUENCE, der.encode_set(encoded))
-    return SecretBytes(document), markers
+    return SecretBytes(header + document), markers
 
 
 def _fill(
