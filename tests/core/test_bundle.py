@@ -591,12 +591,16 @@ def test_authentic_but_malformed_payloads_are_refused(
 
 def test_a_newer_format_version_is_a_config_error(dest: KeyManager, tmp_path: Path) -> None:
     secret = os.urandom(32)
-    payload = b"KLBUNDLE" + struct.pack("<HI", 2, 0)
-    (tmp_path / "b").write_bytes(scell.encrypt(secret, payload, BUNDLE_CONTEXT))
     (tmp_path / "s").write_bytes(secret)
     (tmp_path / "s").chmod(0o600)
-    with pytest.raises(ConfigError, match="format version 2; this keyloader reads version 1"):
-        import_keys(dest, tmp_path / "b", tmp_path / "s")
+    for version, message in (
+        (3, "format version 3; this keyloader reads version 1"),
+        (2, "holds Acra keystore v2 key rings: import it into a keystore v2 store"),
+    ):
+        payload = b"KLBUNDLE" + struct.pack("<HI", version, 0)
+        (tmp_path / "b").write_bytes(scell.encrypt(secret, payload, BUNDLE_CONTEXT))
+        with pytest.raises(ConfigError, match=message):
+            import_keys(dest, tmp_path / "b", tmp_path / "s")
 
 
 def test_a_failing_target_leaves_the_destination_unchanged(
