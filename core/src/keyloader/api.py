@@ -170,18 +170,12 @@ def open_keystore(
         "provider_name": provider.name,
         "auto_reload": settings.auto_reload,
     }
+    previous = build_provider(pm, settings, "previous") if settings.previous_provider else None
     rings = store.key_rings()
     if rings is not None:  # an Acra keystore v2: its own engine
         from .keyrings.engine import RingKeyManager
 
-        if settings.previous_provider:
-            provider.close()
-            raise ConfigError(
-                f"{rings.location} is an Acra keystore v2: a previous provider "
-                "(a rewrap in progress) is for keystore v1 only"
-            )
-        return RingKeyManager(rings, provider, **common)
-    previous = build_provider(pm, settings, "previous") if settings.previous_provider else None
+        return RingKeyManager(rings, provider, previous=previous, **common)
     return KeyManager(store, provider, previous=previous, **common)
 
 

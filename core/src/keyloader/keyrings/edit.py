@@ -27,7 +27,7 @@ from .format import (
     key_context,
 )
 
-__all__ = ["CRYPTOPERIOD", "add_key", "destroy_key", "empty_ring"]
+__all__ = ["CRYPTOPERIOD", "add_key", "destroy_key", "empty_ring", "reseal"]
 
 CRYPTOPERIOD = datetime.timedelta(days=365)
 """How long Acra says a new key is valid (never enforced, by Acra or here)."""
@@ -69,3 +69,28 @@ def destroy_key(ring: KeyRing, seqnum: int) -> KeyRing:
         for key in ring.keys
     )
     return dataclasses.replace(ring, keys=keys)
+
+
+def reseal(ring: KeyRing, path: str, old: SecretBytes, new: SecretBytes) -> KeyRing:
+    """``ring`` with every live key decrypted under ``old`` and sealed again under ``new``
+    (an encryption key each), in the same contexts; destroyed keys stay as they are. The
+    plaintext goes through secret pages; the caller scrubs the registers."""
+    keys = []
+    for entry in ring.keys:
+        forms = []
+        for form in entry.data:
+            private = form.private is not None
+            sealed = form.private if private else form.symmetric
+            if sealed is None:
+                forms.append(form)
+                continue
+            context = key_context(path, entry.seqnum, private=private)
+            with scell.decrypt(old.buffer, sealed, context) as plain:
+                again = scell.encrypt(new.buffer, plain.buffer, context)
+            forms.append(
+                dataclasses.replace(form, private=again)
+                if private
+                else dataclasses.replace(form, symmetric=again)
+            )
+        keys.append(dataclasses.replace(entry, data=tuple(forms)))
+    return dataclasses.replace(ring, keys=tuple(keys))

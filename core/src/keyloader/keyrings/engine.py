@@ -10,6 +10,11 @@ signature half before any key in it is used, and every decrypted key is cached (
 secret pages) against the ring's revision, so a cached ``use()`` pays neither the
 signature nor the DER parse. Writes (:meth:`RingKeyManager.generate`, ``rotate``,
 ``destroy``) hold Acra's exclusive lock and leave rings as Acra's own code would.
+
+A ring is signed and sealed under one pair. Half-way through a rewrap, a ring the current
+pair does not verify is tried under the keys a reload replaced and the ``previous`` pair
+(as keystore v1 tries blobs), and its keys are opened with the pair that verified it; a
+write to such a ring seals the whole ring again under the current pair first.
 """
 
 from __future__ import annotations
@@ -21,10 +26,17 @@ from collections.abc import Callable, Iterable, Iterator
 from ..audit import AuditEvent
 from ..config import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL
 from ..engine import EngineBase
-from ..errors import ConfigError, KeyExistsError, KeyloaderError, KeyNotFoundError
+from ..errors import (
+    ConfigError,
+    KeyExistsError,
+    KeyloaderError,
+    KeyNotFoundError,
+    RingFormatError,
+)
 from ..inventory import KeyInfo, VerifyResult
 from ..keycache import MasterKeySource
 from ..keyids import KeyId, KeyKind, key_id_of, key_id_of_ring
+from ..masterkey import MasterKey
 from ..secret import SecretBytes
 from ..themis import keys as themis_keys
 from ..themis import scell
@@ -52,6 +64,7 @@ class RingKeyManager(EngineBase):
         store: RingBackend,
         master_key: MasterKeySource,
         *,
+        previous: MasterKeySource | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
         cache_ttl: float = DEFAULT_CACHE_TTL,
         emit: Callable[[AuditEvent], None] | None = None,
@@ -61,6 +74,7 @@ class RingKeyManager(EngineBase):
     ) -> None:
         super().__init__(
             master_key,
+            previous=previous,
             cache_size=cache_size,
             cache_ttl=cache_ttl,
             emit=emit,
@@ -69,8 +83,8 @@ class RingKeyManager(EngineBase):
             wants=wants,
         )
         self.store = store
-        # path -> (revision, the signature key it was verified with, the ring)
-        self._parsed: dict[str, tuple[object, SecretBytes, rings.KeyRing]] = {}
+        # path -> (revision, the current signature key then, the ring, its encryption key)
+        self._parsed: dict[str, tuple[object, SecretBytes, rings.KeyRing, SecretBytes]] = {}
 
     # -- the master key pair -----------------------------------------------------------
 
@@ -82,26 +96,59 @@ class RingKeyManager(EngineBase):
     # -- rings -------------------------------------------------------------------------
 
     def _ring(self, path: str, revision: object = _UNREAD) -> rings.KeyRing | None:
-        """Ring ``path``, verified; None if absent. A ring is read (under the shared lock),
-        its signature checked and its DER parsed once per revision of its file and master
-        key: the parsed rings kept hold sealed keys and public halves, no plaintext."""
+        """Ring ``path``, verified; None if absent (:meth:`_opened` without the key)."""
+        opened = self._opened(path, revision)
+        return opened[0] if opened is not None else None
+
+    def _opened(
+        self, path: str, revision: object = _UNREAD
+    ) -> tuple[rings.KeyRing, SecretBytes] | None:
+        """Ring ``path``, verified, and the encryption key of the pair that signed it; None
+        if absent. A ring is read (under the shared lock), its signature checked and its
+        DER parsed once per revision of its file and master key: the parsed rings kept
+        hold sealed keys and public halves, no plaintext."""
         if revision is _UNREAD:
             revision = self.store.revision(path)
         if revision is None:
             return None
-        signature = self._pair()[1]
+        current = self._pair()[1]
         kept = self._parsed.get(path)
-        if kept is not None and kept[0] == revision and kept[1] is signature:
-            return kept[2]
+        if kept is not None and kept[0] == revision and kept[1] is current:
+            return kept[2], kept[3]
         with self.store.locked(exclusive=False):
             data = self.store.read(path)
         if data is None:
             return None
-        ring = rings.open_ring(data, path, signature)
-        self._parsed[path] = (revision, signature, ring)
+        ring, encryption = self._verified(data, path)
+        self._parsed[path] = (revision, current, ring, encryption)
         if len(self._parsed) > _PARSED_RINGS:
             self._parsed.pop(next(iter(self._parsed)), None)
-        return ring
+        return ring, encryption
+
+    def _verified(self, data: bytes, path: str) -> tuple[rings.KeyRing, SecretBytes]:
+        """The ring in ``data``, under the first pair whose signature verifies it: the
+        current one, then the ones a reload replaced, then the previous pair (loaded only
+        now); the current pair's error if none does."""
+        what = f"key ring {path}"
+        container = rings.parse_container(data, what)
+        context = rings.ring_signature_context(path)
+        first: RingFormatError | None = None
+        for pair in self._pairs():
+            assert pair.signature is not None
+            try:
+                container.verify(pair.signature, context, what)
+            except RingFormatError as exc:
+                first = first or exc
+                continue
+            return rings.ring_of(container, what), pair.encryption
+        assert first is not None
+        raise first
+
+    def _pairs(self) -> Iterator[MasterKey]:
+        yield self.master_key
+        yield from self._master.replaced
+        if self._previous is not None:
+            yield self._previous.get(lambda _: None)
 
     def _key_at(self, kid: KeyId, ring: rings.KeyRing | None, index: int) -> rings.RingKey:
         if index < 1:
@@ -131,8 +178,10 @@ class RingKeyManager(EngineBase):
             cached = cache.get((path, str(index)), revision)
             if cached is not None:
                 return cached
-        key = self._key_at(kid, self._ring(path, revision), index)
-        secret = rings.unseal_key(self._pair()[0], path, key, private=kid.kind.keypair)
+        opened = self._opened(path, revision)
+        key = self._key_at(kid, opened[0] if opened is not None else None, index)
+        assert opened is not None
+        secret = rings.unseal_key(opened[1], path, key, private=kid.kind.keypair)
         if cache is not None and revision is not None:
             return cache.put((path, str(index)), revision, secret)
         return secret
@@ -179,13 +228,14 @@ class RingKeyManager(EngineBase):
         oldest), with ``check`` each tried; a ring path that is not a key is ``unknown``."""
         infos: list[KeyInfo] = []
         try:
-            for path, kid, ring in self._rings():
+            for path, kid, opened in self._rings():
                 where = self.store.where(path)
-                if kid is None or ring is None:
+                if kid is None or opened is None:
                     infos.append(KeyInfo(None, "unknown", None, None, "unknown", None, where))
                     continue
+                ring, encryption = opened
                 for index, key in self._indexed(ring, rotated=rotated):
-                    decrypts = self._opens(kid, key, path) if check else None
+                    decrypts = self._failure(kid, key, path, encryption) is None if check else None
                     infos.append(
                         KeyInfo(
                             str(kid),
@@ -217,9 +267,15 @@ class RingKeyManager(EngineBase):
                     results.append(VerifyResult(None, None, where, None, UNKNOWN_RING, "unknown"))
                     continue
                 try:
-                    ring = self._ring(path)
-                    checked = [] if ring is None else self._indexed(ring, rotated=True)
-                    failures = [(index, self._failure(kid, key, path)) for index, key in checked]
+                    opened = self._opened(path)
+                    failures = (
+                        []
+                        if opened is None
+                        else [
+                            (index, self._failure(kid, key, path, opened[1]))
+                            for index, key in self._indexed(opened[0], rotated=True)
+                        ]
+                    )
                 except KeyloaderError as exc:
                     failures = [(1, exc)]
                 for index, error in failures:
@@ -237,10 +293,12 @@ class RingKeyManager(EngineBase):
             scell.scrub()
         return results
 
-    def _rings(self) -> Iterator[tuple[str, KeyId | None, rings.KeyRing | None]]:
+    def _rings(
+        self,
+    ) -> Iterator[tuple[str, KeyId | None, tuple[rings.KeyRing, SecretBytes] | None]]:
         for path in self.store.list():
             kid = key_id_of_ring(path)
-            yield path, kid, self._ring(path) if kid is not None else None
+            yield path, kid, self._opened(path) if kid is not None else None
 
     def _indexed(
         self, ring: rings.KeyRing, *, rotated: bool
@@ -251,13 +309,12 @@ class RingKeyManager(EngineBase):
             found += list(enumerate(_rotated(ring), start=2))
         return found
 
-    def _opens(self, kid: KeyId, key: rings.RingKey, path: str) -> bool:
-        return self._failure(kid, key, path) is None
-
-    def _failure(self, kid: KeyId, key: rings.RingKey, path: str) -> KeyloaderError | None:
-        """Why ``key`` does not decrypt, or None when it does."""
+    def _failure(
+        self, kid: KeyId, key: rings.RingKey, path: str, encryption: SecretBytes
+    ) -> KeyloaderError | None:
+        """Why ``key`` does not decrypt under ``encryption``, or None when it does."""
         try:
-            rings.unseal_key(self._pair()[0], path, key, private=kid.kind.keypair).wipe()
+            rings.unseal_key(encryption, path, key, private=kid.kind.keypair).wipe()
         except KeyloaderError as exc:
             return exc
         return None
@@ -297,7 +354,7 @@ class RingKeyManager(EngineBase):
         kid = key_id_of(key_id)
         path = kid.ring_path
         with self.store.locked(exclusive=True):
-            ring = self._ring(path)
+            ring = self._writable(path)
             key = self._key_at(kid, ring, index or 1)
             assert ring is not None
             self._write(path, edit.destroy_key(ring, key.seqnum))
@@ -306,8 +363,8 @@ class RingKeyManager(EngineBase):
     def _add_key(self, kid: KeyId) -> None:
         path = kid.ring_path
         encryption, _ = self._pair()
-        ring = self._ring(path) or edit.empty_ring(path)
         try:
+            ring = self._writable(path) or edit.empty_ring(path)
             if kid.kind.keypair:
                 secret, public = themis_keys.generate_keypair()
                 with secret:
@@ -318,6 +375,21 @@ class RingKeyManager(EngineBase):
         finally:
             scell.scrub()
         self._write(path, ring)
+
+    def _writable(self, path: str) -> rings.KeyRing | None:
+        """Ring ``path`` with its keys under the current pair: a ring an older pair signed
+        (a rewrap half-way) is sealed again whole before a write changes it."""
+        opened = self._opened(path)
+        if opened is None:
+            return None
+        ring, encryption = opened
+        current = self._pair()[0]
+        if encryption is current:
+            return ring
+        try:
+            return edit.reseal(ring, path, encryption, current)
+        finally:
+            scell.scrub()
 
     def _write(self, path: str, ring: rings.KeyRing) -> None:
         _, signature = self._pair()

@@ -53,6 +53,7 @@ __all__ = [
     "open_ring",
     "parse_container",
     "parse_ring",
+    "ring_of",
     "ring_signature_context",
 ]
 
@@ -237,6 +238,11 @@ def open_ring(
     what = f"key ring {path}"
     container = parse_container(data, what)
     container.verify(signature_key, ring_signature_context(path), what)
+    return ring_of(container, what)
+
+
+def ring_of(container: Container, what: str) -> KeyRing:
+    """The ring a verified ``container`` holds: its content type and version checked."""
     if container.content_type != CONTENT_KEY_RING:
         raise RingFormatError(f"{what}: incorrect content type {container.content_type}")
     if container.version != VERSION:

@@ -1,11 +1,13 @@
 """Master-key rotation of an Acra keystore v2 directory: every ring re-sealed and re-signed.
 
-Each ring whose signature verifies under the current pair has every live key decrypted
-with the current encryption key and sealed again under the new one (same contexts: the
-ring path and seqnum), and is signed with the new signature key, in one atomic write per
-ring under Acra's exclusive ``.lock``. A ring that already verifies under the new pair is
-left as it is, so a run killed half-way is finished by running it again. Destroyed keys
-stay destroyed. The report is :class:`keyloader.rewrap.RewrapReport`, as for keystore v1.
+Each ring whose signature verifies under the current pair (or, half-way through an
+earlier rotation, under a key a reload replaced or the ``previous`` pair) has every live
+key decrypted with that pair's encryption key and sealed again under the new one (same
+contexts: the ring path and seqnum), and is signed with the new signature key, in one
+atomic write per ring under Acra's exclusive ``.lock``. A ring that already verifies under
+the new pair is left as it is, so a run killed half-way is finished by running it again.
+Destroyed keys stay destroyed. The report is :class:`keyloader.rewrap.RewrapReport`, as
+for keystore v1.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from ..keyids import key_id_of_ring
 from ..masterkey import MasterKey
 from ..rewrap import LISTED_NAMES, RewrapReport
 from ..themis import scell
+from . import edit
 from . import format as rings
 from .backend import RingBackend
 from .engine import RingKeyManager
 
 __all__ = ["rewrap_rings"]
 
-OLD, NEW, NEITHER = 0, 1, 2
+NEITHER = -1
 
 
 def rewrap_rings(
@@ -43,7 +46,8 @@ def rewrap_rings(
     (:class:`ConfigError`); rings neither pair verifies or whose keys do not open
     (:class:`IntegrityError` naming them, unless ``skip_undecryptable``); ring paths that
     are no key (:class:`ConfigError`, unless ``skip_unknown``)."""
-    old_key = manager.master_key
+    old_keys = list(manager._pairs())
+    old_key = old_keys[0]
     if new_key.signature is None or old_key.signature is None:
         raise ConfigError(
             "an Acra keystore v2 directory is rewrapped to a v2 master key pair "
@@ -57,19 +61,20 @@ def rewrap_rings(
     lock: AbstractContextManager[None] = store.locked(exclusive=not dry_run)
     with lock:
         paths = store.list()
-        states: dict[str, int] = {}
+        states: dict[str, int] = {}  # path -> which of old_keys opens it; NEW; NEITHER
         unknown: list[str] = []
         undecryptable: list[str] = []
         for path in paths:
             if key_id_of_ring(path) is None:
                 unknown.append(path)
                 continue
-            states[path] = _state(store.read(path) or b"", path, old_key, new_key)
+            states[path] = _state(store.read(path) or b"", path, [*old_keys, new_key])
             if states[path] == NEITHER:
                 undecryptable.append(path)
         _refuse(undecryptable, unknown, skip_undecryptable, skip_unknown)
-        under_old = [path for path, state in states.items() if state == OLD]
-        skipped = sum(1 for state in states.values() if state == NEW)
+        new = len(old_keys)
+        under_old = {path: old_keys[state] for path, state in states.items() if 0 <= state < new}
+        skipped = sum(1 for state in states.values() if state == new)
         base = RewrapReport(
             store=manager.location,
             old_fingerprint=old_key.fingerprint,
@@ -82,8 +87,8 @@ def rewrap_rings(
         )
         if dry_run:
             return base
-        for done, path in enumerate(under_old, start=1):
-            _rewrap_one(manager, path, old_key, new_key)
+        for done, (path, under) in enumerate(under_old.items(), start=1):
+            _rewrap_one(manager, path, under, new_key)
             if progress is not None:
                 progress(done, len(under_old))
         failed = [
@@ -96,8 +101,9 @@ def rewrap_rings(
     )
 
 
-def _state(data: bytes, path: str, old_key: MasterKey, new_key: MasterKey) -> int:
-    for state, key in ((OLD, old_key), (NEW, new_key)):
+def _state(data: bytes, path: str, keys: list[MasterKey]) -> int:
+    """Which of ``keys`` verifies ring ``path`` and opens every live key in it; NEITHER."""
+    for state, key in enumerate(keys):
         assert key.signature is not None
         try:
             ring = rings.open_ring(data, path, key.signature)
@@ -118,34 +124,14 @@ def _rewrap_one(manager: RingKeyManager, path: str, old_key: MasterKey, new_key:
     assert new_key.signature is not None
     data = manager.store.read(path) or b""
     ring = rings.open_ring(data, path, old_key.signature)
-    keys = []
     try:
-        for entry in ring.keys:
-            if entry.destroyed:
-                keys.append(entry)
-                continue
-            forms = []
-            for form in entry.data:
-                private = form.private is not None
-                sealed = form.private if private else form.symmetric
-                if sealed is None:
-                    forms.append(form)
-                    continue
-                context = rings.key_context(path, entry.seqnum, private=private)
-                with scell.decrypt(old_key.encryption.buffer, sealed, context) as plain:
-                    again = scell.encrypt(new_key.encryption.buffer, plain.buffer, context)
-                forms.append(
-                    dataclasses.replace(form, private=again)
-                    if private
-                    else dataclasses.replace(form, symmetric=again)
-                )
-            keys.append(dataclasses.replace(entry, data=tuple(forms)))
+        ring = edit.reseal(ring, path, old_key.encryption, new_key.encryption)
     finally:
         scell.scrub()
     written = rings.encode_container(
         rings.CONTENT_KEY_RING,
         datetime.datetime.now(datetime.UTC).replace(microsecond=0),
-        rings.encode_ring(dataclasses.replace(ring, keys=tuple(keys))),
+        rings.encode_ring(ring),
         [new_key.signature],
         rings.ring_signature_context(path),
     )
@@ -156,7 +142,7 @@ def _rewrap_one(manager: RingKeyManager, path: str, old_key: MasterKey, new_key:
 
 
 def _opens(store: RingBackend, path: str, key: MasterKey) -> bool:
-    return _state(store.read(path) or b"", path, key, key) == OLD
+    return _state(store.read(path) or b"", path, [key]) == 0
 
 
 def _refuse(
