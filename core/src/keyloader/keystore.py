@@ -317,7 +317,9 @@ class KeyManager(EngineBase):
     ) -> builtins.list[VerifyResult]:
         """Decrypt every key, current and history; one result per blob
         (:func:`keyloader.inventory.verify_keys`). Each key checked is reported to audit
-        observers as ``key_verified``; unknown files are reported with ``ok=None``."""
+        observers as ``key_verified``; unknown files are reported with ``ok=None``. A master
+        key that cannot load, or is of the wrong keystore version, is raised."""
+        _ = self.master_key
         try:
             return verify_keys(self, progress)
         finally:

@@ -256,7 +256,9 @@ class RingKeyManager(EngineBase):
         self, progress: Callable[[int, int], None] | None = None
     ) -> builtins.list[VerifyResult]:
         """Every ring's signature and every key in it (current and rotated), one result
-        per key; a ring that does not verify is one failed result."""
+        per key; a ring that does not verify is one failed result. A master key that
+        cannot load, or is not a v2 pair, is raised: it is no fault of any ring."""
+        self._pair()
         results: list[VerifyResult] = []
         listed = self.store.list()
         try:
