@@ -23,7 +23,7 @@ from keyloader_redis.rings import RedisRings
 
 from ..acrav2 import copy_v1_store, manifest
 from .conftest import RedisServer
-from .test_redis_keystore_v2 import _load_acras_dump, _open
+from .test_redis_keystore_v2 import REDIS_MANIFEST, _load_acras_dump, _open
 
 V1 = manifest()["v1"]["api"]
 V1_KEY = manifest()["master_keys"]["v1"]["ACRA_MASTER_KEY"]
@@ -161,3 +161,55 @@ def test_a_redis_destination_with_other_keys_is_refused_unless_forced(
             newest = V1["client1"]["symmetric_all_newest_first"][0]
             with moved.read("client/client1/symmetric") as key:  # the source's current key
                 assert key.bytes() == base64.b64decode(newest)
+
+
+def test_the_cli_migrates_acras_redis_v2_keys_with_acras_src_redis_flags(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """``--src_redis_host_port``/``--src_redis_db_keys``: the source is Acra's Redis keystore."""
+    _load_acras_dump(redis_server, prefix)
+    with _open(redis_server, prefix) as source:
+        expected = {}
+        for info in source.list(rotated=True):
+            assert info.key_id is not None
+            with source.read(info.key_id, info.index or 1) as key:
+                expected[(info.key_id, info.index or 1)] = key.bytes()
+    destination = tmp_path / "v1"
+    with generate_master_key() as v1_key, v1_key.to_text() as text:
+        v1_text = text.bytes().decode()
+    pair_text = REDIS_MANIFEST["master_keys"]["v2"]["ACRA_MASTER_KEY"]
+    args = [
+        "keys",
+        "migrate",
+        "--src_redis_host_port",
+        f"127.0.0.1:{redis_server.port}",
+        "--src_redis_db_keys",
+        "0",
+        "--src_keys_dir",
+        prefix,
+        "--src_keystore",
+        "v2",
+        "--dst_keystore",
+        "v1",
+        "--dst_keys_dir",
+        str(destination),
+        "--json",
+    ]
+    env = {"ACRA_MASTER_KEY": pair_text, "DST_ACRA_MASTER_KEY": v1_text}
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.stderr
+    assert f'"versions": {len(expected)}' in result.stdout
+    with _v1_at(destination, v1_text) as moved:
+        for (key_id, index), value in expected.items():
+            with moved.read(key_id, index) as key:
+                assert key.bytes() == value
+    wrong_db = [*args[:5], "5", *args[6:], "--dry-run"]
+    result = CliRunner().invoke(app, wrong_db, env=env)  # db 5 holds nothing: not Acra's v2
+    assert result.exit_code == 1
+    assert "/5/" in result.stderr
+    assert "not v2 (--src_keystore)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _v1_at(root: Path, text: str) -> KeyManager:
+    return KeyManager(FilesystemKeyStore({"keys_dir": root}), parse_master_key(text), cache_size=0)

@@ -35,6 +35,24 @@ def migrate(
             "--src-keystore", "--src_keystore", metavar="v1|v2", help="Its version (checked)."
         ),
     ] = None,
+    src_redis_host_port: Annotated[
+        str | None,
+        typer.Option(
+            "--src-redis-host-port",
+            "--src_redis_host_port",
+            metavar="HOST:PORT",
+            help="The source is Redis: Acra's spelling of --keystore redis -s url=redis://...",
+        ),
+    ] = None,
+    src_redis_db_keys: Annotated[
+        int | None,
+        typer.Option(
+            "--src-redis-db-keys",
+            "--src_redis_db_keys",
+            metavar="N",
+            help="Acra's spelling of the source's -s db=N.",
+        ),
+    ] = None,
     dst_store: Annotated[
         str,
         typer.Option(
@@ -87,22 +105,22 @@ def migrate(
 
     if dst_keys_dir is None or dst_keystore is None:
         raise UsageError("--dst-keys-dir and --dst-keystore are both required")
+    src_store, src_options = _acra_redis(None, {}, src_redis_host_port, src_redis_db_keys)
     settings = session.settings(
         rewrap_to=key_values(to_option or ()),
-        **({"keys_dir": src_keys_dir} if src_keys_dir is not None else {}),
+        keys_dir=src_keys_dir,
+        keystore=src_store,
+        store_options=src_options,
     )
-    options = key_values(dst_store_option or ())
-    if dst_redis_host_port is not None:
-        dst_store = "redis"
-        options.setdefault("url", f"redis://{dst_redis_host_port}")
-    if dst_redis_db_keys is not None:
-        options.setdefault("db", dst_redis_db_keys)
+    destination_store, options = _acra_redis(
+        dst_store, key_values(dst_store_option or ()), dst_redis_host_port, dst_redis_db_keys
+    )
     with render.progress("migrating keys") as update:
         report = migrate_keystore(
             settings,
             destination=dst_keys_dir,
             destination_version=dst_keystore,
-            destination_store=dst_store,
+            destination_store=destination_store or "filesystem",
             destination_options=options,
             to_provider=to_provider,
             source_version=src_keystore,
@@ -123,3 +141,16 @@ def migrate(
             "up_to_date": report.up_to_date,
         }
     )
+
+
+def _acra_redis(
+    store: str | None, options: dict[str, object], host_port: str | None, db: int | None
+) -> tuple[str | None, dict[str, object]]:
+    """A side's store and options with Acra's ``--<side>_redis_host_port``/``_db_keys``
+    read as the redis store's ``url`` and ``db`` (options given explicitly win)."""
+    if host_port is not None:
+        store = "redis"
+        options.setdefault("url", f"redis://{host_port}")
+    if db is not None:
+        options.setdefault("db", db)
+    return store, options

@@ -35,13 +35,18 @@ def plugin_manager() -> KeyloaderPluginManager:
 
 
 def settings(
-    *, rewrap_to: Mapping[str, object] | None = None, keys_dir: str | Path | None = None
+    *,
+    rewrap_to: Mapping[str, object] | None = None,
+    keys_dir: str | Path | None = None,
+    keystore: str | None = None,
+    store_options: Mapping[str, object] | None = None,
 ) -> Settings:
     """The settings of this run: CLI flags > environment > config file > defaults.
 
     ``rewrap_to`` holds the ``--to-option`` pairs of ``keys rewrap`` (and ``migrate``);
-    ``keys_dir`` a command's own keys directory (``migrate --src-keys-dir``), which wins
-    over ``--keys-dir``.
+    ``keys_dir``, ``keystore`` and ``store_options`` a command's own source store
+    (``migrate --src-keys-dir``, ``--src_redis_host_port``), which win over the global
+    flags (store options one by one).
     """
     import dataclasses
 
@@ -52,6 +57,11 @@ def settings(
         layer = dataclasses.replace(layer, rewrap_to_options=dict(rewrap_to))
     if keys_dir is not None:
         layer = dataclasses.replace(layer, keys_dir=keys_dir)
+    if keystore is not None:
+        layer = dataclasses.replace(layer, keystore=keystore)
+    if store_options:
+        merged = {**layer.store_options, **store_options}
+        layer = dataclasses.replace(layer, store_options=merged)
     resolved = resolve(cli=layer)
     _debug("settings: %r", resolved)  # no option values
     return resolved
