@@ -63,7 +63,7 @@ def _stored(server: RedisServer, prefix: str) -> list[bytes]:
         if len(value) < 24:  # the version key, a lock token
             continue
         found.append(value)
-        with contextlib.suppress(ValueError):  # the version key and rings of v2 are raw
+        with contextlib.suppress(ValueError):  # the version key is not base64
             found.append(base64.b64decode(value, validate=True))
     return found
 
