@@ -133,3 +133,30 @@ def test_the_cli_takes_acras_flags(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, wrong, env=env)
     assert result.exit_code == 1
     assert "not v2" in result.stderr
+
+
+def test_the_source_key_comes_from_src_acra_master_key_as_in_acra(tmp_path: Path) -> None:
+    """Acra's ``SRC_ACRA_MASTER_KEY`` is read when set (ACRA_MASTER_KEY may hold another key);
+    an explicit ``-o variable=`` or ``file=`` still wins."""
+    source_dir = copy_v1_store(tmp_path / "v1")
+    with generate_master_key("v2") as pair, pair.to_text() as text:
+        target = text.bytes().decode()
+    with generate_master_key() as other, other.to_text() as text:
+        unrelated = text.bytes().decode()
+
+    def migrate(into: str, *flags: str, **env: str) -> tuple[int, str]:
+        args = ["--keys-dir", str(source_dir), *flags, "keys", "migrate", "--dst_keystore", "v2"]
+        result = CliRunner().invoke(
+            app,
+            [*args, "--dst_keys_dir", str(tmp_path / into), "--dry-run"],
+            env={"ACRA_MASTER_KEY": None, "DST_ACRA_MASTER_KEY": target, **env},
+        )
+        return result.exit_code, result.stderr
+
+    assert migrate("a", SRC_ACRA_MASTER_KEY=V1_KEY) == (0, "")
+    assert migrate("b", SRC_ACRA_MASTER_KEY=V1_KEY, ACRA_MASTER_KEY=unrelated) == (0, "")
+    assert migrate("c", ACRA_MASTER_KEY=V1_KEY)[0] == 0  # without it: ACRA_MASTER_KEY
+    code, stderr = migrate("d", "-o", "variable=MINE", SRC_ACRA_MASTER_KEY=V1_KEY, MINE=unrelated)
+    assert code == 1, stderr  # the given variable wins, and holds the wrong key
+    assert "Traceback" not in stderr
+    assert unrelated not in stderr

@@ -12,6 +12,7 @@ from .build import (
     build_key_store,
     build_provider,
     instantiate_provider,
+    migration_source,
     migration_target,
 )
 from .config import Layer, Settings, load_settings
@@ -341,6 +342,7 @@ def rewrap_keystore(
     from .rewrap import rewrap_keys
 
     pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
+    settings = migration_source(pm, settings)
     with (
         load_rewrap_target(settings, to_provider, plugin_manager=pm) as new_key,
         open_keystore(settings, plugin_manager=pm) as opened,
@@ -389,6 +391,7 @@ def migrate_keystore(
     from .migrate import migrate_keys
 
     pm = plugin_manager if plugin_manager is not None else make_plugin_manager()
+    settings = migration_source(pm, settings)
     with (
         load_rewrap_target(settings, to_provider, plugin_manager=pm) as new_key,
         open_keystore(settings, plugin_manager=pm) as source,

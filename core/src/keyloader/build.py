@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigError
 from .option_values import ResolvedOptions, env_part
-from .providers import REWRAP_ENV_VARIABLE
+from .providers import REWRAP_ENV_VARIABLE, SOURCE_ENV_VARIABLE
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -29,6 +29,7 @@ __all__ = [
     "build_provider",
     "check_required",
     "instantiate_provider",
+    "migration_source",
     "migration_target",
     "resolve_provider",
 ]
@@ -96,6 +97,18 @@ def build_key_store(pm: KeyloaderPluginManager, settings: Settings) -> KeyStore:
     options = settings.resolve_store_options(cls.name, cls.options).values
     check_required("key store", cls.name, cls.options, options)
     return cls(options)
+
+
+def migration_source(pm: KeyloaderPluginManager, settings: Settings) -> Settings:
+    """``settings`` for the source of ``keys migrate``: an ``env`` provider given neither
+    ``variable`` nor ``file`` reads ``SRC_ACRA_MASTER_KEY`` when that is set, as
+    ``acra-keys migrate`` does (else ``ACRA_MASTER_KEY``, as always)."""
+    if settings.provider != "env" or not settings.environment_value(SOURCE_ENV_VARIABLE):
+        return settings
+    schema = pm.find_provider("env").option_schema()
+    if settings.given_provider_options("env", schema) & {"variable", "file"}:
+        return settings
+    return settings.with_provider_defaults({"variable": SOURCE_ENV_VARIABLE})
 
 
 def migration_target(

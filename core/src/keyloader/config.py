@@ -82,7 +82,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,17 @@ class Settings:
     def provider_options(self, provider: str, schema: Sequence[Option]) -> dict[str, Any]:
         """Every option of ``provider``: its converted value, or the default if not given."""
         return self.resolve_provider_options(provider, schema).values
+
+    def environment_value(self, name: str) -> str | None:
+        """The environment variable ``name`` these settings were resolved with (None: unset)."""
+        return self._env.get(name)
+
+    def with_provider_defaults(self, options: Mapping[str, object]) -> Settings:
+        """These settings with ``options`` for the current provider in the API layer (under
+        any given there): for defaults of a command, once the caller checked that no layer
+        gives them (:meth:`given_provider_options`)."""
+        merged = {**options, **self._api.provider_options}
+        return replace(self, _api=replace(self._api, provider_options=merged))
 
     def given_provider_options(self, provider: str, schema: Sequence[Option]) -> set[str]:
         """Names of the options of ``provider`` given somewhere (not left to the default)."""

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = [
     "KEYSTORE_VERSION_OPTION",
     "REWRAP_ENV_VARIABLE",
+    "SOURCE_ENV_VARIABLE",
     "MasterKeyProvider",
     "Option",
     "OptionType",
@@ -123,6 +124,8 @@ KEYSTORE_VERSION_OPTION = Option(
 
 REWRAP_ENV_VARIABLE = "DST_ACRA_MASTER_KEY"
 """The variable a rewrap target reads its key from, unless told otherwise (env, aws-kms)."""
+SOURCE_ENV_VARIABLE = "SRC_ACRA_MASTER_KEY"
+"""The variable an ``env`` source of ``keys migrate`` reads when it is set (Acra's)."""
 
 
 def provider_option_env_names(provider: str, option: Option) -> tuple[str, ...]:
