@@ -7,6 +7,8 @@ In process (one provider / one hvac client each, reused like a service would):
 - hvac `read_secret_version`                  the floor: one HTTP GET, JSON decoded
 - provider load, kv_version=2 (pinned)        one HTTP GET + parse + validate
 - provider load, kv_version=auto              one GET on KV v2 (no detection) + parse + validate
+- provider load through AppRole (pinned)      the same, its login's token kept between loads
+- provider load, a token of the same policy   (a root token skips the server's policy check)
 
 Whole processes (wall time):
 - `bao kv get -field=acra_master_key secret/bench`     the Go CLI (also detects the mount)
@@ -20,6 +22,7 @@ Ratios (lower is better):
 - load_pinned_vs_hvac    provider pinned / raw hvac          target <= 1.1
 - load_auto_vs_hvac      provider auto / raw hvac            target <= 1.2
 - check_vs_bao_kv_get    keyloader process / bao process     target <= 2.5
+- approle_vs_token       provider AppRole / provider token of the same policy  target <= 1.2
 
 Usage: python benchmarks/vault_load.py [ROUNDS]   (default 15)
 Exits 1 if `keyloader master-key check` fails (the failure is printed).
@@ -131,6 +134,12 @@ def _in_process(address: str, token: str, rounds: int) -> dict[str, float]:
     options = {"address": address, "token": token, "secrets_path": f"secret/{SECRET}"}
     pinned = VaultProvider({**options, "kv_version": "2"})
     auto = VaultProvider({**options, "kv_version": "auto"})
+    login = _approle(raw)
+    approle = VaultProvider(
+        {**options, **login, "token": "", "kv_version": "2"}  # AppRole before token
+    )
+    same_policy = raw.auth.token.create(policies=["bench"], ttl="1h")["auth"]["client_token"]
+    policy_token = VaultProvider({**options, "token": same_policy, "kv_version": "2"})
 
     def raw_read() -> object:
         answer = raw.secrets.kv.v2.read_secret_version(
@@ -153,12 +162,20 @@ def _in_process(address: str, token: str, rounds: int) -> dict[str, float]:
     def load_auto() -> None:
         auto.load().close()
 
+    def load_approle() -> None:
+        approle.load().close()
+
+    def load_policy_token() -> None:
+        policy_token.load().close()
+
     try:
         return interleaved_medians(
             {
                 "hvac read_secret_version": raw_read,
                 "provider load (pinned)": load_pinned,
                 "provider load (auto)": load_auto,
+                "provider load (AppRole)": load_approle,
+                "provider load (token, same policy)": load_policy_token,
                 "(hvac read + parse)": raw_read_and_parse,
                 "(hvac detect + read)": raw_detect_and_read,
             },
@@ -168,7 +185,20 @@ def _in_process(address: str, token: str, rounds: int) -> dict[str, float]:
     finally:
         pinned.close()
         auto.close()
+        approle.close()
+        policy_token.close()
         session.close()
+
+
+def _approle(admin: hvac.Client) -> dict[str, str]:
+    """A role that may read the secret; its role id and a fresh secret id."""
+    admin.sys.create_or_update_policy("bench", 'path "secret/data/*" { capabilities = ["read"] }')
+    if "approle/" not in admin.sys.list_auth_methods()["data"]:
+        admin.sys.enable_auth_method("approle")
+    admin.auth.approle.create_or_update_approle("bench", token_policies=["bench"])
+    role_id = admin.auth.approle.read_role_id("bench")["data"]["role_id"]
+    secret_id = admin.auth.approle.generate_secret_id("bench")["data"]["secret_id"]
+    return {"role_id": role_id, "secret_id": secret_id}
 
 
 def _processes(address: str, token: str, workdir: str, rounds: int) -> dict[str, float] | str:
@@ -223,6 +253,8 @@ def main() -> None:
             print(f"{name:<28} {seconds * 1e3:10.1f} ms  (process, median of {rounds})")
     ratio("load_pinned_vs_hvac", medians["provider load (pinned)"] / floor, 1.1)
     ratio("load_auto_vs_hvac", medians["provider load (auto)"] / floor, 1.2)
+    approle = medians["provider load (AppRole)"] / medians["provider load (token, same policy)"]
+    ratio("approle_vs_token", approle, 1.2)
     if isinstance(processes, str):
         print(f"error: `keyloader master-key check --provider vault` failed ({processes})")
         sys.exit(1)

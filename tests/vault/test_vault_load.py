@@ -50,14 +50,17 @@ def load(bao: Any, **options: Any) -> MasterKey:
 
 
 class RequestLog:
-    """Every HTTP response the provider's session received (a requests response hook)."""
+    """Every HTTP response the provider's session received (a requests response hook): the
+    token's own (``auth/token/...``: a lookup on first use, a renewal) kept apart."""
 
     def __init__(self, provider: VaultProvider) -> None:
         self.urls: list[str] = []
+        self.token_urls: list[str] = []
         provider.http_session().hooks["response"].append(self._record)
 
     def _record(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        self.urls.append(response.request.url or "")
+        url = response.request.url or ""
+        (self.token_urls if "/v1/auth/token/" in url else self.urls).append(url)
 
 
 @pytest.fixture

@@ -20,6 +20,9 @@ AuditAction = Literal[
     "key_verified",
     "keys_exported",
     "keys_imported",
+    "provider_login",
+    "provider_token_renewed",
+    "provider_relogin",
 ]
 
 AUDIT_ACTIONS: tuple[str, ...] = AuditAction.__args__  # type: ignore[attr-defined]
@@ -33,7 +36,10 @@ class AuditEvent:
     events about the master key or the whole store; ``index`` is the history
     index (1 = current); ``fingerprint`` is the master key's fingerprint;
     ``ok`` is False when the action failed, and ``error_type`` then names the
-    exception class; ``time`` is seconds since the epoch.
+    exception class; ``time`` is seconds since the epoch. The ``provider_*`` actions
+    (a provider's own credentials: a login, a renewed token, a login again) carry the
+    provider's name, the login ``method`` and the granted ``ttl`` in seconds (None:
+    unknown or no expiry), never a credential.
     """
 
     action: AuditAction
@@ -45,3 +51,5 @@ class AuditEvent:
     ok: bool = True
     error_type: str | None = None
     time: float = field(default_factory=_time.time)
+    method: str | None = None
+    ttl: float | None = None

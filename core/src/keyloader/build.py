@@ -88,7 +88,10 @@ def instantiate_provider(
     cls.validate({k: v for k, v in options.items() if k in given})
     pm.check_enterprise(cls, enterprise=enterprise)
     check_required("provider", cls.name, cls.option_schema(), options)
-    return cls(options)
+    provider = cls(options)
+    if pm.hook.keyloader_audit_event.get_hookimpls():
+        provider.audit_sink = pm.emit
+    return provider
 
 
 def build_key_store(pm: KeyloaderPluginManager, settings: Settings) -> KeyStore:

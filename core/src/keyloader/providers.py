@@ -13,6 +13,7 @@ from .booleans import word as boolean_word
 from .errors import ConfigError, ProviderNotImplementedError
 
 if TYPE_CHECKING:
+    from .audit import AuditAction, AuditEvent
     from .masterkey import MasterKey
 
 __all__ = [
@@ -169,6 +170,35 @@ class MasterKeyProvider(ABC):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config: dict[str, Any] = dict(config)
+        self.audit_sink: Callable[[AuditEvent], None] | None = None
+        """Where :meth:`audit` sends events: the plugin manager's audit observers when the
+        core built the provider and someone observes (else None: nothing is built)."""
+
+    def audit(
+        self,
+        action: AuditAction,
+        *,
+        method: str | None = None,
+        ttl: float | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Report one of the provider's own actions (``provider_login``, ...) to audit
+        observers; never pass a credential. Nothing happens when no one observes."""
+        sink = self.audit_sink
+        if sink is None:
+            return
+        from .audit import AuditEvent
+
+        sink(
+            AuditEvent(
+                action,
+                provider=self.name,
+                method=method,
+                ttl=ttl,
+                ok=error is None,
+                error_type=type(error).__name__ if error is not None else None,
+            )
+        )
 
     @classmethod
     def option_schema(cls) -> tuple[Option, ...]:

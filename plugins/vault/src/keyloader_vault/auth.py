@@ -27,7 +27,7 @@ from .config import VaultConfig
 from .jsonfield import has_non_ascii
 from .registers import scrub_registers
 
-__all__ = ["Credentials", "resolve_credentials"]
+__all__ = ["Credentials", "keeper_method", "keeper_source", "resolve_credentials"]
 
 MAX_FILE_SIZE = 64 * 1024
 _FIRST_READ = 4096
@@ -58,6 +58,25 @@ class Credentials:
         a token becomes a ``str`` here)."""
         token = self.token.bytes().decode("ascii", "replace") if self.token else None
         return tuple(value for value in (token, self.secret_id) if value)
+
+
+def keeper_method(config: VaultConfig) -> str:
+    """How the provider gets its token, in the order of :func:`resolve_credentials`:
+    ``approle`` (a login), or ``token`` (given: a file, an option)."""
+    return "approle" if config.token_file is None and config.role_id else "token"
+
+
+def keeper_source(config: VaultConfig) -> str:
+    """Where the credentials come from, for messages (nothing is read)."""
+    if config.token_file is not None:
+        return f"token file {config.token_file} (option 'token_file')"
+    if config.role_id:
+        return f"AppRole role id {config.role_id!r} at auth/{config.approle_mount}"
+    if config.token:
+        return "option 'token' (VAULT_TOKEN)"
+    if config.api_token:
+        return "VAULT_API_TOKEN (option 'api_token')"
+    return "the configured credentials"
 
 
 def resolve_credentials(config: VaultConfig) -> Credentials:

@@ -38,12 +38,14 @@ class Context:
 
     where: str
     path: str
-    step: str  # "login", "locate", "read" or "write"
+    step: str  # "login", "token" (look up, renew), "locate", "read" or "write"
     timeout: float
     auth_source: str = "the configured credentials"
     approle_mount: str = "approle"
     secret_version: int | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    expired_at: str | None = None
+    """When the token in use expired, as Vault said (None: not expired, or unknown)."""
 
 
 def redact(text: str, secrets: tuple[str, ...]) -> str:
@@ -135,6 +137,12 @@ def _vault_error(exc: hvac.exceptions.VaultError, context: Context) -> Keyloader
             f"{login} failed ({detail}): check role_id and the secret id ({context.auth_source})"
         )
     if isinstance(exc, hvac.exceptions.Forbidden | hvac.exceptions.Unauthorized):
+        if context.expired_at is not None:
+            return AuthenticationError(
+                f"the Vault token expired at {context.expired_at}: renew it or configure a "
+                f"login method (AppRole); {context.where} refused access to {path!r} "
+                f"({detail}); credentials from {context.auth_source}"
+            )
         need = "create and update" if context.step == "write" else "read"
         unmounted = " (or no secrets engine is mounted there)" if context.step == "locate" else ""
         return AuthenticationError(
@@ -186,6 +194,8 @@ def _doing(context: Context) -> str:
         return f"write {context.path!r}"
     if context.step == "login":
         return f"log in at auth/{context.approle_mount}"
+    if context.step == "token":
+        return "look up or renew the token"
     return f"read {context.path!r}"
 
 

@@ -99,7 +99,7 @@ class VaultProvider(MasterKeyProvider):
         if self._transport is None:
             from .transport import VaultTransport
 
-            self._transport = VaultTransport(self.vault_config)
+            self._transport = VaultTransport(self.vault_config, self.audit)
         return self._transport
 
     def close(self) -> None:

@@ -17,10 +17,10 @@ import requests
 
 from keyloader.secret import SecretBytes
 
-from .auth import Credentials, resolve_credentials
+from .auth import Credentials, keeper_source, resolve_credentials
 from .config import VaultConfig
 from .failures import Context, scrub, translate
-from .jsonfield import Capture, Path, first_non_ascii
+from .jsonfield import Capture, first_non_ascii
 from .kv import (
     SecretLocation,
     field_path,
@@ -31,20 +31,20 @@ from .kv import (
     read_fields,
     write_field,
 )
+from .tokens import LOGIN_TOKEN, LOOKUP_TOKEN, Login
 from .transport import GaveUp, VaultTransport
 
 __all__ = ["read_key_text", "write_key_text"]
 
 _Result = TypeVar("_Result")
 _FAILURES = (hvac.exceptions.VaultError, requests.exceptions.RequestException, GaveUp)
-_LOGIN_TOKEN: Path = (b"auth", b"client_token")
 
 
 class _Operation:
     """The step being run, so that an error says what failed."""
 
-    def __init__(self, credentials: Credentials) -> None:
-        self.credentials = credentials
+    def __init__(self, source: str) -> None:
+        self.credentials = Credentials(source)
         self.step = "login"
 
 
@@ -99,12 +99,29 @@ def write_key_text(
 
 
 def _login_token(answer: Any, capture: Capture) -> SecretBytes:
-    """The token an AppRole login answered, as the transport took it out of the answer."""
-    token = capture.pop(_LOGIN_TOKEN)
+    """The token a login answered, as the transport took it out of the answer."""
+    token = capture.pop(LOGIN_TOKEN)
     if token is not None:
         return token
     text: str = answer["auth"]["client_token"]  # hvac's own read, and failure, of it
     return SecretBytes(text.encode("utf-8", "surrogatepass"))
+
+
+def _approle_login(config: VaultConfig, operation: _Operation) -> Login:
+    """An AppRole login with the secret id read now (only when a token is needed)."""
+
+    def login(client: Any, capture: Capture) -> tuple[SecretBytes, Any]:
+        operation.step = "login"
+        operation.credentials = resolve_credentials(config)
+        answer = client.auth.approle.login(
+            role_id=operation.credentials.role_id,
+            secret_id=operation.credentials.secret_id,
+            mount_point=config.approle_mount,
+            use_token=False,  # hvac would keep it in a str and send it itself
+        )
+        return _login_token(answer, capture), answer
+
+    return login
 
 
 def _locate(transport: VaultTransport, client: Any, config: VaultConfig) -> SecretLocation:
@@ -128,40 +145,50 @@ def _run(
     carries the token) out of ``__context__``; ``__cause__`` is a scrubbed copy. The
     token (and the values taken out of answers) are wiped when the operation ends.
     """
-    credentials = resolve_credentials(config)
-    operation = _Operation(credentials)
+    keeper = transport.keeper
+    operation = _Operation(keeper_source(config))
+    login = _approle_login(config, operation) if keeper.logs_in else None
     failure: BaseException | None = None
     secrets: tuple[str, ...] = ()
     client = transport.begin()
-    capture = transport.capture((*field_paths(config.field), _LOGIN_TOKEN))
+    capture = transport.capture((*field_paths(config.field), LOGIN_TOKEN, LOOKUP_TOKEN))
+    given: SecretBytes | None = None
     try:
         try:
-            if credentials.role_id is not None:
-                answer = client.auth.approle.login(
-                    role_id=credentials.role_id,
-                    secret_id=credentials.secret_id,
-                    mount_point=config.approle_mount,
-                    use_token=False,  # hvac would keep it in a str and send it itself
-                )
-                transport.use_token(_login_token(answer, capture))
+            if login is not None:
+                transport.use_token(keeper.login_token(client, capture, login))
             else:
-                transport.use_token(credentials.token)
-            return action(client, operation, capture)
+                operation.credentials = resolve_credentials(config)
+                given = operation.credentials.token
+                assert given is not None
+                operation.step = "token"
+                transport.use_token(keeper.given(client, capture, given))
+            try:
+                return action(client, operation, capture)
+            except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
+                if login is None or keeper.fresh:
+                    raise
+                # a kept token Vault no longer takes (revoked, or its TTL shorter than said)
+                transport.use_token(keeper.relogin(client, capture, login))
+                return action(client, operation, capture)
         except _FAILURES as exc:
             failure = exc
-            secrets = (*credentials.secrets, transport.token_text())
+            secrets = (*operation.credentials.secrets, transport.token_text())
     finally:
         transport.end()
+        if given is not None:
+            given.wipe()
     assert failure is not None
     context = Context(
         where=config.where,
         path=config.secrets_path,
         step=operation.step,
         timeout=config.timeout,
-        auth_source=credentials.source,
+        auth_source=operation.credentials.source,
         approle_mount=config.approle_mount,
         secret_version=config.secret_version,
         secrets=tuple(secret for secret in secrets if secret),
+        expired_at=keeper.expired_at(),
     )
     error = translate(failure, context)
     cause = scrub(failure, context.secrets)

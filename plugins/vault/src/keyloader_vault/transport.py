@@ -27,7 +27,7 @@ import ssl
 import sys
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,12 @@ from keyloader.deadline import Deadline
 from keyloader.errors import ConfigError
 from keyloader.secret import SecretBytes, burn
 
+from .auth import keeper_method
 from .config import VaultConfig
 from .jsonfield import Capture
 from .jsonfield import Path as FieldPath
 from .registers import scrub_registers
+from .tokens import TokenKeeper
 from .wire import POOL_CLASSES, TOKEN_HEADER, read_secret
 
 __all__ = ["TOKEN_HEADER", "GaveUp", "VaultTransport", "tls_failure"]
@@ -60,6 +62,12 @@ BACKOFF_CAP = 2.0
 """The longest wait between two attempts, in seconds."""
 
 _RETRYABLE_STATUS = frozenset({429})
+REVOKE_TIMEOUT = 2.0
+"""Seconds closing a provider may spend revoking its login token."""
+
+
+def _no_audit(*args: object, **kwargs: object) -> None:
+    return None
 
 
 class GaveUp(Exception):
@@ -199,9 +207,11 @@ class VaultTransport:
     The token is given per operation (:meth:`use_token`); nothing is sent until a call.
     """
 
-    def __init__(self, config: VaultConfig) -> None:
+    def __init__(self, config: VaultConfig, audit: Callable[..., None] | None = None) -> None:
         self.config = config
         self.state = _State()
+        self.keeper = TokenKeeper(keeper_method(config), audit or _no_audit, self.use_token)
+        """The provider's token across loads (:mod:`.tokens`)."""
         self.session = _session(config, self.state)
         verify: bool | str = True
         if config.https:
@@ -254,8 +264,9 @@ class VaultTransport:
         self.state.capture = capture
         return capture
 
-    def begin(self) -> hvac.Client:
-        """Start one load or store: a fresh deadline; warns once if verification is off."""
+    def begin(self, timeout: float | None = None) -> hvac.Client:
+        """Start one load or store: a fresh deadline (``timeout``, else the option's);
+        warns once if verification is off."""
         if self.config.https and self.config.tls_skip_verify:
             if not self._warned:
                 self._warned = True
@@ -269,7 +280,7 @@ class VaultTransport:
             quiet.__enter__()
             self._quiet = quiet
             warnings.simplefilter("ignore", InsecureRequestWarning)  # warned once above
-        deadline = time.monotonic() + self.config.timeout
+        deadline = time.monotonic() + (self.config.timeout if timeout is None else timeout)
         self.adapter.deadline = deadline
         if isinstance(self.session, _DeadlineSession):
             self.session.deadline = deadline
@@ -291,7 +302,13 @@ class VaultTransport:
             quiet.__exit__(None, None, None)
 
     def close(self) -> None:
-        self.session.close()
+        """Revoke a login's token (within :data:`REVOKE_TIMEOUT`), close the session."""
+        client = self.begin(min(self.config.timeout, REVOKE_TIMEOUT))
+        try:
+            self.keeper.revoke(client)
+        finally:
+            self.end()
+            self.session.close()
 
 
 def tls_failure(exc: BaseException) -> bool:
