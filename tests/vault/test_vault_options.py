@@ -59,10 +59,15 @@ def test_acra_defaults() -> None:
     assert option("field").default == "acra_master_key"
     assert option("kv_version").default == "auto"
     assert option("address").required is True
-    assert {o.name for o in OPTIONS if o.secret} == {"token", "api_token", "secret_id"}
+    assert {o.name for o in OPTIONS if o.secret} == {
+        "token",
+        "api_token",
+        "secret_id",
+        "secret_id_wrapped",
+    }
 
 
-@pytest.mark.parametrize("name", ["token", "api_token", "secret_id"])
+@pytest.mark.parametrize("name", ["token", "api_token", "secret_id", "secret_id_wrapped"])
 def test_secret_options_are_refused_on_the_command_line(name: str) -> None:
     settings = resolve(cli=Layer(provider="vault", provider_options={name: "s.value-123"}))
     with pytest.raises(ConfigError, match="refused on the command line") as caught:

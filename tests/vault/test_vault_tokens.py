@@ -220,3 +220,25 @@ def test_a_forked_child_logs_in_for_itself_and_leaves_its_parents_token(
     with vault.load() as loaded:
         assert loaded == key
     assert vault.actions() == ["provider_login"]  # the parent's token still works
+
+
+def test_a_wrapped_secret_id_is_unwrapped_once_and_serves_every_login(
+    bao: Any, key: MasterKey, stored: str, roles: None, opened: list[Provider]
+) -> None:
+    approle = bao.admin().auth.approle
+    role_id = approle.read_role_id(SHORT)["data"]["role_id"]
+    wrapped = approle.generate_secret_id(SHORT, wrap_ttl="60s")["wrap_info"]["token"]
+    vault = Provider(bao, secrets_path=stored, role_id=role_id, secret_id_wrapped=wrapped)
+    opened.append(vault)
+    started = time.monotonic()
+    while time.monotonic() - started < 4.5:  # past the 3 s max TTL: a login again
+        with vault.load() as loaded:
+            assert loaded == key
+        time.sleep(0.3)
+    assert vault.actions().count("provider_relogin") >= 1
+    again = Provider(bao, secrets_path=stored, role_id=role_id, secret_id_wrapped=wrapped)
+    opened.append(again)
+    with pytest.raises(AuthenticationError, match="would not unwrap") as caught:
+        again.load()  # the wrapping token was used
+    assert wrapped not in str(caught.value)
+    assert wrapped not in repr(caught.value.__cause__)

@@ -51,13 +51,15 @@ class Credentials:
     token: SecretBytes | None = field(default=None, repr=False)
     role_id: str | None = None
     secret_id: str | None = field(default=None, repr=False)
+    wrapped: str | None = field(default=None, repr=False)
+    """A response-wrapping token holding the secret id (unwrapped at the first login)."""
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """The secret values as text, to scrub them from a failure's messages (only then:
         a token becomes a ``str`` here)."""
         token = self.token.bytes().decode("ascii", "replace") if self.token else None
-        return tuple(value for value in (token, self.secret_id) if value)
+        return tuple(value for value in (token, self.secret_id, self.wrapped) if value)
 
 
 def keeper_method(config: VaultConfig) -> str:
@@ -85,16 +87,19 @@ def resolve_credentials(config: VaultConfig) -> Credentials:
         source = f"token file {config.token_file} (option 'token_file')"
         return Credentials(source, token=_read_token_file(config.token_file, source))
     if config.role_id:
+        source = f"AppRole role id {config.role_id!r} at auth/{config.approle_mount}"
         if config.secret_id_file is not None:
             secret_id = _read_file(config.secret_id_file, "secret_id_file")
         elif config.secret_id:
             secret_id = config.secret_id.strip()
+        elif config.secret_id_wrapped:
+            wrapped = config.secret_id_wrapped.strip()
+            return Credentials(source, role_id=config.role_id, wrapped=wrapped)
         else:
             raise ConfigError(
                 "AppRole login for provider 'vault' needs a secret id: set option "
                 "'secret_id_file', or KEYLOADER_VAULT_SECRET_ID in the environment"
             )
-        source = f"AppRole role id {config.role_id!r} at auth/{config.approle_mount}"
         return Credentials(source, role_id=config.role_id, secret_id=secret_id)
     if config.token:
         source = "option 'token' (VAULT_TOKEN)"

@@ -42,6 +42,7 @@ class VaultConfig:
     role_id: str | None = None
     secret_id: str | None = dataclasses.field(default=None, repr=False)
     secret_id_file: Path | None = None
+    secret_id_wrapped: str | None = dataclasses.field(default=None, repr=False)
     approle_mount: str = "approle"
     ca_cert: Path | None = None
     client_cert: Path | None = None
@@ -84,6 +85,7 @@ class VaultConfig:
             role_id=values["role_id"] or None,
             secret_id=values["secret_id"] or None,
             secret_id_file=values["secret_id_file"],
+            secret_id_wrapped=values["secret_id_wrapped"] or None,
             approle_mount="/".join(split_path(str(values["approle_mount"]))),
             ca_cert=values["ca_cert"],
             client_cert=values["client_cert"],

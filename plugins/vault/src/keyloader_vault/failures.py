@@ -38,7 +38,7 @@ class Context:
 
     where: str
     path: str
-    step: str  # "login", "token" (look up, renew), "locate", "read" or "write"
+    step: str  # "unwrap", "login", "token" (look up, renew), "locate", "read" or "write"
     timeout: float
     auth_source: str = "the configured credentials"
     approle_mount: str = "approle"
@@ -127,6 +127,12 @@ def _gave_up(exc: GaveUp, context: Context) -> KeyloaderError:
 def _vault_error(exc: hvac.exceptions.VaultError, context: Context) -> KeyloaderError:
     detail = server_detail(exc, context.secrets)
     path = context.path
+    if context.step == "unwrap":
+        return AuthenticationError(
+            f"{context.where} would not unwrap the wrapped secret id (option "
+            f"'secret_id_wrapped'): a wrapping token works once and expires with its TTL; "
+            f"give a newly wrapped secret id ({detail})"
+        )
     if context.step == "login":
         login = f"AppRole login at auth/{context.approle_mount} of {context.where}"
         if isinstance(exc, hvac.exceptions.InvalidPath):
@@ -196,6 +202,8 @@ def _doing(context: Context) -> str:
         return f"log in at auth/{context.approle_mount}"
     if context.step == "token":
         return "look up or renew the token"
+    if context.step == "unwrap":
+        return "unwrap the secret id"
     return f"read {context.path!r}"
 
 

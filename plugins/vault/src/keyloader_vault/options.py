@@ -144,7 +144,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "role_id",
-        "AppRole role id (second in the auth order; needs secret_id_file or secret_id).",
+        "AppRole role id (second in the auth order; needs secret_id_file, secret_id or "
+        "secret_id_wrapped).",
     ),
     Option(
         "secret_id",
@@ -156,6 +157,13 @@ OPTIONS: tuple[Option, ...] = (
         "secret_id_file",
         "File holding the AppRole secret id (used before secret_id).",
         type="path",
+    ),
+    Option(
+        "secret_id_wrapped",
+        "A response-wrapped AppRole secret id: the wrapping token, unwrapped once (at the "
+        "first login, sys/wrapping/unwrap); set it in the environment "
+        "(KEYLOADER_VAULT_SECRET_ID_WRAPPED), never on the command line.",
+        secret=True,
     ),
     Option(
         "approle_mount",
@@ -258,7 +266,11 @@ def check_given(given: Mapping[str, Any]) -> None:
             f"{missing} too"
         )
     has_role = bool(given.get("role_id"))
-    has_secret_id = bool(given.get("secret_id")) or given.get("secret_id_file") is not None
+    has_secret_id = (
+        bool(given.get("secret_id"))
+        or bool(given.get("secret_id_wrapped"))
+        or given.get("secret_id_file") is not None
+    )
     if has_secret_id and not has_role:
         raise ConfigError(
             "AppRole login for provider 'vault' needs option 'role_id' with the secret id: "
@@ -267,5 +279,6 @@ def check_given(given: Mapping[str, Any]) -> None:
     if has_role and not has_secret_id:
         raise ConfigError(
             "AppRole login for provider 'vault' needs a secret id: set option "
-            "'secret_id_file', or KEYLOADER_VAULT_SECRET_ID in the environment"
+            "'secret_id_file', or KEYLOADER_VAULT_SECRET_ID (or KEYLOADER_VAULT_SECRET_ID_WRAPPED) "
+            "in the environment"
         )

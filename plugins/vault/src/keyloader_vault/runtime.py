@@ -9,6 +9,7 @@ login's token) out of every answer before hvac parses it (``jsonfield``): hvac's
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -31,7 +32,7 @@ from .kv import (
     read_fields,
     write_field,
 )
-from .tokens import LOGIN_TOKEN, LOOKUP_TOKEN, Login
+from .tokens import LOGIN_TOKEN, LOOKUP_TOKEN, UNWRAPPED_SECRET_ID, Login
 from .transport import GaveUp, VaultTransport
 
 __all__ = ["read_key_text", "write_key_text"]
@@ -107,12 +108,18 @@ def _login_token(answer: Any, capture: Capture) -> SecretBytes:
     return SecretBytes(text.encode("utf-8", "surrogatepass"))
 
 
-def _approle_login(config: VaultConfig, operation: _Operation) -> Login:
-    """An AppRole login with the secret id read now (only when a token is needed)."""
+def _approle_login(transport: VaultTransport, config: VaultConfig, operation: _Operation) -> Login:
+    """An AppRole login with the secret id read now (only when a token is needed); a
+    wrapped one is unwrapped at the first login and kept for later ones."""
 
     def login(client: Any, capture: Capture) -> tuple[SecretBytes, Any]:
         operation.step = "login"
-        operation.credentials = resolve_credentials(config)
+        credentials = resolve_credentials(config)
+        if credentials.wrapped is not None:
+            operation.credentials = credentials
+            secret_id = _unwrapped(transport, client, capture, credentials.wrapped, operation)
+            credentials = dataclasses.replace(credentials, secret_id=secret_id)
+        operation.credentials = credentials
         answer = client.auth.approle.login(
             role_id=operation.credentials.role_id,
             secret_id=operation.credentials.secret_id,
@@ -122,6 +129,28 @@ def _approle_login(config: VaultConfig, operation: _Operation) -> Login:
         return _login_token(answer, capture), answer
 
     return login
+
+
+def _unwrapped(
+    transport: VaultTransport,
+    client: Any,
+    capture: Capture,
+    wrapped: str,
+    operation: _Operation,
+) -> str:
+    """The secret id a wrapping token holds, unwrapped once (``sys/wrapping/unwrap``: the
+    wrapping token works once) and kept, in secret pages, for the provider's later logins."""
+    if transport.secret_id is None or transport.secret_id.wiped:
+        operation.step = "unwrap"
+        transport.use_token(SecretBytes(wrapped.encode("ascii", "replace")))
+        answer = client.sys.unwrap()
+        value = capture.pop(UNWRAPPED_SECRET_ID)
+        if value is None:  # hvac's own read of it
+            value = SecretBytes(str(answer["data"]["secret_id"]).encode())
+        transport.secret_id = value
+        transport.use_token(None)  # spent: the login goes without a token
+        operation.step = "login"
+    return transport.secret_id.bytes().decode("ascii", "replace")
 
 
 def _locate(transport: VaultTransport, client: Any, config: VaultConfig) -> SecretLocation:
@@ -147,11 +176,13 @@ def _run(
     """
     keeper = transport.keeper
     operation = _Operation(keeper_source(config))
-    login = _approle_login(config, operation) if keeper.logs_in else None
+    login = _approle_login(transport, config, operation) if keeper.logs_in else None
     failure: BaseException | None = None
     secrets: tuple[str, ...] = ()
     client = transport.begin()
-    capture = transport.capture((*field_paths(config.field), LOGIN_TOKEN, LOOKUP_TOKEN))
+    capture = transport.capture(
+        (*field_paths(config.field), LOGIN_TOKEN, LOOKUP_TOKEN, UNWRAPPED_SECRET_ID)
+    )
     given: SecretBytes | None = None
     try:
         try:

@@ -30,7 +30,7 @@ from keyloader.secret import SecretBytes
 from .jsonfield import Capture
 from .jsonfield import Path as FieldPath
 
-__all__ = ["LOGIN_TOKEN", "LOOKUP_TOKEN", "Lease", "TokenKeeper"]
+__all__ = ["LOGIN_TOKEN", "LOOKUP_TOKEN", "UNWRAPPED_SECRET_ID", "Lease", "TokenKeeper"]
 
 RENEW_AT = 2 / 3
 """The part of its TTL after which a token is renewed before a load."""
@@ -38,6 +38,8 @@ LOGIN_TOKEN: FieldPath = (b"auth", b"client_token")
 """Where a login's (and a renewal's) answer holds the token."""
 LOOKUP_TOKEN: FieldPath = (b"data", b"id")
 """Where ``lookup-self``'s answer holds the token."""
+UNWRAPPED_SECRET_ID: FieldPath = (b"data", b"secret_id")
+"""Where ``sys/wrapping/unwrap``'s answer holds a wrapped AppRole secret id."""
 
 Audit = Callable[..., None]
 Use = Callable[[SecretBytes | None], None]

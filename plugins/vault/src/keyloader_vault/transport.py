@@ -212,6 +212,8 @@ class VaultTransport:
         self.state = _State()
         self.keeper = TokenKeeper(keeper_method(config), audit or _no_audit, self.use_token)
         """The provider's token across loads (:mod:`.tokens`)."""
+        self.secret_id: SecretBytes | None = None
+        """A wrapped AppRole secret id, once unwrapped (a wrapping token works once)."""
         self.session = _session(config, self.state)
         verify: bool | str = True
         if config.https:
@@ -309,6 +311,8 @@ class VaultTransport:
         finally:
             self.end()
             self.session.close()
+            if self.secret_id is not None:
+                self.secret_id.wipe()
 
 
 def tls_failure(exc: BaseException) -> bool:
