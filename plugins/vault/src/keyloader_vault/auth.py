@@ -25,9 +25,17 @@ from keyloader.secret import SecretBytes, burn
 
 from .config import VaultConfig
 from .jsonfield import has_non_ascii
+from .options import KUBERNETES_JWT
 from .registers import scrub_registers
 
-__all__ = ["Credentials", "keeper_method", "keeper_source", "resolve_credentials"]
+__all__ = [
+    "Credentials",
+    "jwt_path",
+    "keeper_method",
+    "keeper_source",
+    "read_jwt",
+    "resolve_credentials",
+]
 
 MAX_FILE_SIZE = 64 * 1024
 _FIRST_READ = 4096
@@ -63,17 +71,22 @@ class Credentials:
 
 
 def keeper_method(config: VaultConfig) -> str:
-    """How the provider gets its token, in the order of :func:`resolve_credentials`:
-    ``approle`` (a login), or ``token`` (given: a file, an option)."""
-    return "approle" if config.token_file is None and config.role_id else "token"
+    """How the provider gets its token: ``token`` (given: a file, an option) or a login
+    method (``approle``, ``jwt``, ``kubernetes``, ``cert``)."""
+    return config.method
 
 
 def keeper_source(config: VaultConfig) -> str:
     """Where the credentials come from, for messages (nothing is read)."""
+    method, mount = config.method, config.login_mount
+    if method in ("jwt", "kubernetes"):
+        return f"{method} login as role {config.role!r} at auth/{mount} ({jwt_path(config)})"
+    if method == "cert":
+        return f"cert login at auth/{mount} with client certificate {config.client_cert}"
     if config.token_file is not None:
         return f"token file {config.token_file} (option 'token_file')"
-    if config.role_id:
-        return f"AppRole role id {config.role_id!r} at auth/{config.approle_mount}"
+    if method == "approle":
+        return f"AppRole role id {config.role_id!r} at auth/{mount}"
     if config.token:
         return "option 'token' (VAULT_TOKEN)"
     if config.api_token:
@@ -81,26 +94,41 @@ def keeper_source(config: VaultConfig) -> str:
     return "the configured credentials"
 
 
+def jwt_path(config: VaultConfig) -> Path:
+    """The JWT file of a jwt or kubernetes login (kubernetes: the pod's token by default)."""
+    return config.jwt_file if config.jwt_file is not None else Path(KUBERNETES_JWT)
+
+
+def read_jwt(config: VaultConfig) -> str:
+    """The JWT for a login, read now (projected service-account tokens rotate)."""
+    return _read_file(jwt_path(config), "jwt_file")
+
+
 def resolve_credentials(config: VaultConfig) -> Credentials:
-    """The credentials to use now; :class:`ConfigError` if none is configured or one is bad."""
+    """The credentials to use now: AppRole's role and secret id, or a given token;
+    :class:`ConfigError` if none is configured or one is bad."""
+    if config.method != "approle":
+        return _given_token(config)
+    source = f"AppRole role id {config.role_id!r} at auth/{config.login_mount}"
+    if config.secret_id_file is not None:
+        secret_id = _read_file(config.secret_id_file, "secret_id_file")
+    elif config.secret_id:
+        secret_id = config.secret_id.strip()
+    elif config.secret_id_wrapped:
+        wrapped = config.secret_id_wrapped.strip()
+        return Credentials(source, role_id=config.role_id, wrapped=wrapped)
+    else:
+        raise ConfigError(
+            "AppRole login for provider 'vault' needs a secret id: set option "
+            "'secret_id_file', or KEYLOADER_VAULT_SECRET_ID in the environment"
+        )
+    return Credentials(source, role_id=config.role_id, secret_id=secret_id)
+
+
+def _given_token(config: VaultConfig) -> Credentials:
     if config.token_file is not None:
         source = f"token file {config.token_file} (option 'token_file')"
         return Credentials(source, token=_read_token_file(config.token_file, source))
-    if config.role_id:
-        source = f"AppRole role id {config.role_id!r} at auth/{config.approle_mount}"
-        if config.secret_id_file is not None:
-            secret_id = _read_file(config.secret_id_file, "secret_id_file")
-        elif config.secret_id:
-            secret_id = config.secret_id.strip()
-        elif config.secret_id_wrapped:
-            wrapped = config.secret_id_wrapped.strip()
-            return Credentials(source, role_id=config.role_id, wrapped=wrapped)
-        else:
-            raise ConfigError(
-                "AppRole login for provider 'vault' needs a secret id: set option "
-                "'secret_id_file', or KEYLOADER_VAULT_SECRET_ID in the environment"
-            )
-        return Credentials(source, role_id=config.role_id, secret_id=secret_id)
     if config.token:
         source = "option 'token' (VAULT_TOKEN)"
         return Credentials(source, token=_secret(_checked(config.token.strip(), source)))

@@ -44,6 +44,10 @@ class VaultConfig:
     secret_id_file: Path | None = None
     secret_id_wrapped: str | None = dataclasses.field(default=None, repr=False)
     approle_mount: str = "approle"
+    auth_method: str = "auto"
+    auth_mount: str | None = None
+    role: str | None = None
+    jwt_file: Path | None = None
     ca_cert: Path | None = None
     client_cert: Path | None = None
     client_key: Path | None = None
@@ -87,6 +91,10 @@ class VaultConfig:
             secret_id_file=values["secret_id_file"],
             secret_id_wrapped=values["secret_id_wrapped"] or None,
             approle_mount="/".join(split_path(str(values["approle_mount"]))),
+            auth_method=str(values["auth_method"]),
+            auth_mount="/".join(split_path(values["auth_mount"])) if values["auth_mount"] else None,
+            role=values["role"] or None,
+            jwt_file=values["jwt_file"],
             ca_cert=values["ca_cert"],
             client_cert=values["client_cert"],
             client_key=values["client_key"],
@@ -95,6 +103,21 @@ class VaultConfig:
             timeout=float(values["timeout"]),
             retries=int(values["retries"]),
         )
+
+    @functools.cached_property
+    def method(self) -> str:
+        """How the token is got: ``token`` (given), or a login method (``approle``, ``jwt``,
+        ``kubernetes``, ``cert``); ``auto`` follows the auth order of docs/vault.md."""
+        if self.auth_method != "auto":
+            return self.auth_method
+        return "approle" if self.token_file is None and self.role_id else "token"
+
+    @functools.cached_property
+    def login_mount(self) -> str:
+        """The mount of the login method (``auth_mount``; AppRole: ``approle_mount``)."""
+        if self.auth_mount:
+            return self.auth_mount
+        return self.approle_mount if self.method == "approle" else self.method
 
     @functools.cached_property
     def shown_address(self) -> str:

@@ -42,6 +42,8 @@ class Context:
     timeout: float
     auth_source: str = "the configured credentials"
     approle_mount: str = "approle"
+    """The login method's mount (``approle_mount`` or ``auth_mount``)."""
+    method: str = "approle"
     secret_version: int | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
     expired_at: str | None = None
@@ -134,13 +136,21 @@ def _vault_error(exc: hvac.exceptions.VaultError, context: Context) -> Keyloader
             f"give a newly wrapped secret id ({detail})"
         )
     if context.step == "login":
-        login = f"AppRole login at auth/{context.approle_mount} of {context.where}"
+        label = "AppRole" if context.method == "approle" else context.method
+        login = f"{label} login at auth/{context.approle_mount} of {context.where}"
         if isinstance(exc, hvac.exceptions.InvalidPath):
+            option = "'approle_mount' or 'auth_mount'" if label == "AppRole" else "'auth_mount'"
             return ConfigError(
-                f"{login} failed: no such auth method ({detail}): check option 'approle_mount'"
+                f"{login} failed: no such auth method ({detail}): check option {option}"
             )
+        check = {
+            "approle": "role_id and the secret id",
+            "jwt": "option 'role' and the JWT",
+            "kubernetes": "option 'role' and the service-account token",
+            "cert": "that a certificate role of the auth method trusts the client certificate",
+        }.get(context.method, "the credentials")
         return AuthenticationError(
-            f"{login} failed ({detail}): check role_id and the secret id ({context.auth_source})"
+            f"{login} failed ({detail}): check {check} ({context.auth_source})"
         )
     if isinstance(exc, hvac.exceptions.Forbidden | hvac.exceptions.Unauthorized):
         if context.expired_at is not None:
@@ -199,7 +209,7 @@ def _doing(context: Context) -> str:
     if context.step == "write":
         return f"write {context.path!r}"
     if context.step == "login":
-        return f"log in at auth/{context.approle_mount}"
+        return f"log in at auth/{context.approle_mount}"  # the login method's mount
     if context.step == "token":
         return "look up or renew the token"
     if context.step == "unwrap":

@@ -29,6 +29,10 @@ DEFAULT_SECRETS_PATH = "secret/"
 """Acra's default ``vault_secrets_path``: a mount only, so it must be completed with a secret."""
 DEFAULT_FIELD = "acra_master_key"
 """The field Acra reads the base64 master key from."""
+AUTH_METHODS = ("auto", "token", "approle", "jwt", "kubernetes", "cert")
+LOGIN_METHODS = ("approle", "jwt", "kubernetes", "cert")
+KUBERNETES_JWT = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+"""Where Kubernetes mounts a pod's service-account token."""
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RETRIES = 2
 MAX_RETRIES = 20
@@ -167,9 +171,33 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "approle_mount",
-        "Mount path of the AppRole auth method.",
+        "Mount path of the AppRole auth method (auth_mount's older name, for AppRole).",
         default="approle",
         validator=_check_mount,
+    ),
+    Option(
+        "auth_method",
+        "How to get a token: auto (token_file, AppRole, token, api_token: the first "
+        "configured), token, approle, jwt, kubernetes or cert.",
+        default="auto",
+        choices=AUTH_METHODS,
+    ),
+    Option(
+        "auth_mount",
+        "Mount path of the auth method (default: its name: approle, jwt, kubernetes, cert).",
+        validator=_check_mount,
+    ),
+    Option(
+        "role",
+        "Role to log in as: jwt and kubernetes (required), cert (the certificate role's "
+        "name; optional).",
+        validator=_check_name,
+    ),
+    Option(
+        "jwt_file",
+        "File holding the JWT for jwt and kubernetes logins, re-read at each login "
+        f"(kubernetes default: {KUBERNETES_JWT}).",
+        type="path",
     ),
     Option(
         "ca_cert",
@@ -265,12 +293,32 @@ def check_given(given: Mapping[str, Any]) -> None:
             f"mutual TLS for provider 'vault' needs both client_cert and client_key: set "
             f"{missing} too"
         )
+    method = given.get("auth_method", "auto")
+    if method in ("jwt", "kubernetes") and not given.get("role"):
+        raise ConfigError(
+            f"{method} login for provider 'vault' needs option 'role' (the role to log in as)"
+        )
+    if method == "jwt" and given.get("jwt_file") is None:
+        raise ConfigError(
+            "jwt login for provider 'vault' needs option 'jwt_file' (the file holding the JWT)"
+        )
+    if method == "cert" and (not has_cert or not has_key):
+        raise ConfigError(
+            "cert login for provider 'vault' logs in with the TLS client certificate: set "
+            "client_cert and client_key (VAULT_CLIENT_CERT, VAULT_CLIENT_KEY)"
+        )
+    if method not in ("auto", "approle"):
+        return
     has_role = bool(given.get("role_id"))
     has_secret_id = (
         bool(given.get("secret_id"))
         or bool(given.get("secret_id_wrapped"))
         or given.get("secret_id_file") is not None
     )
+    if method == "approle" and not has_role:
+        raise ConfigError(
+            "auth_method approle of provider 'vault' needs option 'role_id' and a secret id"
+        )
     if has_secret_id and not has_role:
         raise ConfigError(
             "AppRole login for provider 'vault' needs option 'role_id' with the secret id: "

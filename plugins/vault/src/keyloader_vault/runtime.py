@@ -18,7 +18,7 @@ import requests
 
 from keyloader.secret import SecretBytes
 
-from .auth import Credentials, keeper_source, resolve_credentials
+from .auth import Credentials, keeper_source, read_jwt, resolve_credentials
 from .config import VaultConfig
 from .failures import Context, scrub, translate
 from .jsonfield import Capture, first_non_ascii
@@ -108,23 +108,33 @@ def _login_token(answer: Any, capture: Capture) -> SecretBytes:
     return SecretBytes(text.encode("utf-8", "surrogatepass"))
 
 
-def _approle_login(transport: VaultTransport, config: VaultConfig, operation: _Operation) -> Login:
-    """An AppRole login with the secret id read now (only when a token is needed); a
-    wrapped one is unwrapped at the first login and kept for later ones."""
+def _login(transport: VaultTransport, config: VaultConfig, operation: _Operation) -> Login:
+    """The login of ``config.method``, its credentials read now (only when a token is
+    needed): AppRole (a wrapped secret id unwrapped at the first login and kept), JWT and
+    Kubernetes (the JWT file read at each login), or the TLS client certificate."""
 
     def login(client: Any, capture: Capture) -> tuple[SecretBytes, Any]:
         operation.step = "login"
-        credentials = resolve_credentials(config)
-        if credentials.wrapped is not None:
+        payload: dict[str, str] = {}
+        if config.method == "approle":
+            credentials = resolve_credentials(config)
+            if credentials.wrapped is not None:
+                operation.credentials = credentials
+                secret_id = _unwrapped(transport, client, capture, credentials.wrapped, operation)
+                credentials = dataclasses.replace(credentials, secret_id=secret_id)
             operation.credentials = credentials
-            secret_id = _unwrapped(transport, client, capture, credentials.wrapped, operation)
-            credentials = dataclasses.replace(credentials, secret_id=secret_id)
-        operation.credentials = credentials
-        answer = client.auth.approle.login(
-            role_id=operation.credentials.role_id,
-            secret_id=operation.credentials.secret_id,
-            mount_point=config.approle_mount,
-            use_token=False,  # hvac would keep it in a str and send it itself
+            payload = {
+                "role_id": credentials.role_id or "",
+                "secret_id": credentials.secret_id or "",
+            }
+        elif config.method in ("jwt", "kubernetes"):
+            jwt = read_jwt(config)
+            operation.credentials = Credentials(keeper_source(config), secret_id=jwt)
+            payload = {"role": config.role or "", "jwt": jwt}
+        elif config.role:  # cert: the certificate role to match, else any that does
+            payload = {"name": config.role}
+        answer = client.adapter.login(  # hvac would keep the token in a str and send it itself
+            f"/v1/auth/{config.login_mount}/login", use_token=False, json=payload
         )
         return _login_token(answer, capture), answer
 
@@ -176,7 +186,7 @@ def _run(
     """
     keeper = transport.keeper
     operation = _Operation(keeper_source(config))
-    login = _approle_login(transport, config, operation) if keeper.logs_in else None
+    login = _login(transport, config, operation) if keeper.logs_in else None
     failure: BaseException | None = None
     secrets: tuple[str, ...] = ()
     client = transport.begin()
@@ -216,7 +226,8 @@ def _run(
         step=operation.step,
         timeout=config.timeout,
         auth_source=operation.credentials.source,
-        approle_mount=config.approle_mount,
+        approle_mount=config.login_mount,
+        method=config.method,
         secret_version=config.secret_version,
         secrets=tuple(secret for secret in secrets if secret),
         expired_at=keeper.expired_at(),
