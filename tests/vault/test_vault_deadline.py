@@ -43,3 +43,21 @@ def test_a_load_fails_cleanly_within_the_timeout(
         provider.close()
     elapsed = time.monotonic() - started
     assert elapsed < 4, f"the 1.5 s deadline took {elapsed:.1f} s"
+
+
+def test_a_timeout_names_the_node_and_the_time_not_urllib3(silent_server: str) -> None:
+    provider = VaultProvider(
+        {"address": silent_server, "token": "t", "secrets_path": "secret/root/acra"}
+        | {"timeout": 1.0, "retries": 0, "kv_version": "2"}
+    )
+    try:
+        with pytest.raises(ProviderUnavailableError) as caught:
+            provider.load()
+        error = caught.value
+    finally:
+        provider.close()
+    message = str(error)
+    assert f"no answer from Vault at {silent_server} within the 1 s timeout" in message
+    assert "read timed out" in message
+    assert "HTTPConnectionPool" not in message
+    assert "<redac" not in message

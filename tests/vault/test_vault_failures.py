@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
 import time
 import uuid
@@ -388,3 +389,18 @@ def test_the_original_exception_is_not_chained(bao: Any, stored: str, limited_to
     assert isinstance(down.__cause__, requests.exceptions.ConnectionError)
     assert down.__cause__.request is None
     assert down.__context__ is None
+
+
+def test_redaction_leaves_short_secrets_and_its_own_placeholder_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A dev token ``root`` or a one-letter one is no secret a filter can hide: messages keep
+    their words, and the placeholder is never redacted again; a real token is."""
+    from keyloader_vault.failures import redact
+
+    text = "secret/root/acra at http://vault:8200 refused hvs.CAESIlongtoken123 (token t)"
+    with caplog.at_level(logging.DEBUG, logger="keyloader_vault"):
+        shown = redact(text, ("root", "t", "hvs.CAESIlongtoken123", "CAESIlongtoken1"))
+    assert shown == "secret/root/acra at http://vault:8200 refused <redacted> (token t)"
+    assert "shorter than 8 characters" in caplog.text
+    assert redact("<redacted> and redacted", ("redacted",)) == "<<redacted>> and <redacted>"

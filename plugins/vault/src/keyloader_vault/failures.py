@@ -8,6 +8,7 @@ same type with the credentials redacted from its text and without the request
 
 from __future__ import annotations
 
+import re
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,12 +51,32 @@ class Context:
     """When the token in use expired, as Vault said (None: not expired, or unknown)."""
 
 
+MIN_REDACTED = 8
+"""Shorter secrets are not redacted: no substring filter can hide ``t`` or ``root`` without
+mangling every word that holds it. Messages keep secrets out by construction; this filter
+is the last resort for what a server or a library echoed."""
+
+
 def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """``text`` with every secret value replaced by ``<redacted>``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+    """``text`` with every secret value of :data:`MIN_REDACTED` characters or more replaced
+    by ``<redacted>``, in one pass (a placeholder is never redacted again)."""
+    long = sorted({secret for secret in secrets if len(secret) >= MIN_REDACTED}, key=len)
+    if len(long) < len({secret for secret in secrets if secret}):
+        _note_short_secret()
+    if not long:
+        return text
+    pattern = re.compile("|".join(re.escape(secret) for secret in reversed(long)))
+    return pattern.sub(REDACTED, text)
+
+
+def _note_short_secret() -> None:
+    import logging
+
+    logging.getLogger("keyloader_vault").debug(
+        "a configured Vault credential is shorter than %d characters: messages cannot "
+        "redact it (use a real token)",
+        MIN_REDACTED,
+    )
 
 
 def scrub(exc: BaseException, secrets: tuple[str, ...]) -> BaseException:
@@ -265,6 +286,10 @@ def network_reason(exc: BaseException) -> str:
         seen.add(id(current))
         if isinstance(current, ssl.SSLCertVerificationError):
             return f"certificate verify failed: {current.verify_message}"
+        if isinstance(current, requests.exceptions.ConnectTimeout):
+            return "the connection timed out"
+        if isinstance(current, requests.exceptions.Timeout | TimeoutError):
+            return "no answer in time (read timed out)"
         if isinstance(current, ssl.SSLError) and found is None:
             found = f"TLS error: {current.reason or current.strerror or current}"
         elif isinstance(current, OSError) and current.strerror and found is None:
