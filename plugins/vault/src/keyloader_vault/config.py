@@ -13,12 +13,14 @@ from urllib.parse import urlsplit
 from keyloader.errors import ConfigError
 
 from .options import (
+    DEFAULT_ATTEMPT_TIMEOUT,
     DEFAULT_FIELD,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     OPTIONS,
     check_given,
     display_address,
+    split_addresses,
     split_path,
 )
 
@@ -55,6 +57,10 @@ class VaultConfig:
     tls_skip_verify: bool = False
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
+    attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT
+    nodes: tuple[str, ...] = ()
+    """Every node of ``address`` (one, or a cluster's, comma-separated); ``address`` is the
+    first."""
 
     @classmethod
     def from_options(cls, config: Mapping[str, Any]) -> VaultConfig:
@@ -75,8 +81,11 @@ class VaultConfig:
                 values[option.name] = option.convert(value, origin=origin)
         given = {name: value for name, value in values.items() if value is not None}
         check_given(given)
+        nodes = tuple(entry.rstrip("/") for entry in split_addresses(str(values["address"])))
         return cls(
-            address=str(values["address"]).rstrip("/"),
+            address=nodes[0],
+            nodes=nodes,
+            attempt_timeout=float(values["attempt_timeout"]),
             secrets_path="/".join(split_path(str(values["secrets_path"]))),
             field=str(values["field"]),
             kv_version=str(values["kv_version"]),
@@ -130,9 +139,15 @@ class VaultConfig:
 
     @functools.cached_property
     def where(self) -> str:
-        """``Vault at <address>`` plus the namespace, for messages."""
+        """``Vault at <address>`` (every node) plus the namespace, for messages."""
         namespace = f" (namespace {self.namespace!r})" if self.namespace else ""
-        return f"Vault at {self.shown_address}{namespace}"
+        shown = ", ".join(display_address(node) for node in self.nodes or (self.address,))
+        return f"Vault at {shown}{namespace}"
+
+    def at(self, node: str) -> str:
+        """``Vault at <node>`` plus the namespace: where one attempt went."""
+        namespace = f" (namespace {self.namespace!r})" if self.namespace else ""
+        return f"Vault at {display_address(node)}{namespace}"
 
     @functools.cached_property
     def key_source(self) -> str:

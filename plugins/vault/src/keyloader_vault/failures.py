@@ -25,6 +25,7 @@ from keyloader.errors import (
     ProviderUnavailableError,
 )
 
+from .options import display_address
 from .transport import GaveUp, tls_failure
 
 __all__ = ["Context", "redact", "scrub", "translate"]
@@ -49,6 +50,8 @@ class Context:
     secrets: tuple[str, ...] = field(default=(), repr=False)
     expired_at: str | None = None
     """When the token in use expired, as Vault said (None: not expired, or unknown)."""
+    nodes: int = 1
+    attempt_timeout: float = 0.0
 
 
 MIN_REDACTED = 8
@@ -131,6 +134,14 @@ def _gave_up(exc: GaveUp, context: Context) -> KeyloaderError:
             f"(`bao operator unseal` or `vault operator unseal`) and try again"
         )
     reason = describe(last, context) if last is not None else "no answer"
+    if context.nodes > 1 and exc.node:
+        reason = f"{reason}, from {display_address(exc.node)}"
+    if isinstance(last, requests.exceptions.Timeout) and not exc.timed_out:
+        return ProviderUnavailableError(
+            f"no answer from {context.where} ({attempts} to {_doing(context)}, each given "
+            f"{context.attempt_timeout:g} s; last: {reason}): check that the server is up "
+            f"and reachable, or raise option 'attempt_timeout'"
+        )
     if exc.timed_out:
         return ProviderUnavailableError(
             f"no answer from {context.where} within the {context.timeout:g} s timeout "

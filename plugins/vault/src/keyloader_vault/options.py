@@ -21,6 +21,7 @@ __all__ = [
     "OPTIONS",
     "check_given",
     "display_address",
+    "split_addresses",
     "split_path",
 ]
 
@@ -34,18 +35,40 @@ LOGIN_METHODS = ("approle", "jwt", "kubernetes", "cert")
 KUBERNETES_JWT = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 """Where Kubernetes mounts a pod's service-account token."""
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_ATTEMPT_TIMEOUT = 5.0
 DEFAULT_RETRIES = 2
 MAX_RETRIES = 20
 
 
+def split_addresses(value: str) -> list[str]:
+    """The entries of a comma-separated ``address`` (surrounding spaces removed)."""
+    return [entry.strip() for entry in value.split(",")]
+
+
 def _check_address(value: object) -> None:
-    parts = urlsplit(str(value))
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(
-            "must be an http:// or https:// URL with a host, e.g. https://vault.example.com:8200"
-        )
-    if parts.query or parts.fragment:
-        raise ValueError("must not have a query or fragment: give scheme, host and port only")
+    entries = split_addresses(str(value))
+    schemes = set()
+    for number, entry in enumerate(entries, start=1):
+        which = f"entry {number} " if len(entries) > 1 else ""
+        if not entry:
+            raise ValueError(f"{which}is empty: give comma-separated http(s):// URLs")
+        parts = urlsplit(entry)
+        try:
+            parts.port  # noqa: B018 - urllib raises on a port out of range or not a number
+        except ValueError:
+            raise ValueError(f"{which}has a bad port: use 1 to 65535") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"{which}must be an http:// or https:// URL with a host, e.g. "
+                "https://vault.example.com:8200"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError(
+                f"{which}must not have a query or fragment: give scheme, host and port only"
+            )
+        schemes.add(parts.scheme)
+    if len(schemes) > 1:
+        raise ValueError("mixes http:// and https:// nodes: one cluster speaks one of them")
 
 
 def _check_path(value: object) -> None:
@@ -86,7 +109,9 @@ def _check_retries(value: object) -> None:
 OPTIONS: tuple[Option, ...] = (
     Option(
         "address",
-        "Vault (or OpenBao) URL, http:// or https://, e.g. https://vault.example.com:8200.",
+        "Vault (or OpenBao) URL, http:// or https://, e.g. https://vault.example.com:8200; "
+        "several nodes of a cluster comma-separated (tried in turn, the last that answered "
+        "first).",
         env=("VAULT_ADDR",),
         required=True,
         validator=_check_address,
@@ -238,6 +263,14 @@ OPTIONS: tuple[Option, ...] = (
         validator=_check_timeout,
     ),
     Option(
+        "attempt_timeout",
+        "Seconds one request to one node may take (never more than what is left of "
+        "timeout): a hung node costs at most that, then the next node is tried.",
+        type="float",
+        default=DEFAULT_ATTEMPT_TIMEOUT,
+        validator=_check_timeout,
+    ),
+    Option(
         "retries",
         "Retries (exponential backoff with jitter) on connection errors, 429, 5xx and a "
         "sealed server; never on other 4xx.",
@@ -254,7 +287,7 @@ def split_path(path: str) -> list[str]:
 
 
 def display_address(address: str) -> str:
-    """The address without user info, for messages."""
+    """The address (one node's) without user info, for messages."""
     parts = urlsplit(address)
     host = parts.hostname or ""
     if ":" in host:

@@ -231,6 +231,8 @@ def _run(
         secret_version=config.secret_version,
         secrets=tuple(secret for secret in secrets if secret),
         expired_at=keeper.expired_at(),
+        nodes=len(config.nodes),
+        attempt_timeout=config.attempt_timeout,
     )
     error = translate(failure, context)
     cause = scrub(failure, context.secrets)

@@ -61,7 +61,11 @@ BACKOFF_BASE = 0.1
 BACKOFF_CAP = 2.0
 """The longest wait between two attempts, in seconds."""
 
-_RETRYABLE_STATUS = frozenset({429})
+_RETRYABLE_STATUS = frozenset({412, 429})
+INDEX_HEADER = "X-Vault-Index"
+"""Vault's (and OpenBao's) consistency header: the state a write produced; sent back on
+later requests, a node that has not applied it yet answers 412 instead of stale data."""
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 REVOKE_TIMEOUT = 2.0
 """Seconds closing a provider may spend revoking its login token."""
 
@@ -71,24 +75,30 @@ def _no_audit(*args: object, **kwargs: object) -> None:
 
 
 class GaveUp(Exception):
-    """Retries or the deadline ran out; ``last`` is the last failure (an hvac or requests error)."""
+    """Retries or the deadline ran out; ``last`` is the last failure (an hvac or requests
+    error), ``node`` the address it came from."""
 
-    def __init__(self, last: BaseException | None, attempts: int, *, timed_out: bool) -> None:
+    def __init__(
+        self, last: BaseException | None, attempts: int, *, timed_out: bool, node: str = ""
+    ) -> None:
         super().__init__("gave up")
         self.last = last
         self.attempts = attempts
         self.timed_out = timed_out
+        self.node = node
 
 
 class _State:
     """What the operation running sends and takes: its token, and the values to take out
     of the answers. Shared by the session and its transport adapters."""
 
-    __slots__ = ("capture", "token")
+    __slots__ = ("capture", "index", "token")
 
     def __init__(self) -> None:
         self.token: SecretBytes | None = None
         self.capture: Capture | None = None
+        self.index: str | None = None
+        """The ``X-Vault-Index`` of the provider's last write, sent with every request."""
 
 
 class _VaultHTTPAdapter(requests.adapters.HTTPAdapter):
@@ -128,10 +138,16 @@ class _VaultHTTPAdapter(requests.adapters.HTTPAdapter):
         value = token.bytes() if token else None
         if value is not None:
             request.headers[TOKEN_HEADER] = value
+        if self.state.index is not None:
+            request.headers[INDEX_HEADER] = self.state.index
         try:
-            return super().send(
+            response = super().send(
                 request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
             )
+            index = response.headers.get(INDEX_HEADER)
+            if index and request.method in _WRITES and response.status_code < 300:
+                self.state.index = index
+            return response
         finally:
             if value is not None:
                 request.headers.pop(TOKEN_HEADER, None)
@@ -139,15 +155,24 @@ class _VaultHTTPAdapter(requests.adapters.HTTPAdapter):
 
 
 class _DeadlineAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]
-    """hvac's JSON adapter with an overall deadline and bounded retries with backoff.
+    """hvac's JSON adapter over the nodes of a cluster, with an overall deadline, a timeout
+    per attempt and bounded retries with backoff.
 
-    Retried: connection errors (not TLS failures), 429 and 5xx (a sealed server
-    answers 503). Never retried: any other 4xx. Each attempt's timeout is the
+    Each round tries every node once, the one that answered last first. The next node is
+    tried on a connection error (not a TLS failure), an attempt that timed out, 429, 412
+    (a standby that has not yet seen the provider's last write) and 5xx (a sealed or
+    standby node answers 503); any other 4xx is the answer. ``retries`` more rounds follow,
+    after a backoff. Each attempt may take :attr:`attempt_timeout`, never more than the
     time left before :attr:`deadline`.
     """
 
+    base_uri: str
     deadline: float = float("inf")
     retries: int = 0
+    attempt_timeout: float = float("inf")
+    nodes: tuple[str, ...] = ()
+    preferred: int = 0
+    last_node: str = ""
 
     def request(
         self,
@@ -157,33 +182,44 @@ class _DeadlineAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]
         raise_exception: bool = True,
         **kwargs: Any,
     ) -> Any:
-        attempt = 0
+        nodes = self.nodes or (self.base_uri,)
+        attempt, rounds = 0, 0
         last: BaseException | None = None
         while True:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                raise GaveUp(last, attempt, timed_out=True)
-            attempt += 1
-            try:
-                result = super().request(
-                    method,
-                    url,
-                    headers=dict(headers or {}),
-                    raise_exception=False,
-                    timeout=remaining,
-                    **kwargs,
-                )
-            except requests.exceptions.Timeout as exc:
-                raise GaveUp(exc, attempt, timed_out=True) from None
-            except requests.exceptions.ConnectionError as exc:
-                if tls_failure(exc):  # a certificate problem does not go away by retrying
-                    raise
-                last = exc
-            else:
+            first = self.preferred
+            for offset in range(len(nodes)):
+                index = (first + offset) % len(nodes)
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise GaveUp(last, attempt, timed_out=True, node=self.last_node)
+                attempt += 1
+                self.base_uri = self.last_node = nodes[index]
+                limit = min(remaining, self.attempt_timeout)
+                try:
+                    result = super().request(
+                        method,
+                        url,
+                        headers=dict(headers or {}),
+                        raise_exception=False,
+                        timeout=limit,
+                        **kwargs,
+                    )
+                except requests.exceptions.Timeout as exc:
+                    if limit >= remaining:  # the overall deadline, not this node's share
+                        raise GaveUp(exc, attempt, timed_out=True, node=nodes[index]) from None
+                    last = exc
+                    continue
+                except requests.exceptions.ConnectionError as exc:
+                    if tls_failure(exc):  # a certificate problem does not go away by retrying
+                        raise
+                    last = exc
+                    continue
                 if not isinstance(result, requests.Response) or result.ok:
+                    self.preferred = index
                     return result
                 status = result.status_code
                 if status < 500 and status not in _RETRYABLE_STATUS:
+                    self.preferred = index
                     if raise_exception:
                         self._raise_for_error(method, self.urljoin(self.base_uri, url), result)
                     return result
@@ -192,12 +228,13 @@ class _DeadlineAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]
                 except hvac.exceptions.VaultError as exc:
                     exc.status_code = status
                     last = exc
-            if attempt > self.retries:
-                raise GaveUp(last, attempt, timed_out=False)
-            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+            rounds += 1
+            if rounds > self.retries:
+                raise GaveUp(last, attempt, timed_out=False, node=self.last_node)
+            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (rounds - 1))
             delay = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not crypto
             if time.monotonic() + delay >= self.deadline:
-                raise GaveUp(last, attempt, timed_out=True)
+                raise GaveUp(last, attempt, timed_out=True, node=self.last_node)
             time.sleep(delay)
 
 
@@ -240,6 +277,8 @@ class VaultTransport:
             namespace=config.namespace,
         )
         self.adapter.retries = config.retries
+        self.adapter.attempt_timeout = config.attempt_timeout
+        self.adapter.nodes = config.nodes or (config.address,)
         adapter = self.adapter
         self.client = hvac.Client(  # every API object shares the adapter built above
             url=config.address, token="", adapter=lambda **_: adapter
