@@ -126,9 +126,7 @@ class Cluster:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             with contextlib.suppress(requests.RequestException):
-                _HTTP.put(
-                    f"{node.address}/v1/sys/unseal", json={"key": self.unseal_key}, timeout=5
-                )
+                _HTTP.put(f"{node.address}/v1/sys/unseal", json={"key": self.unseal_key}, timeout=5)
             if node.health() in (200, 429, 473):
                 return
             time.sleep(0.2)

