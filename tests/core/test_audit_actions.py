@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Generator, Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,10 @@ from keyloader.masterkey import generate_master_key
 from keyloader.plugins import KeyloaderPluginManager, make_plugin_manager
 from keyloader_env import plugin as env_plugin
 
+from ..plugin_site import installed_site
+
 KID = "client/client1/symmetric"
+WRAPPER_ONLY = Path(__file__).parent / "fixtures_hooks" / "audit_wrapper"
 
 
 class Observer:
@@ -38,10 +43,13 @@ class Observer:
 
 
 class Wrapper:
-    """A wrapper around the audit hook: counts the calls that reach pluggy."""
+    """A wrapper around the audit hook: counts the calls that reach pluggy; declares
+    ``wanted`` if given."""
 
-    def __init__(self) -> None:
+    def __init__(self, wanted: list[str] | None = None) -> None:
         self.calls: list[str] = []
+        if wanted is not None:
+            self.keyloader_audit_actions = keyloader.hookimpl(lambda: wanted)
 
     @keyloader.hookimpl(wrapper=True)
     def keyloader_audit_event(self, event: AuditEvent) -> Generator[None, Any, Any]:
@@ -84,7 +92,7 @@ def test_each_observer_receives_what_it_declares(monkeypatch: pytest.MonkeyPatch
 
 
 def test_an_action_nobody_wants_never_reaches_pluggy(monkeypatch: pytest.MonkeyPatch) -> None:
-    wrapper = Wrapper()
+    wrapper = Wrapper(["key_rotated"])
     admin = [Observer(["key_rotated"]) for _ in range(6)]
     pm = manager(wrapper, *admin)
     assert pm.audit_wants("key_rotated")
@@ -104,8 +112,20 @@ def test_an_action_nobody_wants_never_reaches_pluggy(monkeypatch: pytest.MonkeyP
 
 
 def test_no_observer_at_all_builds_nothing() -> None:
-    pm = manager(Wrapper())
+    pm = manager(Wrapper([]))
     assert not any(pm.audit_wants(action) for action in AUDIT_ACTIONS)
+
+
+def test_a_wrapper_alone_receives_what_its_plugin_declares(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A wrapper-only plugin is an observer too: every action without a declaration, its
+    declared ones with one (it used to see nothing, silently)."""
+    everything, admin = Wrapper(), Wrapper(["key_rotated", "key_destroyed"])
+    work(manager(everything, admin), monkeypatch)
+    expected = ["master_key_loaded", "key_generated", "key_used", "key_used", "key_used"]
+    assert everything.calls == [*expected, "key_rotated", "key_destroyed"]
+    assert admin.calls == ["key_rotated", "key_destroyed"]
 
 
 @pytest.mark.parametrize(
@@ -182,3 +202,16 @@ def test_an_open_manager_serves_an_observer_registered_later(
             with keys.use(KID):
                 pass
     assert late.seen == ["key_used"]
+
+
+def test_a_wrapper_only_plugin_installed_as_a_distribution_sees_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found through its entry point, as a user installs it."""
+    with installed_site(tmp_path / "site", [WRAPPER_ONLY]):
+        plugin = importlib.import_module("kltest_audit_wrapper")
+        pm = make_plugin_manager(allow=["audit-wrapper", "env"], env={})
+        assert pm.audit_wants("key_used")
+        work(pm, monkeypatch)
+        assert plugin.SEEN[:2] == ["master_key_loaded", "key_generated"]
+        assert plugin.SEEN.count("key_used") == 3

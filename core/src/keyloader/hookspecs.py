@@ -74,7 +74,9 @@ def keyloader_audit_event(event: AuditEvent) -> None:
     return value is ignored. An observer (or wrapper) that raises is logged and
     ignored; it never fails the action. Called synchronously, in the thread
     that performed the action. A plugin that also implements
-    :func:`keyloader_audit_actions` receives only the actions it lists.
+    :func:`keyloader_audit_actions` receives only the actions it lists; one
+    that does not receives every action, a wrapper (``wrapper=True``) as much
+    as a plain observer.
     """
 
 
@@ -82,8 +84,10 @@ def keyloader_audit_event(event: AuditEvent) -> None:
 def keyloader_audit_actions() -> Iterable[str] | None:
     """The audit actions this plugin's :func:`keyloader_audit_event` wants.
 
-    Return names from ``keyloader.AUDIT_ACTIONS`` (``key_rotated``,
-    ``key_used``...), or ``None`` for every action (as without this hook).
+    Return names from ``keyloader.audit.AUDIT_ACTIONS`` (``key_rotated``,
+    ``key_used``...), or ``None`` for every action (as without this hook). The
+    declaration holds for the plugin's observer and for its wrapper alike: a
+    wrapper-only plugin that declares nothing receives every action.
     Called once per plugin, when an action is first audited; the answer holds
     for the life of the plugin manager. An event no observer wants is never
     built: observers that leave out ``key_used`` cost ``use()`` nothing. An

@@ -1,9 +1,11 @@
 """Routing audit events: each action goes to the observers that want it, or nowhere.
 
 :class:`AuditRouting` is mixed into :class:`keyloader.plugins.KeyloaderPluginManager`.
-An observer's plugin may declare its actions with ``keyloader_audit_actions``; each
-action's observers are then called through pluggy's ``subset_hook_caller``, and an
-action nobody wants is never built (:meth:`AuditRouting.audit_wants`). Routes are
+An observer's (or a wrapper's) plugin may declare its actions with
+``keyloader_audit_actions``; each action's observers and wrappers are then called through
+pluggy's ``subset_hook_caller``, and an action nobody wants is never built
+(:meth:`AuditRouting.audit_wants`). A plugin that declares nothing wants every action,
+whether its implementation is a plain observer or a wrapper. Routes are
 computed on first use and forgotten when a plugin registers or unregisters.
 """
 
@@ -50,7 +52,8 @@ class AuditRouting:
             caller(event=event)
 
     def audit_wants(self, action: str) -> bool:
-        """Whether any observer wants ``action`` (``keyloader_audit_actions``; None: all)."""
+        """Whether any observer or wrapper wants ``action`` (``keyloader_audit_actions``;
+        None: all)."""
         return self._audit_caller(action) is not None
 
     def _forget_audit_routes(self) -> None:
@@ -64,15 +67,14 @@ class AuditRouting:
             pass
         self.load_entrypoints()
         impls = self._hooks.keyloader_audit_event.get_hookimpls()
-        observers = [impl for impl in impls if not (impl.wrapper or impl.hookwrapper)]
         unwanted = []
-        for impl in observers:
+        for impl in impls:  # an observer or a wrapper: each wants what its plugin declared
             declared = self._declared_actions(impl)
             if declared is not None and action not in declared:
                 unwanted.append(impl.plugin)
         caller: Any
-        if len(unwanted) == len(observers):
-            caller = None  # nobody observes it: no event is built (wrappers alone see nothing)
+        if len(unwanted) == len(impls):
+            caller = None  # nobody wants it: no event is built
         elif not unwanted:
             caller = self._hooks.keyloader_audit_event
         else:
@@ -106,7 +108,7 @@ class AuditRouting:
                     self.origin(name),
                     ValueError(
                         f"keyloader_audit_actions() returned {answer!r}: give names from "
-                        f"keyloader.AUDIT_ACTIONS, or None"
+                        f"keyloader.audit.AUDIT_ACTIONS, or None"
                     ),
                 )
                 return None
