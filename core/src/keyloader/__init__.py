@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
+from ._version import __version__
 from .lazy import lazy_exports
-
-__version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("keyloader")
 """Marker for hook implementations: ``@keyloader.hookimpl``."""
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
         InvalidMasterKeyError,
         KeyExistsError,
         KeyFormatError,
+        KeyloaderDeprecationWarning,
         KeyloaderError,
         KeyNotFoundError,
         KeyStoreError,
@@ -84,6 +84,7 @@ _LAZY: dict[str, str] = {
     "KeyExistsError": ".errors",
     "KeyFormatError": ".errors",
     "RingFormatError": ".errors",
+    "KeyloaderDeprecationWarning": ".errors",
     "KeyloaderError": ".errors",
     "KeyNotFoundError": ".errors",
     "KeyStoreError": ".errors",
@@ -146,6 +147,7 @@ __all__ = [
     "KeyStore",
     "StoredBlob",
     # errors
+    "KeyloaderDeprecationWarning",
     "KeyloaderError",
     "ConfigError",
     "PluginLoadError",

@@ -87,6 +87,7 @@ from pathlib import Path
 from typing import Any
 
 from .config_file import CONFIG_FILE_NAME, ConfigFile, find_config, provider_table_name
+from .defaults import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL
 from .option_values import (
     KEYS_DIR,
     Given,
@@ -121,11 +122,7 @@ __all__ = [
 
 DEFAULT_PROVIDER = "env"
 DEFAULT_KEYSTORE = "filesystem"
-DEFAULT_CACHE_SIZE = 1000
-"""Sealed keys the engine keeps (Acra's keystore caches 1000 by default); 0 turns it off."""
 DEFAULT_KEYS_DIR = Path(".acrakeys")
-DEFAULT_CACHE_TTL = 0.0
-"""How long a cached key of a store *without* revision tokens is trusted: 0, never."""
 
 
 @dataclass(frozen=True)

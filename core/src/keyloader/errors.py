@@ -23,6 +23,7 @@ __all__ = [
     "KeyNotFoundError",
     "KeyStoreError",
     "KeyStoreNotFoundError",
+    "KeyloaderDeprecationWarning",
     "KeyloaderError",
     "MasterKeyError",
     "MasterKeyNotFoundError",
@@ -36,6 +37,13 @@ __all__ = [
 
 class KeyloaderError(Exception):
     """Root of every error keyloader raises on purpose."""
+
+
+class KeyloaderDeprecationWarning(DeprecationWarning):
+    """A public name or behaviour that a later release removes (docs/upgrading.md: one minor
+    release of these warnings before the removal). Run your tests with it as an error:
+    ``keyloader.testing.deprecations_as_errors()``, or
+    ``-W error::keyloader.errors.KeyloaderDeprecationWarning``."""
 
 
 class ConfigError(KeyloaderError, ValueError):

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 
 from .audit import AuditEvent
-from .config import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL
+from .defaults import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL
 from .engine import AUTO_RELOAD_INTERVAL, EngineBase
 from .errors import (
     ConfigError,

@@ -335,7 +335,7 @@ def make_plugin_manager(
     names. Explicit arguments win over ``env`` (default ``os.environ``).
     Entry points load lazily, on the first query.
     """
-    from . import __version__
+    from ._version import __version__
     from .stores import builtin
 
     environ = os.environ if env is None else env

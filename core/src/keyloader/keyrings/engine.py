@@ -24,7 +24,7 @@ import datetime
 from collections.abc import Callable, Iterable, Iterator
 
 from ..audit import AuditEvent
-from ..config import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL
+from ..defaults import DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL
 from ..engine import EngineBase
 from ..errors import (
     ConfigError,

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from .filesystem import FilesystemKeyStore
     from .memory import MemoryKeyStore
     from .names import (
+        MAX_BLOB_SIZE,
+        check_blob_size,
         check_history_timestamp,
         check_name,
         check_public_flag,
@@ -33,6 +35,8 @@ __all__ = [
     "FilesystemKeyStore",
     "MemoryKeyStore",
     # helpers for store authors
+    "MAX_BLOB_SIZE",
+    "check_blob_size",
     "check_name",
     "check_history_timestamp",
     "check_public_flag",
@@ -49,6 +53,8 @@ __getattr__, __dir__ = lazy_exports(
         "KeyStore": ".base",
         "StoredBlob": ".base",
         "BlobWrite": ".base",
+        "MAX_BLOB_SIZE": ".names",
+        "check_blob_size": ".names",
         "check_name": ".names",
         "check_history_timestamp": ".names",
         "check_public_flag": ".names",

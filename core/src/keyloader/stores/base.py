@@ -86,7 +86,13 @@ class KeyStore(ABC):
 
     @abstractmethod
     def get(self, name: str) -> bytes:
-        """The current blob of ``name``."""
+        """The current blob of ``name``; ``KeyNotFoundError`` if there is none.
+
+        A stored value larger than any key (:data:`keyloader.stores.MAX_BLOB_SIZE`, 4096
+        bytes) is a ``KeyStoreError`` naming it, never returned: call
+        :func:`keyloader.stores.check_blob_size` before reading or returning it. Writes
+        accept any size (the engine never writes such a value; a store does not judge).
+        """
 
     @abstractmethod
     def create(self, name: str, data: bytes, *, public: bool = False) -> None:
@@ -114,7 +120,7 @@ class KeyStore(ABC):
 
     @abstractmethod
     def get_history(self, name: str, timestamp: str) -> bytes:
-        """One history blob of ``name``."""
+        """One history blob of ``name``; the size limit of :meth:`get` applies."""
 
     @abstractmethod
     def put_history(self, name: str, timestamp: str, data: bytes) -> None:
