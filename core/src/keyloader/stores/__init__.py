@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         lock_timeout_option,
         non_negative_seconds,
     )
+    from .reentrant import ReentrantHold
     from .timestamps import history_timestamp, next_history_timestamp, parse_history_timestamp
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "FilesystemKeyStore",
     "MemoryKeyStore",
     # helpers for store authors
+    "ReentrantHold",
     "MAX_BLOB_SIZE",
     "check_blob_size",
     "check_name",
@@ -53,6 +55,7 @@ __getattr__, __dir__ = lazy_exports(
         "KeyStore": ".base",
         "StoredBlob": ".base",
         "BlobWrite": ".base",
+        "ReentrantHold": ".reentrant",
         "MAX_BLOB_SIZE": ".names",
         "check_blob_size": ".names",
         "check_name": ".names",

@@ -38,17 +38,17 @@ class DirectoryLock(ReentrantHold):
         self._on_acquire = on_acquire
         self._fd: int | None = None
 
-    def _busy_message(self) -> str:
+    def busy_message(self) -> str:
         return (
             f"timed out after {self.timeout:g} s waiting for the key store lock of "
             f"{self.keys_dir}: another thread of this process holds it; raise lock_timeout "
             "or let that thread finish"
         )
 
-    def _let_go(self) -> None:
+    def release_outer(self) -> None:
         self.release_if_idle()
 
-    def _forget_outer(self) -> None:
+    def forget_outer(self) -> None:
         # the parent's flock stays: a lock belongs to the open file description, which
         # the parent's descriptor keeps open; closing the child's copy releases nothing
         fd, self._fd = self._fd, None
@@ -97,7 +97,7 @@ class DirectoryLock(ReentrantHold):
         finally:
             self._thread_lock.release()
 
-    def _take(self, deadline: float) -> None:
+    def take_outer(self, deadline: float) -> None:
         with os_errors(f"open the key directory {self.path} to lock it"):
             ensure_dir(self.keys_dir, top=True)
             fd = os.open(self.keys_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

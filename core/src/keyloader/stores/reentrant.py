@@ -1,15 +1,20 @@
 """A writer lock that is re-entrant within one store object and shared by its threads.
 
 Stores whose lock lives outside the process (``flock``, a Redis lease)
-subclass :class:`ReentrantHold`: threads of the process wait on one
-``RLock`` up to ``timeout``; the outer lock is taken by the outermost
-:meth:`~ReentrantHold.hold` only (:meth:`_take`) and let go when it ends
-(:meth:`_let_go`).
+subclass :class:`ReentrantHold` (exported as ``keyloader.stores.ReentrantHold``) and
+implement :meth:`~ReentrantHold.take_outer`, :meth:`~ReentrantHold.release_outer` and
+:meth:`~ReentrantHold.busy_message` (and :meth:`~ReentrantHold.forget_outer` if
+dropping the outer lock in a forked child needs more than forgetting it): threads of the
+process wait on one ``RLock`` up to ``timeout``; the outer lock is taken by the outermost
+:meth:`~ReentrantHold.hold` only and released when it ends.
 
 After ``fork()`` the child holds nothing: its thread lock is new and its
-bookkeeping empty, and :meth:`_forget_outer` drops the parent's outer lock
+bookkeeping empty, and :meth:`~ReentrantHold.forget_outer` drops the parent's outer lock
 without releasing it (the parent still holds it). A ``with`` block the fork
 happened in ends in the child without touching the lock.
+
+The names before 0.2 (``_take``, ``_let_go``, ``_forget_outer``, ``_busy_message``)
+still work in a subclass, with a ``KeyloaderDeprecationWarning``; 0.3 drops them.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
+from ..deprecation import warn_deprecated
 from ..errors import KeyStoreError
 
 __all__ = ["ReentrantHold"]
@@ -49,11 +56,11 @@ class ReentrantHold:
         deadline = time.monotonic() + self.timeout
         thread_lock = self._thread_lock
         if not thread_lock.acquire(timeout=self.timeout):
-            raise KeyStoreError(self._busy_message())
+            raise KeyStoreError(self.busy_message())
         generation = self._generation
         try:
             if self._depth == 0:
-                self._take(deadline)
+                self.take_outer(deadline)
             self._depth += 1
             try:
                 yield
@@ -61,7 +68,7 @@ class ReentrantHold:
                 if generation == self._generation:  # else: forked meanwhile, nothing is ours
                     self._depth -= 1
                     if self._depth == 0:
-                        self._let_go()
+                        self.release_outer()
         finally:
             if generation == self._generation:
                 thread_lock.release()
@@ -72,22 +79,39 @@ class ReentrantHold:
         self._thread_lock = threading.RLock()
         if self._depth:
             self._depth = 0
-            self._forget_outer()
+            self.forget_outer()
 
-    def _forget_outer(self) -> None:
-        """Drop the outer lock the parent holds, without releasing it (the child's copy only)."""
+    # -- what a subclass implements -----------------------------------------------------
 
-    def _busy_message(self) -> str:
-        """What a thread that waited ``timeout`` for another thread of this process is told."""
-        raise NotImplementedError
-
-    def _take(self, deadline: float) -> None:
+    def take_outer(self, deadline: float) -> None:
         """Take the outer lock before ``deadline`` (monotonic), or raise ``KeyStoreError``."""
-        raise NotImplementedError
+        self._renamed("_take", "take_outer")(deadline)
 
-    def _let_go(self) -> None:
+    def release_outer(self) -> None:
         """Let go of the outer lock."""
-        raise NotImplementedError
+        self._renamed("_let_go", "release_outer")()
+
+    def busy_message(self) -> str:
+        """What a thread that waited ``timeout`` for another thread of this process is told."""
+        message: str = self._renamed("_busy_message", "busy_message")()
+        return message
+
+    def forget_outer(self) -> None:
+        """Drop the outer lock the parent holds, without releasing it (the child's copy only).
+        The default forgets nothing more than the bookkeeping :meth:`after_fork` clears."""
+        old = getattr(type(self), "_forget_outer", None)
+        if old is not None:
+            self._renamed("_forget_outer", "forget_outer")()
+
+    def _renamed(self, old: str, new: str) -> Callable[..., Any]:
+        """A subclass's method under its name before 0.2, with a deprecation warning."""
+        method = getattr(self, old, None)
+        if method is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement {new}()")
+        warn_deprecated(
+            f"{type(self).__name__}.{old}()", instead=f"{new}()", removed_in="0.3", stacklevel=4
+        )
+        return cast("Callable[..., Any]", method)
 
 
 def _after_fork_in_child() -> None:

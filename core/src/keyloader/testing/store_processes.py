@@ -67,7 +67,8 @@ def _write_rounds(reopen: Callable[..., KeyStore], rounds: int) -> None:
 
 
 class StoreProcessChecks:
-    """Writers in several processes, ``lock_timeout`` across processes, no torn reads."""
+    """Writers in several processes, ``lock_timeout`` across processes, no torn reads, and
+    a store opened before ``fork()`` that serves both sides."""
 
     spans_processes: ClassVar[bool] = True
     """False for a store that cannot be opened again from another process."""
@@ -152,3 +153,49 @@ class StoreProcessChecks:
             writer.join(_WAIT)
         assert writer.exitcode == 0
         assert store.get(_NAME) == _value(rounds)
+
+    def test_a_store_opened_before_a_fork_serves_both_sides(
+        self, store: KeyStore, request: pytest.FixtureRequest
+    ) -> None:
+        """The preload pattern (docs/embedding.md): a store opened before ``fork()`` is used
+        in the child, and closed in the parent while the child still writes; no write of
+        either side is lost, and the child's own ``close()`` leaves the parent's store whole."""
+        reopen = self._reopener(request)
+        store.create(_NAME, b"before the fork")
+        context = multiprocessing.get_context("fork")
+        wrote, parent_closed = context.Event(), context.Event()
+        child = context.Process(target=_use_after_fork, args=(store, wrote, parent_closed))
+        child.start()
+        try:
+            assert wrote.wait(_WAIT), "the forked child could not use the store it inherited"
+            store.put("client2_hmac", b"the parent, after the fork")
+            store.close()  # the parent is done; the child goes on
+            parent_closed.set()
+            child.join(_WAIT)
+        finally:
+            parent_closed.set()
+            child.join(_WAIT)
+        assert child.exitcode == 0, (
+            "the forked child failed to use the store it inherited, or to write after the "
+            "parent closed it: a store must work in a child forked after it was opened (open "
+            "connections again when os.getpid() changed, or with os.register_at_fork) and "
+            "close() must not destroy what another process still uses (docs/plugins.md, "
+            "Writing a key store)"
+        )
+        again = reopen()
+        try:
+            assert again.get(_NAME) == b"the child, before the parent closed"
+            assert again.get("client2_hmac") == b"the parent, after the fork"
+            assert again.get("client3_hmac") == b"the child, after the parent closed"
+        finally:
+            again.close()
+
+
+def _use_after_fork(store: KeyStore, wrote: Any, parent_closed: Any) -> None:
+    """In the forked child: the inherited store, used before and after the parent closes it."""
+    assert store.get(_NAME) == b"before the fork"
+    store.put(_NAME, b"the child, before the parent closed")
+    wrote.set()
+    assert parent_closed.wait(_WAIT)
+    store.put("client3_hmac", b"the child, after the parent closed")
+    store.close()

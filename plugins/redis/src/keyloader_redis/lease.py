@@ -51,14 +51,14 @@ class WriterLease(ReentrantHold):
         """The lease in milliseconds, as the write scripts take it."""
         return str(int(self.lease * 1000))
 
-    def _busy_message(self) -> str:
+    def busy_message(self) -> str:
         return (
             f"timed out after {self.timeout:g} s waiting for the lock of "
             f"{self.location}: another thread of this process holds it; let it finish or "
             "raise lock_timeout"
         )
 
-    def _take(self, deadline: float) -> None:
+    def take_outer(self, deadline: float) -> None:
         token = secrets.token_hex(16)
         lease = int(self.lease * 1000)
         key = self.key
@@ -113,13 +113,13 @@ class WriterLease(ReentrantHold):
                 )
                 return
 
-    def _forget_outer(self) -> None:
+    def forget_outer(self) -> None:
         # the parent holds the lease and renews it; a child never releases or renews it
         self.token = None
         self._renewer = None  # the renewing thread does not exist in the child
         self._renewer_stop = threading.Event()
 
-    def _let_go(self) -> None:
+    def release_outer(self) -> None:
         token, self.token = self.token, None
         renewer, self._renewer = self._renewer, None
         self._renewer_stop.set()
