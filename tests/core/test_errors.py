@@ -47,7 +47,10 @@ def test_every_error_is_listed_and_exported() -> None:
 
     defined = {n for n in dir(errors) if n.endswith("Error") and n != "KeyloaderError"}
     assert defined == set(TREE)
-    assert set(errors.__all__) == defined | {"KeyloaderError"}
+    warnings = {n for n in dir(errors) if n.endswith("Warning")}
+    assert warnings == {"KeyloaderDeprecationWarning"}
+    assert issubclass(errors.KeyloaderDeprecationWarning, DeprecationWarning)
+    assert set(errors.__all__) == defined | warnings | {"KeyloaderError"}
     for name in errors.__all__:
         assert getattr(keyloader, name) is getattr(errors, name)
 
