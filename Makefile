@@ -6,7 +6,7 @@ PACKAGES := core $(wildcard plugins/*)
 TEMPLATE := examples/plugin-template
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install demo test lint typecheck pytest docs bench clean
 
 install: $(STAMP)
 
@@ -36,7 +36,14 @@ lint: install
 pytest: install
 	$(BIN)/python -m pytest
 
-test: lint pytest
+# The documentation site (mkdocs.yml): docs/, the README, the hook reference, the changelog
+# and an API reference from the docstrings, laid out by tools/site_sources.py and built
+# with --strict (a broken link or anchor fails), offline, into build/site.
+docs: install
+	$(BIN)/python tools/site_sources.py build/site-src
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+test: lint docs pytest
 
 bench: install
 	$(BIN)/python -m pip install --quiet --group bench
@@ -44,4 +51,4 @@ bench: install
 		echo "== $$bench"; $(BIN)/python $$bench; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache .hypothesis

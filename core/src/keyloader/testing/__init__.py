@@ -14,3 +14,11 @@ from .placeholders import PlaceholderProviderContract as PlaceholderProviderCont
 from .providers import MasterKeyProviderContract as MasterKeyProviderContract
 from .rings import RingBackendContract as RingBackendContract
 from .stores import KeyStoreContract as KeyStoreContract
+
+__all__ = [
+    "KeyStoreContract",
+    "MasterKeyProviderContract",
+    "PlaceholderProviderContract",
+    "RingBackendContract",
+    "deprecations_as_errors",
+]
