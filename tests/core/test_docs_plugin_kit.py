@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
+import subprocess
+import sys
 import textwrap
 import tomllib
 import typing
@@ -258,3 +260,14 @@ def test_template_tests_exercise_each_hook_it_implements() -> None:
     assert any("(MasterKeyProviderContract)" in text for text in tests)
     assert any("CliRunner" in text and "command-check" in text for text in tests)
     assert any("open_keystore" in text and "AUDIT_LOG_VAR" in text for text in tests)
+
+
+def test_the_hook_sections_are_the_hookspec_docstrings() -> None:
+    """One source: CONTRIBUTING.md's per-hook sections are written from the docstrings of
+    keyloader.hookspecs by tools/hook_reference.py; an edit to one side alone fails here."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "hook_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr

@@ -122,6 +122,18 @@ class Cluster:
         answer.raise_for_status()
         return answer.json() if answer.content else None
 
+    def wait_readable(self, path: str) -> None:
+        """Until every running node serves ``path`` (a write reaches standbys a little later)."""
+        for node in self.nodes:
+            if node.process is not None:
+                _wait_readable(self, node, path)
+
+    def restart(self, node: Node) -> None:
+        """Start a stopped or killed node again (its raft data kept), unsealed and joined."""
+        node.stop()
+        node.start()
+        self.unseal(node)
+
     def unseal(self, node: Node) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -138,12 +150,12 @@ class Cluster:
         self.session.close()
 
 
-def _wait_readable(cluster: Cluster, node: Node) -> None:
+def _wait_readable(cluster: Cluster, node: Node, path: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         try:
             answer = cluster.session.get(
-                f"{node.address}/v1/secret/data/probe",
+                f"{node.address}/v1/{path}",
                 headers={"X-Vault-Token": cluster.token},
                 timeout=5,
             )
@@ -152,7 +164,7 @@ def _wait_readable(cluster: Cluster, node: Node) -> None:
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"{node.name} never served secret/probe:\n{node.log.read_text()[-2000:]}")
+    raise RuntimeError(f"{node.name} never served {path}:\n{node.log.read_text()[-2000:]}")
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -221,8 +233,7 @@ def start_cluster(workdir: Path) -> Cluster:
             cluster.unseal(node)
         cluster.admin("POST", "sys/mounts/secret", type="kv", options={"version": "2"})
         cluster.admin("POST", "secret/data/probe", data={"ready": "yes"})
-        for node in nodes:  # a new KV v2 mount upgrades itself first: wait for every node
-            _wait_readable(cluster, node)
+        cluster.wait_readable("secret/data/probe")  # a new KV v2 mount upgrades itself first
     except BaseException:
         for node in nodes:
             node.stop()

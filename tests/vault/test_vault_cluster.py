@@ -48,10 +48,12 @@ def _provider(cluster: Cluster, address: str, path: str, **options: Any) -> Vaul
 
 
 def _put(cluster: Cluster, name: str) -> bytes:
+    """A new key at ``secret/<name>``, once every running node serves it."""
     with generate_master_key() as key, key.to_text() as text:
         cluster.admin(
             "POST", f"secret/data/{name}", data={"acra_master_key": text.bytes().decode()}
         )
+        cluster.wait_readable(f"secret/data/{name}")
         return key.encryption.bytes()
 
 
@@ -144,7 +146,7 @@ def test_a_killed_active_node_is_left_for_a_healthy_one(cluster: Cluster, tmp_pa
             break
     finally:
         provider.close()
-        active.process = None
+        cluster.restart(active)  # the cluster whole again, whatever test runs next
     assert recovered is not None, "no load succeeded after the active node was killed"
     print(f"first successful load {recovered:.2f} s after SIGKILL of the active node")
     (tmp_path / "recovered").write_text(base64.b64encode(str(recovered).encode()).decode())
