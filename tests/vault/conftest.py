@@ -64,7 +64,8 @@ class BaoServer:
         stop_process(self.process)
 
 
-def _server_env(home: Path) -> dict[str, str]:
+def server_env(home: Path) -> dict[str, str]:
+    """The environment of a ``bao`` process: no Vault, OpenBao, keyloader or Acra variables."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -114,7 +115,7 @@ def start_bao(
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=_server_env(workdir),
+                env=server_env(workdir),
                 cwd=workdir,
             )
         scheme = "https" if tls else "http"

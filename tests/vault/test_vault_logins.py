@@ -65,6 +65,16 @@ def _provider(bao: Any, events: list[AuditEvent], **options: Any) -> VaultProvid
     return provider
 
 
+def _loads_then_closes(provider: VaultProvider, key: MasterKey, times: int) -> None:
+    """``times`` loads that each return ``key``, then the provider closed."""
+    try:
+        for _ in range(times):
+            with provider.load() as loaded:
+                assert loaded == key
+    finally:
+        provider.close()
+
+
 # -- JWT ---------------------------------------------------------------------------------------
 
 
@@ -98,13 +108,7 @@ def test_a_jwt_login_reads_its_file_at_each_login(
     jwt_file.write_text(make_jwt(jwt_key, _claims(sub="ci-job", aud="keyloader")))
     events: list[AuditEvent] = []
     options = {"auth_method": "jwt", "role": "keyloader", "jwt_file": jwt_file}
-    provider = _provider(bao, events, secrets_path=stored, **options)
-    try:
-        for _ in range(3):
-            with provider.load() as loaded:
-                assert loaded == key
-    finally:
-        provider.close()
+    _loads_then_closes(_provider(bao, events, secrets_path=stored, **options), key, 3)
     assert [(e.action, e.method) for e in events] == [("provider_login", "jwt")]
     jwt_file.write_text(make_jwt(jwt_key, _claims(sub="ci-job", aud="someone-else")))
     provider = _provider(bao, events, secrets_path=stored, **options)
@@ -214,14 +218,8 @@ def test_a_kubernetes_login_with_the_service_account_token(
     token_file.write_text(_service_account_token(kubernetes))
     events: list[AuditEvent] = []
     options = {"auth_method": "kubernetes", "role": "keyloader", "jwt_file": token_file}
-    provider = _provider(bao, events, secrets_path=stored, **options)
     reviews = len(TokenReviews.reviewed)
-    try:
-        for _ in range(3):
-            with provider.load() as loaded:
-                assert loaded == key
-    finally:
-        provider.close()
+    _loads_then_closes(_provider(bao, events, secrets_path=stored, **options), key, 3)
     assert TokenReviews.reviewed[reviews:] == ["/apis/authentication.k8s.io/v1/tokenreviews"]
     assert [(e.action, e.method) for e in events] == [("provider_login", "kubernetes")]
     token_file.write_text(_service_account_token(kubernetes, name="intruder"))
@@ -274,14 +272,7 @@ def test_a_certificate_login_with_the_mutual_tls_client_certificate(
         "auth_method": "cert",
         "secrets_path": f"secret/{name}",
     }
-    provider = VaultProvider(options)
-    provider.audit_sink = events.append
-    try:
-        for _ in range(2):
-            with provider.load() as loaded:
-                assert loaded == key
-    finally:
-        provider.close()
+    _loads_then_closes(_provider(bao_tls, events, **options), key, 2)
     assert [(e.action, e.method) for e in events] == [("provider_login", "cert")]
     with pytest.raises(ConfigError, match=r"cert login .* client_cert and client_key"):
         VaultProvider({"address": bao_tls.address, "auth_method": "cert"}).load()

@@ -321,13 +321,7 @@ def _write_ring(
     store.write(
         path,
         sync_directory=sync_directory,
-        data=rings.encode_container(
-            rings.CONTENT_KEY_RING,
-            datetime.datetime.now(datetime.UTC).replace(microsecond=0),
-            rings.encode_ring(ring),
-            [key.signature],
-            rings.ring_signature_context(path),
-        ),
+        data=rings.signed_ring(ring, path, key.signature),
     )
 
 

@@ -137,17 +137,8 @@ def _write_rings(
                 if exists and not force:
                     outcomes["kept"].append(ring.purpose)
                     continue
-                data = _reseal(ring, encryption)
-                store.write(
-                    ring.purpose,
-                    rings.encode_container(
-                        rings.CONTENT_KEY_RING,
-                        datetime.datetime.now(datetime.UTC).replace(microsecond=0),
-                        rings.encode_ring(data),
-                        [signature],
-                        rings.ring_signature_context(ring.purpose),
-                    ),
-                )
+                resealed = _reseal(ring, encryption)
+                store.write(ring.purpose, rings.signed_ring(resealed, ring.purpose, signature))
                 manager.forget(ring.purpose)
                 outcomes["replaced" if exists else "imported"].append(ring.purpose)
     finally:

@@ -20,7 +20,6 @@ write to such a ring seals the whole ring again under the current pair first.
 from __future__ import annotations
 
 import builtins
-import datetime
 from collections.abc import Callable, Iterable, Iterator
 
 from ..audit import AuditEvent
@@ -394,15 +393,7 @@ class RingKeyManager(EngineBase):
             scell.scrub()
 
     def _write(self, path: str, ring: rings.KeyRing) -> None:
-        _, signature = self._pair()
-        data = rings.encode_container(
-            rings.CONTENT_KEY_RING,
-            datetime.datetime.now(datetime.UTC).replace(microsecond=0),
-            rings.encode_ring(ring),
-            [signature],
-            rings.ring_signature_context(path),
-        )
-        self.store.write(path, data)
+        self.store.write(path, rings.signed_ring(ring, path, self._pair()[1]))
         self.forget(path)
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "parse_ring",
     "ring_of",
     "ring_signature_context",
+    "signed_ring",
 ]
 
 VERSION = 2
@@ -227,6 +228,18 @@ def _key_data(reader: der.Reader) -> KeyData:
             fields[tag] = bytes(reader.octets("a key", tag))
     reader.end()
     return KeyData(key_format, fields.get(_PUBLIC), fields.get(_PRIVATE), fields.get(_SYMMETRIC))
+
+
+def signed_ring(ring: KeyRing, path: str, signature_key: SecretBytes | memoryview) -> bytes:
+    """The ``.keyring`` file of ``ring`` at ``path``, signed under ``signature_key`` and
+    stamped now (to the second), as Acra writes one: what :func:`open_ring` reads back."""
+    return encode_container(
+        CONTENT_KEY_RING,
+        datetime.datetime.now(datetime.UTC).replace(microsecond=0),
+        encode_ring(ring),
+        [signature_key],
+        ring_signature_context(path),
+    )
 
 
 def open_ring(

@@ -13,7 +13,6 @@ for keystore v1.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -128,14 +127,7 @@ def _rewrap_one(manager: RingKeyManager, path: str, old_key: MasterKey, new_key:
         ring = edit.reseal(ring, path, old_key.encryption, new_key.encryption)
     finally:
         scell.scrub()
-    written = rings.encode_container(
-        rings.CONTENT_KEY_RING,
-        datetime.datetime.now(datetime.UTC).replace(microsecond=0),
-        rings.encode_ring(ring),
-        [new_key.signature],
-        rings.ring_signature_context(path),
-    )
-    manager.store.write(path, written)
+    manager.store.write(path, rings.signed_ring(ring, path, new_key.signature))
     manager.forget(path)
     kid = key_id_of_ring(path)
     manager.audit("key_rewrapped", kid, 1, fingerprint=new_key.fingerprint)

@@ -63,8 +63,9 @@ is the last resort for what a server or a library echoed."""
 def redact(text: str, secrets: tuple[str, ...]) -> str:
     """``text`` with every secret value of :data:`MIN_REDACTED` characters or more replaced
     by ``<redacted>``, in one pass (a placeholder is never redacted again)."""
-    long = sorted({secret for secret in secrets if len(secret) >= MIN_REDACTED}, key=len)
-    if len(long) < len({secret for secret in secrets if secret}):
+    given = {secret for secret in secrets if secret}
+    long = sorted((secret for secret in given if len(secret) >= MIN_REDACTED), key=len)
+    if len(long) < len(given):
         _note_short_secret()
     if not long:
         return text
