@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import threading
 import time
@@ -27,6 +28,7 @@ from keyloader_vault import VaultProvider
 from keyloader_vault.options import KUBERNETES_JWT
 
 from ..keytext import text_of
+from ..leakscan import Workflow
 from ..pki import make_pki
 from .conftest import APPROLE_POLICY
 from .test_vault_load import put_v2, unique
@@ -276,3 +278,50 @@ def test_a_certificate_login_with_the_mutual_tls_client_certificate(
     assert [(e.action, e.method) for e in events] == [("provider_login", "cert")]
     with pytest.raises(ConfigError, match=r"cert login .* client_cert and client_key"):
         VaultProvider({"address": bao_tls.address, "auth_method": "cert"}).load()
+
+
+def test_the_new_logins_leak_nothing_through_the_cli_at_debug(
+    bao: Any,
+    key: MasterKey,
+    stored: str,
+    jwt_key: ec.EllipticCurvePrivateKey,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """JWT logins and a wrapped AppRole secret id through ``keyloader`` at DEBUG, failed and
+    not, with and without tracebacks: no JWT, wrapping token, secret id or key anywhere."""
+    caplog.set_level(logging.DEBUG)
+    flow = Workflow(caplog)
+    jwt, refused_jwt = (
+        make_jwt(jwt_key, _claims(sub="ci-job", aud=audience))
+        for audience in ("keyloader", "someone-else")
+    )
+    jwt_file = tmp_path / "jwt"
+    vault = ["--provider", "vault", "-o", f"address={bao.address}", "-o", f"secrets_path={stored}"]
+    base = {"KEYLOADER_LOG_LEVEL": "DEBUG", "VAULT_TOKEN": None, "VAULT_ADDR": None}
+    as_jwt = [*vault, "-o", "auth_method=jwt", "-o", "role=keyloader", "-o", f"jwt_file={jwt_file}"]
+    jwt_file.write_text(jwt)
+    flow.run(*as_jwt, "master-key", "check", env=base)
+    jwt_file.write_text(refused_jwt)
+    for debug in ("0", "1"):
+        flow.run(*as_jwt, "master-key", "check", expect=1, env={**base, "KEYLOADER_DEBUG": debug})
+    approle = bao.admin().auth.approle
+    role_id = approle.read_role_id("keyloader")["data"]["role_id"]
+    answer = approle.generate_secret_id("keyloader", wrap_ttl="60s")
+    wrapped = answer["wrap_info"]["token"]
+    as_wrapped = [*vault, "-o", f"role_id={role_id}"]
+    with_wrapped = {**base, "KEYLOADER_VAULT_SECRET_ID_WRAPPED": wrapped}
+    flow.run(*as_wrapped, "master-key", "check", "--json", env=with_wrapped)
+    for debug in ("0", "1"):  # spent: a wrapping token works once
+        failed = flow.run(
+            *as_wrapped,
+            "master-key",
+            "check",
+            expect=1,
+            env={**with_wrapped, "KEYLOADER_DEBUG": debug},
+        )
+        assert b"would not unwrap" in failed.stderr
+    flow.run(*vault, "-o", f"secret_id_wrapped={wrapped}", "master-key", "check", expect=1)
+    with key.to_bytes() as raw:
+        secrets = [raw.bytes()]
+    assert flow.scan(secrets, never=[jwt.encode(), refused_jwt.encode(), wrapped.encode()]) == 0
