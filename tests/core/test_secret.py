@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from keyloader.secret import SecretBytes, overwrite_bytes
+from keyloader.secret import SecretBytes, burn, overwrite_bytes
 
 
 def test_wipe_zeroes_the_buffer_in_place() -> None:
@@ -168,3 +168,22 @@ def test_overwrite_bytes_refuses_shared_singletons_and_other_types() -> None:
     assert bytes([97]) == b"a"
     for other in (bytearray(b"abc"), "abc"):
         assert not overwrite_bytes(other)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="CPython's bytes layout")
+@pytest.mark.parametrize("size", [2, 32, 256, 257, 5000])
+def test_burn_zeroes_the_payload_of_a_fresh_object_of_any_size(size: int) -> None:
+    value = os.urandom(size)  # up to 256 bytes through the address-space view, then memset
+    header = sys.getsizeof(b"") - 1
+    address = id(value)
+    burn(value)
+    assert ctypes.string_at(address + header, size + 1) == bytes(size + 1)
+    assert len(value) == size
+
+
+def test_burn_leaves_an_object_that_something_else_holds() -> None:
+    value = os.urandom(32)
+    kept = [value]  # another holder: burning would change what it sees
+    burn(value)
+    assert kept[0] == value
+    assert value != bytes(32)

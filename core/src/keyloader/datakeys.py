@@ -3,18 +3,20 @@
 :class:`OpenedKeys` unseals the keys of one key id on first need (the current one first,
 then the rotated ones, newest first), keeps them for the operation and wipes them at its
 end; :func:`take_scratch` lends this thread a 32-byte slot for the data key of the value
-being opened or made, :func:`data_keys` draws many fresh data keys at once.
+being opened or made, :func:`draw` fills it with fresh random bytes from this thread's
+pool, :func:`data_keys` draws many fresh data keys at once.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 
 from .containers import acrablock
 from .errors import IntegrityError, KeyloaderError, KeyNotFoundError
-from .secret import SecretBytes
+from .secret import SecretBytes, burn
 from .themis import keys as themis_keys
 from .themis import scell
 
@@ -24,7 +26,15 @@ if TYPE_CHECKING:
     from .dataops import DataOperations
     from .keyids import KeyId
 
-__all__ = ["OpenedKeys", "UnsealFailed", "data_keys", "give_back", "take_scratch"]
+__all__ = [
+    "OpenedKeys",
+    "UnsealFailed",
+    "data_keys",
+    "draw",
+    "draw_public",
+    "give_back",
+    "take_scratch",
+]
 
 
 class UnsealFailed(Exception):
@@ -145,22 +155,80 @@ _local = threading.local()
 def take_scratch() -> SecretBytes:
     """32 zero bytes in secret pages for a data key, from this thread's free list (one
     slot per thread and nesting depth, instead of one per call)."""
-    free: list[SecretBytes] | None = getattr(_local, "free", None)
-    if free:
-        return free.pop()
-    return SecretBytes.zeroed(acrablock.DATA_KEY_SIZE)
+    try:
+        return _local.free.pop()  # type: ignore[no-any-return]
+    except (AttributeError, IndexError):  # this thread's first call, or a nested one
+        return SecretBytes.zeroed(acrablock.DATA_KEY_SIZE)
 
 
 def give_back(scratch: SecretBytes) -> None:
     """Zero ``scratch`` and keep it for this thread's next call."""
     scratch.buffer[:] = acrablock.ZERO_KEY
-    free: list[SecretBytes] | None = getattr(_local, "free", None)
-    if free is None:
+    try:
+        free: list[SecretBytes] = _local.free
+    except AttributeError:
         free = _local.free = []
     if len(free) < 4:
         free.append(scratch)
     else:
         scratch.wipe()
+
+
+POOL_SIZE = 4096
+"""Random bytes a thread's pool draws at once (one CSPRNG read, one burnt heap copy)."""
+
+
+class _Pool:
+    """This thread's random bytes in secret pages, each handed out once and zeroed then."""
+
+    __slots__ = ("bytes", "next")
+
+    def __init__(self) -> None:
+        self.bytes = SecretBytes.zeroed(POOL_SIZE)
+        self.next = POOL_SIZE
+
+    def take(self, size: int) -> memoryview:
+        """The next ``size`` unused bytes (a view the caller copies out and zeroes at once)."""
+        start = self.next
+        if start + size > POOL_SIZE:
+            fresh = os.urandom(POOL_SIZE)
+            self.bytes.buffer[:] = fresh
+            burn(fresh)
+            start = 0
+        self.next = start + size  # before anything else can draw from this thread
+        return self.bytes.buffer[start : start + size]
+
+
+def _pool() -> _Pool:
+    pool: _Pool | None = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = _Pool()
+    return pool
+
+
+def draw(out: memoryview) -> None:
+    """Fill ``out`` (a slot in secret pages: a data key) with fresh random bytes from this
+    thread's pool: no system call and no heap copy per key. A forked child starts a pool
+    of its own (:func:`os.register_at_fork`), so no two processes ever draw the same bytes."""
+    taken = _pool().take(len(out))
+    out[:] = taken
+    taken[:] = bytes(len(taken))
+
+
+def draw_public(size: int) -> bytes:
+    """``size`` fresh random bytes that need no secrecy (ivs), from this thread's pool."""
+    taken = _pool().take(size)
+    value = taken.tobytes()
+    taken[:] = bytes(size)
+    return value
+
+
+def _after_fork_in_child() -> None:
+    global _local
+    _local = threading.local()  # the parent's pools and slots read as zeroes here
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def data_keys(count: int, chunk: int = 128) -> Generator[memoryview, None, None]:

@@ -12,7 +12,6 @@ decrypt is one :class:`~keyloader.errors.DecryptionError` naming the key id.
 from __future__ import annotations
 
 import builtins
-import os
 from collections.abc import Callable, Iterable
 from contextlib import closing
 from typing import TYPE_CHECKING
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 from .containers import acrablock, acrastruct, poison, searchable
 from .containers.envelope import ACRABLOCK, ACRASTRUCT, NAMES, unwrap
 from .containers.envelope import TAG as ENVELOPE_TAG
-from .datakeys import OpenedKeys, data_keys, give_back, take_scratch
+from .datakeys import OpenedKeys, data_keys, draw, draw_public, give_back, take_scratch
 from .errors import (
     ConfigError,
     DecryptionError,
@@ -29,7 +28,7 @@ from .errors import (
     KeyNotFoundError,
 )
 from .keyids import KeyId, KeyKind, key_id_of
-from .secret import SecretBytes, burn
+from .secret import SecretBytes
 from .themis import keys as themis_keys
 from .themis import scell
 
@@ -54,6 +53,7 @@ class DataOperations:
         @property
         def location(self) -> str: ...
         def _decrypt(self, kid: KeyId, index: int) -> SecretBytes: ...
+        def _peek(self, kid: KeyId) -> SecretBytes | None: ...
         def _rotated_count(self, kid: KeyId) -> int: ...
         def _has_current(self, kid: KeyId) -> bool: ...
         def read_public(self, key_id: KeyId | str) -> bytes: ...
@@ -85,7 +85,7 @@ class DataOperations:
         kid, container = _data_key_id(key_id)
         if container == ACRABLOCK and context is None and not searchable:
             item = _value(data)
-            if len(item):  # the common case, without the bulk form's scaffolding
+            if 0 < len(item) < acrablock.LARGE:  # the common case, without the bulk form's
                 return self._encrypt_block(kid, item, envelope)
         return self.encrypt_many(
             kid, [data], context=context, envelope=envelope, searchable=searchable
@@ -147,7 +147,7 @@ class DataOperations:
         ``searchable``, of a searchable value whose hash is checked too."""
         kid, container = _data_key_id(key_id)
         if container == ACRABLOCK and context is None and not searchable:
-            opened = self._decrypt_block(kid, _value(data))
+            opened = self._decrypt_block(kid, _value(data))  # the common case
             if opened is not None:
                 return opened
         return self.decrypt_many(kid, [data], context=context, searchable=searchable)[0]
@@ -214,35 +214,47 @@ class DataOperations:
     # -- one AcraBlock, the common case -------------------------------------------------
 
     def _encrypt_block(self, kid: KeyId, item: Value, envelope: bool) -> bytes:
-        with self._audited("key_used", kid), self._decrypt(kid, 1) as key:
-            scratch = take_scratch()
-            try:
-                fresh = os.urandom(acrablock.DATA_KEY_SIZE)
-                scratch.buffer[:] = fresh
-                burn(fresh)
-                with acrablock.Kek.of(key) as kek:
-                    return acrablock.encrypt(kek, item, enveloped=envelope, data_key=scratch.buffer)
-            finally:
-                give_back(scratch)
+        """One AcraBlock under the current key: its KEK is kept with the cached key, the
+        data key and the ivs come from this thread's random pool (:func:`draw`)."""
+        failure: BaseException | None = None
+        owned: SecretBytes | None = None
+        scratch = take_scratch()
+        try:
+            key = self._peek(kid)
+            if key is None:  # not cached: unsealed for this call, wiped after it
+                key = owned = self._decrypt(kid, 1)
+            draw(scratch.buffer)
+            ivs = draw_public(2 * scell.IV_SIZE)
+            kept = acrablock.kept_kek(key)
+            return acrablock.seal_kept(kept, item, scratch.buffer, ivs, enveloped=envelope)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            give_back(scratch)
+            if owned is not None:
+                owned.wipe()
+            scell.scrub()
+            self.audit("key_used", kid, 1, ok=failure is None, error=failure)
 
     def _decrypt_block(self, kid: KeyId, item: Value) -> bytes | None:
         """The plaintext of one AcraBlock that the current key opens, audited; None, with
         nothing audited, whenever the value or the keys are anything else: the general
         path then decides (rotated keys, the error to raise)."""
+        owned: SecretBytes | None = None
         try:
-            found, inner = _container_of(memoryview(item))
-            if found != ACRABLOCK:
-                return None
-            block = acrablock.parse(inner)
-            key = self._decrypt(kid, 1)
+            key = self._peek(kid)
+            if key is None:  # not cached: unsealed for this call, wiped after it
+                key = owned = self._decrypt(kid, 1)
         except KeyloaderError:
             return None
         scratch = take_scratch()
         try:
-            opened = block.open_kept(acrablock.kept_kek(key), scratch.buffer)
+            opened = acrablock.open_kept(acrablock.kept_kek(key), item, scratch.buffer)
         finally:
             give_back(scratch)
-            key.wipe()
+            if owned is not None:
+                owned.wipe()
         if opened is not None:
             scell.scrub()
             self.audit("key_used", kid, 1)
@@ -342,10 +354,8 @@ def _each(
     value's in this thread's scratch slot, many values' drawn at once."""
     if len(items) == 1:
         scratch = take_scratch()
-        fresh = os.urandom(acrablock.DATA_KEY_SIZE)
-        scratch.buffer[:] = fresh
-        burn(fresh)
         try:
+            draw(scratch.buffer)
             return [make(items[0], scratch.buffer)]
         finally:
             give_back(scratch)
@@ -384,6 +394,10 @@ def _split_searchable(
 
 
 def _data_key_id(key_id: KeyId | str) -> tuple[KeyId, int]:
+    """``(key id, container)`` of a data key id (remembered: every data operation asks)."""
+    found = _DATA_KEY_IDS.get(key_id)
+    if found is not None:
+        return found
     kid = key_id_of(key_id)
     container = _CONTAINER.get(kid.kind)
     if container is None:
@@ -391,11 +405,17 @@ def _data_key_id(key_id: KeyId | str) -> tuple[KeyId, int]:
             f"{kid} does not encrypt data: use client/<client-id>/symmetric (AcraBlock) or "
             "client/<client-id>/storage (AcraStruct)"
         )
+    if len(_DATA_KEY_IDS) < 65536:
+        _DATA_KEY_IDS[key_id] = kid, container
     return kid, container
 
 
+_DATA_KEY_IDS: dict[KeyId | str, tuple[KeyId, int]] = {}
+_VALUE_TYPES = (bytes, bytearray, memoryview)
+
+
 def _value(value: object) -> Value:
-    if isinstance(value, bytes | bytearray | memoryview):
+    if isinstance(value, _VALUE_TYPES):
         return value
     raise ConfigError(f"values must be bytes-like, not {type(value).__name__}")
 

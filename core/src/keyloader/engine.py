@@ -164,6 +164,12 @@ class EngineBase(DataOperations):
     def _has_current(self, kid: KeyId) -> bool:
         raise NotImplementedError
 
+    def _peek(self, kid: KeyId) -> SecretBytes | None:
+        """The current key of ``kid`` as the cache holds it (valid by the store's revision
+        token), not a lease, else None: for the data operations' common case, which only
+        reads what is derived from it and neither wipes nor keeps it."""
+        return None
+
     def read_public(self, key_id: KeyId | str) -> bytes:
         """The plaintext public half of a keypair (``client/<cid>/storage``, ``poison-record``)."""
         raise NotImplementedError

@@ -221,6 +221,19 @@ class KeyCache:
             pass
         return key.lease()
 
+    def peek(self, slot: tuple[str, str | None], revision: object) -> SecretBytes | None:
+        """:meth:`get` without the lease: the cached key itself, for engine code that only
+        reads what was derived from it (``SecretBytes._derived``) while it holds the object,
+        and neither wipes nor keeps it. Holding it keeps its bytes alive, as a lease does."""
+        entry = self._entries.get(slot)
+        if entry is None or revision is None or revision != entry[0]:
+            return None  # a stale entry is left to get(), which drops it and reads again
+        try:  # noqa: SIM105 - suppress() costs a context manager on the hot path
+            self._entries.move_to_end(slot)
+        except KeyError:  # dropped by another thread meanwhile: the object still holds
+            pass
+        return entry[2]
+
     def put(
         self, slot: tuple[str, str | None], revision: object, plain: SecretBytes
     ) -> SecretBytes:

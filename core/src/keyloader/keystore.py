@@ -122,6 +122,13 @@ class KeyManager(EngineBase):
         name = key_id_of(key_id).store_name
         return cache.get((name, None), self.store.revision(name, None))
 
+    def _peek(self, kid: KeyId) -> SecretBytes | None:
+        cache = self._cache
+        if cache is None:
+            return None
+        name = kid.store_name
+        return cache.peek((name, None), self.store.revision(name, None))
+
     def _decrypt(self, kid: KeyId, index: int) -> SecretBytes:
         name = kid.store_name
         timestamp = self._history_timestamp(kid, index) if index != 1 else None

@@ -19,7 +19,33 @@ _MISSING = object()
 _T = TypeVar("_T")
 _BYTES_PAYLOAD = sys.getsizeof(b"") - 1
 """Where a ``bytes`` object's payload starts, from its address (CPython's ``ob_sval``)."""
-_memset = ctypes.memset
+_ZEROS = memoryview(bytes(256))
+
+
+def _address_space() -> memoryview | None:
+    """One writable byte view of the process's address space, made once (64-bit CPython).
+
+    Zeroing a payload through it is a slice assignment (0.1 µs) where ``ctypes.memset``
+    is a foreign-function call (0.5 µs); both write to the same address. Only the
+    addresses of objects :func:`burn` is given are ever touched.
+    """
+    if sys.implementation.name != "cpython" or sys.maxsize < 1 << 62:
+        return None
+    try:
+        return memoryview((ctypes.c_char * (1 << 56)).from_address(0)).cast("B")
+    except (TypeError, ValueError, OverflowError, MemoryError):
+        return None
+
+
+_MEMORY = _address_space()
+
+
+def _zero(address: int, length: int) -> None:
+    memory = _MEMORY
+    if memory is not None and length <= len(_ZEROS) and address + length <= len(memory):
+        memory[address : address + length] = _ZEROS[:length]
+    else:
+        ctypes.memset(address, 0, length)
 
 
 def overwrite_bytes(value: bytes) -> bool:
@@ -31,7 +57,7 @@ def overwrite_bytes(value: bytes) -> bool:
     """
     if type(value) is not bytes or len(value) < 2 or sys.implementation.name != "cpython":
         return False
-    _memset(id(value) + _BYTES_PAYLOAD, 0, len(value))
+    _zero(id(value) + _BYTES_PAYLOAD, len(value))
     return True
 
 
@@ -44,7 +70,7 @@ def burn(data: bytes) -> None:
     that nothing else references (never an interned or shared one); CPython only.
     """
     if len(data) > 1 and sys.getrefcount(data) <= 3:  # the caller's name and this argument
-        _memset(id(data) + _BYTES_PAYLOAD, 0, len(data))
+        _zero(id(data) + _BYTES_PAYLOAD, len(data))
 
 
 class SecretBytes:

@@ -26,7 +26,18 @@ from ..secret import SecretBytes
 from ..themis import scell
 from . import envelope
 
-__all__ = ["MIN_SIZE", "TAG", "AcraBlock", "Kek", "encrypt", "kept_kek", "key_id", "parse"]
+__all__ = [
+    "MIN_SIZE",
+    "TAG",
+    "AcraBlock",
+    "Kek",
+    "encrypt",
+    "kept_kek",
+    "key_id",
+    "open_kept",
+    "parse",
+    "seal_kept",
+]
 
 TAG = b'"' * 4
 SECURE_CELL = 0
@@ -34,6 +45,9 @@ DATA_KEY_SIZE = 32
 MIN_SIZE = 18
 """Tag, rest length, both backend bytes, KEK id and the data-key length."""
 _HEAD = struct.Struct("<4sQB2sBH")
+_ENVELOPE = struct.Struct("<3sQB")
+_SEALED_KEY_SIZE = 76
+"""A 32-byte data key sealed in a Secure Cell."""
 
 
 class Kek:
@@ -108,18 +122,6 @@ class AcraBlock(NamedTuple):
             scratch[:] = ZERO_KEY
         raise IntegrityError("the AcraBlock does not open with any of the keys")
 
-    def open_kept(self, kept: tuple[bytes, SecretBytes], scratch: memoryview) -> bytes | None:
-        """The plaintext if the KEK ``kept`` (:func:`kept_kek`: no context) opens the block,
-        else None; the data key goes through ``scratch`` (32 bytes in secret pages)."""
-        kek_id, message_key = kept
-        if kek_id != self.key_id:
-            return None
-        try:
-            scell.open_keyed_into(message_key, self.sealed_key, scratch)
-            return scell.open_data_cell(scratch, self.sealed_data)
-        except IntegrityError:
-            return None
-
 
 ZERO_KEY = bytes(DATA_KEY_SIZE)
 LARGE = 1 << 14
@@ -130,6 +132,69 @@ def kept_kek(key: SecretBytes) -> tuple[bytes, SecretBytes]:
     """The KEK id and message key of ``key`` under no context, derived once and kept
     with ``key`` (in secret pages, wiped with it)."""
     return key._derived("acrablock kek", _derive_kek)
+
+
+def seal_kept(
+    kept: tuple[bytes, SecretBytes],
+    plaintext: bytes | bytearray | memoryview,
+    data_key: memoryview,
+    ivs: bytes,
+    *,
+    enveloped: bool,
+) -> bytes:
+    """One AcraBlock of ``plaintext`` (1 byte to :data:`LARGE`) under the KEK ``kept``
+    (:func:`kept_kek`: no context), the common case: ``data_key`` is 32 fresh bytes in
+    secret pages (the caller zeroes them), ``ivs`` 24 fresh bytes for the two cells."""
+    kek_id, message_key = kept
+    size = len(plaintext)
+    if not 0 < size < LARGE or len(ivs) != 2 * scell.IV_SIZE:
+        raise ConfigError("seal_kept takes 1 byte to 16 KiB of data and 24 bytes of ivs")
+    sealed_key = scell.seal_keyed(message_key, data_key, ivs[: scell.IV_SIZE])
+    sealed_data = scell.seal_parts(data_key, plaintext, b"", ivs[scell.IV_SIZE :])
+    rest = MIN_SIZE - len(TAG) + len(sealed_key) + scell.HEADER_SIZE + size
+    head = _HEAD.pack(TAG, rest, SECURE_CELL, kek_id, SECURE_CELL, len(sealed_key))
+    if enveloped:
+        head = envelope.header(envelope.ACRABLOCK, len(TAG) + rest) + head
+    return b"".join((head, sealed_key, *sealed_data))
+
+
+def open_kept(
+    kept: tuple[bytes, SecretBytes], value: bytes | bytearray | memoryview, scratch: memoryview
+) -> bytes | None:
+    """The plaintext of an AcraBlock (enveloped or bare) that the KEK ``kept`` (:func:`kept_kek`:
+    no context) opens, else None (another container, another key, damaged: the caller's
+    general path decides). The common case, in one pass over the value: the checks of
+    :func:`~.envelope.unwrap` and :func:`parse`, then the two cells; the data key goes
+    through ``scratch`` (32 bytes in secret pages, zeroed after)."""
+    if type(value) is memoryview and not (value.format == "B" and value.c_contiguous):
+        return None  # the general path flattens it
+    start, end = 0, len(value)
+    if value[:3] == envelope.TAG:
+        if end <= envelope.HEADER_SIZE:
+            return None
+        _, length, found = _ENVELOPE.unpack_from(value)
+        if found != envelope.ACRABLOCK or not envelope.HEADER_SIZE < length <= end:
+            return None
+        start, end = envelope.HEADER_SIZE, length
+    if end - start < MIN_SIZE:
+        return None
+    tag, rest, kek_backend, kek_id, data_backend, key_size = _HEAD.unpack_from(value, start)
+    key_cell = start + MIN_SIZE
+    data_cell = key_cell + _SEALED_KEY_SIZE
+    stop = start + len(TAG) + rest
+    if (
+        tag != TAG
+        or kek_backend
+        or data_backend
+        or key_size != _SEALED_KEY_SIZE
+        or kek_id != kept[0]
+        or not data_cell + scell.HEADER_SIZE < stop <= end
+    ):
+        return None
+    try:
+        return scell.open_key_then_data(kept[1], value, key_cell, data_cell, stop, scratch)
+    except IntegrityError:
+        return None
 
 
 def _derive_kek(key: SecretBytes) -> tuple[bytes, SecretBytes]:

@@ -185,6 +185,13 @@ class RingKeyManager(EngineBase):
             return cache.put((path, str(index)), revision, secret)
         return secret
 
+    def _peek(self, kid: KeyId) -> SecretBytes | None:
+        cache = self._cache
+        if cache is None:
+            return None
+        path = kid.ring_path
+        return cache.peek((path, "1"), self.store.revision(path))
+
     def cached(self, key_id: KeyId | str, index: int = 1) -> SecretBytes | None:
         cache = self._cache
         if cache is None or not self._master.loaded:

@@ -32,6 +32,7 @@ from ..secret import SecretBytes, burn
 
 __all__ = [
     "ALGORITHM",
+    "DATA_KEY_SIZE",
     "HEADER_SIZE",
     "IV_SIZE",
     "TAG_SIZE",
@@ -40,8 +41,10 @@ __all__ = [
     "decrypt_data",
     "encrypt",
     "message_key",
+    "open_key_then_data",
     "scrub",
     "seal_into",
+    "seal_keyed",
     "seal_parts",
 ]
 
@@ -57,8 +60,12 @@ try:  # what hmac.digest calls, without its dispatch on the digest's name (0.15 
 except ImportError:  # a Python without OpenSSL's HMAC: the module's own
     from hmac import digest as _hmac  # type: ignore[assignment]
 
+DATA_KEY_SIZE = 32
+"""The size of the keys containers seal in a cell of their own (:func:`open_key_then_data`)."""
 _MAX_MESSAGE = 0xFFFFFFFF
 _FIELDS = struct.Struct("<4I")
+_KEY_THEN_DATA = struct.Struct(f"<4I{IV_SIZE + TAG_SIZE + DATA_KEY_SIZE}x4I")
+"""The fields of a cell holding a data key, and of the cell right after it."""
 _U32 = struct.Struct("<I")
 _KDF_PREFIX = b"\x00\x00\x00\x01Themis secure cell message key\x00"
 _FIXED_FIELDS = struct.pack("<3I", ALGORITHM, IV_SIZE, TAG_SIZE)
@@ -77,10 +84,11 @@ def encrypt(key: Bytes, plaintext: Bytes, context: Bytes = b"") -> bytes:
 
 
 def seal_parts(
-    key: Bytes, plaintext: Bytes, context: Bytes = b""
+    key: Bytes, plaintext: Bytes, context: Bytes = b"", iv: bytes | None = None
 ) -> tuple[bytes, memoryview, memoryview]:
     """The blob :func:`encrypt` makes, as (fields and iv, tag, ciphertext): a caller that
-    builds a larger value (an AcraBlock) joins them once, with no copy in between."""
+    builds a larger value (an AcraBlock) joins them once, with no copy in between.
+    ``iv``: 12 fresh random bytes the caller drew, else drawn here."""
     secret = _key_bytes(key)
     aad = _context_bytes(context)
     data = plaintext
@@ -91,7 +99,10 @@ def seal_parts(
         raise ConfigError("plaintext is empty: Secure Cell cannot seal an empty message")
     if size > _MAX_MESSAGE:
         raise ConfigError("plaintext is larger than 4 GiB, the Secure Cell limit")
-    iv = os.urandom(IV_SIZE)
+    if iv is None:
+        iv = os.urandom(IV_SIZE)
+    elif len(iv) != IV_SIZE:
+        raise ConfigError(f"a Secure Cell iv is {IV_SIZE} bytes")
     message_key = _hmac(secret, b"".join((_KDF_PREFIX, _U32.pack(size), aad)), "sha256")
     try:
         sealed = memoryview(AESGCM(message_key).encrypt(iv, data, aad or None))
@@ -262,13 +273,29 @@ def decrypt_data(key: Bytes, blob: Bytes, context: Bytes = b"") -> bytes:
         burn(message_key)
 
 
-def open_keyed_into(message_key: SecretBytes, sealed: memoryview, out: memoryview) -> None:
+def seal_keyed(message_key: SecretBytes, plaintext: Bytes, iv: bytes) -> bytes:
+    """The Seal of ``plaintext`` with the message key derived earlier for its size
+    (:func:`message_key`, no context) and a fresh 12-byte ``iv``, without keeping an
+    AES context."""
+    size = len(plaintext)
+    if size == 0 or len(iv) != IV_SIZE:
+        raise ConfigError("seal_keyed takes 1 byte or more and a 12-byte iv")
+    sealed = AESGCM(message_key.buffer).encrypt(iv, plaintext, None)
+    return b"".join(
+        (_FIELDS.pack(ALGORITHM, IV_SIZE, TAG_SIZE, size), iv, sealed[size:], sealed[:size])
+    )
+
+
+def open_keyed_into(message_key: SecretBytes, sealed: Bytes, out: memoryview) -> None:
     """Open a Seal of ``len(out)`` bytes into ``out`` with a message key derived earlier
     (:func:`message_key`, no context): :meth:`SizedCell.open_into` without keeping an AES
-    context. ``sealed`` is a flat byte view; ``IntegrityError`` if it does not open."""
-    head = sealed[:16].tobytes()
-    if len(sealed) != HEADER_SIZE + len(out) or head != _FIELDS.pack(
-        ALGORITHM, IV_SIZE, TAG_SIZE, len(out)
+    context. ``sealed`` is ``bytes`` or a flat byte view; ``IntegrityError`` if it does
+    not open."""
+    size = len(out)
+    if (
+        len(sealed) != HEADER_SIZE + size
+        or sealed[:12] != _FIXED_FIELDS
+        or _U32.unpack_from(sealed, 12)[0] != size
     ):
         raise IntegrityError(_FAILED)
     data = b"".join((sealed[HEADER_SIZE:], sealed[_TAG_START:HEADER_SIZE]))
@@ -278,9 +305,49 @@ def open_keyed_into(message_key: SecretBytes, sealed: memoryview, out: memoryvie
         raise IntegrityError(_FAILED) from None
 
 
-def open_data_cell(key: memoryview, sealed: memoryview) -> bytes:
-    """:func:`decrypt_data` for the hot path of a container: ``key`` and ``sealed`` are
-    flat byte views (a data key in secret pages, a slice of the value), no context."""
+def open_key_then_data(
+    message_key: SecretBytes, value: Bytes, key_cell: int, data_cell: int, end: int, out: memoryview
+) -> bytes:
+    """Two Seals inside ``value`` (``bytes`` or a flat byte view), as containers nest them:
+    the one at ``key_cell`` holds a key of ``len(out)`` (:data:`DATA_KEY_SIZE`) bytes and
+    opens with
+    ``message_key`` (:func:`message_key`, no context) into ``out``; that key opens the
+    one from ``data_cell`` to ``end``, whose plaintext is returned. No context; in one
+    pass, nothing sliced out first. ``IntegrityError`` if either does not open; ``out``
+    is zeroed before returning either way."""
+    size, data_size = len(out), end - data_cell - HEADER_SIZE
+    if (
+        size != DATA_KEY_SIZE
+        or data_cell - key_cell != HEADER_SIZE + size
+        or data_size <= 0
+        or end > len(value)
+        or _KEY_THEN_DATA.unpack_from(value, key_cell)
+        != (ALGORITHM, IV_SIZE, TAG_SIZE, size, ALGORITHM, IV_SIZE, TAG_SIZE, data_size)
+    ):
+        raise IntegrityError(_FAILED)
+    tag, data = key_cell + _TAG_START, key_cell + HEADER_SIZE
+    sealed = b"".join((value[data:data_cell], value[tag:data]))
+    try:
+        AESGCM(message_key.buffer).decrypt_into(value[key_cell + 16 : tag], sealed, None, out)
+        data_key = _hmac(out, _KDF_PREFIX + value[data_cell + 12 : data_cell + 16], "sha256")
+    except (InvalidTag, ValueError):
+        raise IntegrityError(_FAILED) from None
+    finally:
+        out[:] = bytes(size)
+    tag, data = data_cell + _TAG_START, data_cell + HEADER_SIZE
+    try:
+        return AESGCM(data_key).decrypt(
+            value[data_cell + 16 : tag], b"".join((value[data:end], value[tag:data])), None
+        )
+    except (InvalidTag, ValueError, OverflowError):
+        raise IntegrityError(_FAILED) from None
+    finally:
+        burn(data_key)
+
+
+def open_data_cell(key: memoryview, sealed: Bytes) -> bytes:
+    """:func:`decrypt_data` for the hot path of a container, no context: ``key`` is a flat
+    byte view (a data key in secret pages), ``sealed`` ``bytes`` or a flat byte view."""
     size = len(sealed) - HEADER_SIZE
     if size <= 0 or sealed[:12] != _FIXED_FIELDS or _U32.unpack_from(sealed, 12)[0] != size:
         raise IntegrityError(_FAILED)
@@ -322,6 +389,7 @@ _SCRUB_SIZE = 384
 """Bytes the scrub's AES-GCM handles: more than 256, so OpenSSL's AVX-512/VAES code takes
 the path that fills zmm16-31 too (at 256 bytes or fewer it leaves the last round keys
 of a larger operation in zmm30/31; measured with ptrace on an AVX-512 CPU)."""
+_EMPTY_SHA256 = hashlib.sha256()
 _scrubber: tuple[AESGCM, bytes, bytearray] | None = None
 
 
@@ -332,10 +400,11 @@ def scrub() -> None:
     in vector registers after an operation and reach memory at the next register
     save (a signal frame, a context switch, a core dump's register notes). Running
     the same code once more on zeroes under an all-zero key replaces them: SHA-256
-    (the SHA-NI state of the last HMAC) and an AES-256-GCM decryption of
-    :data:`_SCRUB_SIZE` bytes (round keys, GHASH powers, the AVX-512 registers).
-    Neither half alone is enough. The engine calls it at the end of every operation
-    that used a key; it costs about a microsecond.
+    (the digest of an empty message: one compression, which replaces the SHA-NI state
+    of the last HMAC) and an AES-256-GCM decryption of :data:`_SCRUB_SIZE` bytes
+    (round keys, GHASH powers, the AVX-512 registers). Neither half alone is enough.
+    The engine calls it at the end of every operation that used a key; it costs
+    about a microsecond.
     """
     global _scrubber
     scrubber = _scrubber
@@ -343,7 +412,7 @@ def scrub() -> None:
         aead = AESGCM(bytes(32))
         sealed = aead.encrypt(_ZERO[:IV_SIZE], bytes(_SCRUB_SIZE), _ZERO[:16])
         scrubber = _scrubber = (aead, sealed, bytearray(_SCRUB_SIZE))
-    hashlib.sha256(_ZERO).digest()
+    _EMPTY_SHA256.digest()
     scrubber[0].decrypt_into(_ZERO[:IV_SIZE], scrubber[1], _ZERO[:16], scrubber[2])
 
 
