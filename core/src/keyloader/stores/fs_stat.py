@@ -43,6 +43,9 @@ _MAX_PATHS = 4096
 _AT_FDCWD = -100
 _AT_SYMLINK_NOFOLLOW = 0x100
 _STATX_BASIC = 0x7FF
+_AT_FDCWD_C = ctypes.c_int(_AT_FDCWD)
+_NOFOLLOW_C = ctypes.c_int(_AT_SYMLINK_NOFOLLOW)
+_STATX_BASIC_C = ctypes.c_uint(_STATX_BASIC)
 
 
 class _Timestamp(ctypes.Structure):
@@ -107,15 +110,19 @@ class RevisionStat:
             statx = self._decide()
         if statx is None:
             return _lstat_token(path)
-        buffer = getattr(self._local, "buffer", None)
-        if buffer is None:
-            buffer = self._local.buffer = _Statx()
+        try:
+            buffer, pointer = self._local.buffer
+        except AttributeError:  # this thread's first token
+            buffer = _Statx()
+            pointer = ctypes.c_void_p(ctypes.addressof(buffer))
+            self._local.buffer = buffer, pointer
         encoded = self._encoded.get(path)
         if encoded is None:
             encoded = os.fsencode(path)
             if len(self._encoded) < _MAX_PATHS:
                 self._encoded[path] = encoded
-        if statx(_AT_FDCWD, encoded, _AT_SYMLINK_NOFOLLOW, _STATX_BASIC, buffer) != 0:
+        # every argument already a C value: ctypes converts nothing (0.4 µs a call)
+        if statx(_AT_FDCWD_C, encoded, _NOFOLLOW_C, _STATX_BASIC_C, pointer) != 0:
             code = ctypes.get_errno()
             if code == errno.ENOSYS:  # a kernel or sandbox without statx: stop trying
                 self._statx = None
@@ -141,13 +148,7 @@ def _statx_on(directory: str) -> Any:
         statfs = libc.statfs
     except (OSError, AttributeError):  # not glibc >= 2.28, or no libc symbols
         return None
-    statx.argtypes = (
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_int,
-        ctypes.c_uint,
-        ctypes.POINTER(_Statx),
-    )
+    # no argtypes: token() passes C values only (and the path as bytes), nothing to convert
     statx.restype = ctypes.c_int
     statfs.argtypes = (ctypes.c_char_p, ctypes.c_void_p)
     statfs.restype = ctypes.c_int
