@@ -19,13 +19,22 @@ def draws(count: int) -> list[bytes]:
     return out
 
 
+def fresh_ivs() -> bytes:
+    with SecretBytes.zeroed(1) as slot:
+        return datakeys.draw(slot.buffer, 12)
+
+
 def test_the_pool_hands_out_each_byte_once_and_zeroes_it_then() -> None:
     count = 3 * datakeys.POOL_SIZE // 32  # three refills
     keys = draws(count)
     assert len(set(keys)) == count
     assert bytes(32) not in keys
-    ivs = [datakeys.draw_public(12) for _ in range(100)]
-    assert len(set(ivs)) == 100
+    with SecretBytes.zeroed(32) as slot:
+        pairs = [(datakeys.draw(slot.buffer, 24), slot.buffer.tobytes()) for _ in range(100)]
+    assert len({ivs for ivs, _ in pairs}) == 100
+    assert all(len(ivs) == 24 for ivs, _ in pairs)
+    assert not {ivs[:12] for ivs, _ in pairs} & {ivs[12:] for ivs, _ in pairs}
+    assert not {key for _, key in pairs} & set(keys)
     pool = datakeys._pool()
     assert pool.next > 0
     assert not any(pool.bytes.buffer[: pool.next]), "bytes handed out are still in the pool"
@@ -53,14 +62,14 @@ def test_a_forked_child_never_draws_what_its_parent_draws() -> None:
     if pid == 0:  # the child: never return into pytest
         try:
             os.close(read_end)
-            os.write(write_end, b"".join(draws(4)) + datakeys.draw_public(12))
+            os.write(write_end, b"".join(draws(4)) + fresh_ivs())
         finally:
             os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
         child = pipe.read()
     os.waitpid(pid, 0)
-    parent = b"".join(draws(4)) + datakeys.draw_public(12)
+    parent = b"".join(draws(4)) + fresh_ivs()
     assert len(child) == len(parent) == 4 * 32 + 12
     assert child != parent
     # the parent's pages read as zeroes in a child: without a pool of its own, zero keys

@@ -31,7 +31,6 @@ __all__ = [
     "UnsealFailed",
     "data_keys",
     "draw",
-    "draw_public",
     "give_back",
     "take_scratch",
 ]
@@ -206,21 +205,17 @@ def _pool() -> _Pool:
     return pool
 
 
-def draw(out: memoryview) -> None:
+def draw(out: memoryview, public: int = 0) -> bytes:
     """Fill ``out`` (a slot in secret pages: a data key) with fresh random bytes from this
-    thread's pool: no system call and no heap copy per key. A forked child starts a pool
-    of its own (:func:`os.register_at_fork`), so no two processes ever draw the same bytes."""
-    taken = _pool().take(len(out))
-    out[:] = taken
-    taken[:] = bytes(len(taken))
-
-
-def draw_public(size: int) -> bytes:
-    """``size`` fresh random bytes that need no secrecy (ivs), from this thread's pool."""
-    taken = _pool().take(size)
-    value = taken.tobytes()
-    taken[:] = bytes(size)
-    return value
+    thread's pool, and return ``public`` more that need no secrecy (ivs): no system call
+    and no heap copy of a key. A forked child starts a pool of its own
+    (:func:`os.register_at_fork`), so no two processes ever draw the same bytes."""
+    size = len(out)
+    taken = _pool().take(size + public)
+    out[:] = taken[:size]
+    ivs = taken[size:].tobytes()
+    taken[:] = bytes(size + public)
+    return ivs
 
 
 def _after_fork_in_child() -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .containers import acrablock, acrastruct, poison, searchable
 from .containers.envelope import ACRABLOCK, ACRASTRUCT, NAMES, unwrap
 from .containers.envelope import TAG as ENVELOPE_TAG
-from .datakeys import OpenedKeys, data_keys, draw, draw_public, give_back, take_scratch
+from .datakeys import OpenedKeys, data_keys, draw, give_back, take_scratch
 from .errors import (
     ConfigError,
     DecryptionError,
@@ -223,8 +223,7 @@ class DataOperations:
             key = self._peek(kid)
             if key is None:  # not cached: unsealed for this call, wiped after it
                 key = owned = self._decrypt(kid, 1)
-            draw(scratch.buffer)
-            ivs = draw_public(2 * scell.IV_SIZE)
+            ivs = draw(scratch.buffer, 2 * scell.IV_SIZE)
             kept = acrablock.kept_kek(key)
             return acrablock.seal_kept(kept, item, scratch.buffer, ivs, enveloped=envelope)
         except BaseException as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from .errors import ConfigError
 
@@ -107,14 +108,14 @@ class KeyId:
             "poison-record-symmetric or poison-record"
         )
 
-    @property
+    @cached_property  # asked on every use: made once (a frozen dataclass keeps no other state)
     def store_name(self) -> str:
         """The Acra v1 file name under the keys directory."""
         if self.client_id is not None:
             return self.client_id + _CLIENT_SUFFIX[self.kind]
         return _GLOBAL_NAME[self.kind]
 
-    @property
+    @cached_property
     def ring_path(self) -> str:
         """The Acra keystore v2 ring that holds this key (``client/<cid>/storage-sym``)."""
         if self.client_id is not None:

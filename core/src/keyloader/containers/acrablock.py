@@ -147,15 +147,14 @@ def seal_kept(
     secret pages (the caller zeroes them), ``ivs`` 24 fresh bytes for the two cells."""
     kek_id, message_key = kept
     size = len(plaintext)
-    if not 0 < size < LARGE or len(ivs) != 2 * scell.IV_SIZE:
-        raise ConfigError("seal_kept takes 1 byte to 16 KiB of data and 24 bytes of ivs")
-    sealed_key = scell.seal_keyed(message_key, data_key, ivs[: scell.IV_SIZE])
-    sealed_data = scell.seal_parts(data_key, plaintext, b"", ivs[scell.IV_SIZE :])
-    rest = MIN_SIZE - len(TAG) + len(sealed_key) + scell.HEADER_SIZE + size
-    head = _HEAD.pack(TAG, rest, SECURE_CELL, kek_id, SECURE_CELL, len(sealed_key))
+    if not 0 < size < LARGE:
+        raise ConfigError("seal_kept takes 1 byte to 16 KiB of data")
+    parts = scell.seal_key_then_data(message_key, data_key, plaintext, ivs)
+    rest = _SEALED_KEY_SIZE + MIN_SIZE - len(TAG) + scell.HEADER_SIZE + size
+    head = _HEAD.pack(TAG, rest, SECURE_CELL, kek_id, SECURE_CELL, _SEALED_KEY_SIZE)
     if enveloped:
         head = envelope.header(envelope.ACRABLOCK, len(TAG) + rest) + head
-    return b"".join((head, sealed_key, *sealed_data))
+    return b"".join((head, *parts))
 
 
 def open_kept(

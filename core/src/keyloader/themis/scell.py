@@ -44,7 +44,7 @@ __all__ = [
     "open_key_then_data",
     "scrub",
     "seal_into",
-    "seal_keyed",
+    "seal_key_then_data",
     "seal_parts",
 ]
 
@@ -64,6 +64,7 @@ DATA_KEY_SIZE = 32
 """The size of the keys containers seal in a cell of their own (:func:`open_key_then_data`)."""
 _MAX_MESSAGE = 0xFFFFFFFF
 _FIELDS = struct.Struct("<4I")
+_KEY_CELL_FIELDS = _FIELDS.pack(ALGORITHM, IV_SIZE, TAG_SIZE, DATA_KEY_SIZE)
 _KEY_THEN_DATA = struct.Struct(f"<4I{IV_SIZE + TAG_SIZE + DATA_KEY_SIZE}x4I")
 """The fields of a cell holding a data key, and of the cell right after it."""
 _U32 = struct.Struct("<I")
@@ -84,11 +85,10 @@ def encrypt(key: Bytes, plaintext: Bytes, context: Bytes = b"") -> bytes:
 
 
 def seal_parts(
-    key: Bytes, plaintext: Bytes, context: Bytes = b"", iv: bytes | None = None
+    key: Bytes, plaintext: Bytes, context: Bytes = b""
 ) -> tuple[bytes, memoryview, memoryview]:
     """The blob :func:`encrypt` makes, as (fields and iv, tag, ciphertext): a caller that
-    builds a larger value (an AcraBlock) joins them once, with no copy in between.
-    ``iv``: 12 fresh random bytes the caller drew, else drawn here."""
+    builds a larger value (an AcraBlock) joins them once, with no copy in between."""
     secret = _key_bytes(key)
     aad = _context_bytes(context)
     data = plaintext
@@ -99,10 +99,7 @@ def seal_parts(
         raise ConfigError("plaintext is empty: Secure Cell cannot seal an empty message")
     if size > _MAX_MESSAGE:
         raise ConfigError("plaintext is larger than 4 GiB, the Secure Cell limit")
-    if iv is None:
-        iv = os.urandom(IV_SIZE)
-    elif len(iv) != IV_SIZE:
-        raise ConfigError(f"a Secure Cell iv is {IV_SIZE} bytes")
+    iv = os.urandom(IV_SIZE)
     message_key = _hmac(secret, b"".join((_KDF_PREFIX, _U32.pack(size), aad)), "sha256")
     try:
         sealed = memoryview(AESGCM(message_key).encrypt(iv, data, aad or None))
@@ -273,36 +270,35 @@ def decrypt_data(key: Bytes, blob: Bytes, context: Bytes = b"") -> bytes:
         burn(message_key)
 
 
-def seal_keyed(message_key: SecretBytes, plaintext: Bytes, iv: bytes) -> bytes:
-    """The Seal of ``plaintext`` with the message key derived earlier for its size
-    (:func:`message_key`, no context) and a fresh 12-byte ``iv``, without keeping an
-    AES context."""
+def seal_key_then_data(
+    message_key: SecretBytes, key: memoryview, plaintext: Bytes, ivs: bytes
+) -> tuple[bytes, ...]:
+    """The two Seals :func:`open_key_then_data` opens, as parts to join: ``key``
+    (:data:`DATA_KEY_SIZE` bytes in secret pages) sealed with ``message_key`` (derived
+    for that size, no context), then ``plaintext`` sealed under ``key``; ``ivs`` is 24
+    fresh random bytes, the first 12 for the key's cell. No context."""
     size = len(plaintext)
-    if size == 0 or len(iv) != IV_SIZE:
-        raise ConfigError("seal_keyed takes 1 byte or more and a 12-byte iv")
-    sealed = AESGCM(message_key.buffer).encrypt(iv, plaintext, None)
-    return b"".join(
-        (_FIELDS.pack(ALGORITHM, IV_SIZE, TAG_SIZE, size), iv, sealed[size:], sealed[:size])
-    )
-
-
-def open_keyed_into(message_key: SecretBytes, sealed: Bytes, out: memoryview) -> None:
-    """Open a Seal of ``len(out)`` bytes into ``out`` with a message key derived earlier
-    (:func:`message_key`, no context): :meth:`SizedCell.open_into` without keeping an AES
-    context. ``sealed`` is ``bytes`` or a flat byte view; ``IntegrityError`` if it does
-    not open."""
-    size = len(out)
-    if (
-        len(sealed) != HEADER_SIZE + size
-        or sealed[:12] != _FIXED_FIELDS
-        or _U32.unpack_from(sealed, 12)[0] != size
-    ):
-        raise IntegrityError(_FAILED)
-    data = b"".join((sealed[HEADER_SIZE:], sealed[_TAG_START:HEADER_SIZE]))
+    if len(key) != DATA_KEY_SIZE or not 0 < size <= _MAX_MESSAGE or len(ivs) != 2 * IV_SIZE:
+        raise ConfigError("seal_key_then_data takes a 32-byte key, 1 byte to 4 GiB, 24 iv bytes")
+    key_iv, data_iv = ivs[:IV_SIZE], ivs[IV_SIZE:]
+    sealed_key = AESGCM(message_key.buffer).encrypt(key_iv, key, None)
+    data_message_key = _hmac(key, _KDF_PREFIX + _U32.pack(size), "sha256")
     try:
-        AESGCM(message_key.buffer).decrypt_into(sealed[16:_TAG_START], data, None, out)
-    except (InvalidTag, ValueError):
-        raise IntegrityError(_FAILED) from None
+        sealed = AESGCM(data_message_key).encrypt(data_iv, plaintext, None)
+    except OverflowError as exc:
+        raise ConfigError("plaintext is too large for AES-GCM (2 GiB)") from exc
+    finally:
+        burn(data_message_key)
+    return (
+        _KEY_CELL_FIELDS,
+        key_iv,
+        sealed_key[DATA_KEY_SIZE:],
+        sealed_key[:DATA_KEY_SIZE],
+        _FIELDS.pack(ALGORITHM, IV_SIZE, TAG_SIZE, size),
+        data_iv,
+        sealed[size:],
+        sealed[:size],
+    )
 
 
 def open_key_then_data(
@@ -310,11 +306,10 @@ def open_key_then_data(
 ) -> bytes:
     """Two Seals inside ``value`` (``bytes`` or a flat byte view), as containers nest them:
     the one at ``key_cell`` holds a key of ``len(out)`` (:data:`DATA_KEY_SIZE`) bytes and
-    opens with
-    ``message_key`` (:func:`message_key`, no context) into ``out``; that key opens the
-    one from ``data_cell`` to ``end``, whose plaintext is returned. No context; in one
-    pass, nothing sliced out first. ``IntegrityError`` if either does not open; ``out``
-    is zeroed before returning either way."""
+    opens with ``message_key`` (:func:`message_key`, no context) into ``out``; that key
+    opens the one from ``data_cell`` to ``end``, whose plaintext is returned. In one pass,
+    nothing sliced out first. ``IntegrityError`` if either does not open; ``out`` is
+    zeroed before returning either way."""
     size, data_size = len(out), end - data_cell - HEADER_SIZE
     if (
         size != DATA_KEY_SIZE
@@ -384,7 +379,8 @@ def _is_flat(data: object) -> bool:
     return type(data) is memoryview and data.format == "B" and data.ndim == 1 and data.c_contiguous
 
 
-_ZERO = bytes(64)
+_ZERO_IV = bytes(IV_SIZE)
+_ZERO_AAD = bytes(16)
 _SCRUB_SIZE = 384
 """Bytes the scrub's AES-GCM handles: more than 256, so OpenSSL's AVX-512/VAES code takes
 the path that fills zmm16-31 too (at 256 bytes or fewer it leaves the last round keys
@@ -410,10 +406,10 @@ def scrub() -> None:
     scrubber = _scrubber
     if scrubber is None:
         aead = AESGCM(bytes(32))
-        sealed = aead.encrypt(_ZERO[:IV_SIZE], bytes(_SCRUB_SIZE), _ZERO[:16])
+        sealed = aead.encrypt(_ZERO_IV, bytes(_SCRUB_SIZE), _ZERO_AAD)
         scrubber = _scrubber = (aead, sealed, bytearray(_SCRUB_SIZE))
     _EMPTY_SHA256.digest()
-    scrubber[0].decrypt_into(_ZERO[:IV_SIZE], scrubber[1], _ZERO[:16], scrubber[2])
+    scrubber[0].decrypt_into(_ZERO_IV, scrubber[1], _ZERO_AAD, scrubber[2])
 
 
 def _key_bytes(key: object) -> bytes | bytearray | memoryview:
