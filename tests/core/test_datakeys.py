@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import threading
 
+import pytest
+
 from keyloader import datakeys
 from keyloader.keycache import KeyCache
 from keyloader.secret import SecretBytes
@@ -95,3 +97,33 @@ def test_peek_lends_the_cached_key_itself_while_it_is_valid() -> None:
     assert held is key
     assert not key.wiped  # holding it keeps its bytes, as a lease does
     cache.close()
+
+
+def test_a_draw_inside_a_draw_never_shares_or_zeroes_pool_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signal handler that encrypts runs between two bytecodes of this thread's own draw:
+    here, right after the outer draw took the pool's last bytes, when the inner draw would
+    refill the pool in place under the outer one's view."""
+    pool = datakeys._pool()
+    pool.next = datakeys.POOL_SIZE - 56  # the outer draw takes the last 56 bytes
+    inner: list[bytes] = []
+    take = datakeys._Pool.take
+
+    def interrupted(self: datakeys._Pool, size: int) -> memoryview:
+        view = take(self, size)
+        if not inner:  # the "signal handler", once
+            with SecretBytes.zeroed(32) as slot:
+                inner.append(datakeys.draw(slot.buffer, 24) + slot.buffer.tobytes())
+        return view
+
+    monkeypatch.setattr(datakeys._Pool, "take", interrupted)
+    with SecretBytes.zeroed(32) as slot:
+        outer = datakeys.draw(slot.buffer, 24) + slot.buffer.tobytes()
+    monkeypatch.undo()
+    assert inner
+    assert outer != inner[0]
+    assert bytes(24) not in (outer[:24], inner[0][:24])
+    later = draws(datakeys.POOL_SIZE // 32)  # once round the pool: no byte handed out zeroed
+    assert bytes(32) not in later
+    assert outer[24:] not in later

@@ -178,13 +178,18 @@ POOL_SIZE = 4096
 
 
 class _Pool:
-    """This thread's random bytes in secret pages, each handed out once and zeroed then."""
+    """This thread's random bytes in secret pages, each handed out once and zeroed then.
 
-    __slots__ = ("bytes", "next")
+    ``busy`` is set while a draw copies bytes out: a draw that finds it set is a signal
+    handler's, run in the middle of this thread's own draw (a refill there would rewrite
+    the bytes the interrupted draw is copying), and it reads the CSPRNG directly."""
+
+    __slots__ = ("busy", "bytes", "next")
 
     def __init__(self) -> None:
         self.bytes = SecretBytes.zeroed(POOL_SIZE)
         self.next = POOL_SIZE
+        self.busy = False
 
     def take(self, size: int) -> memoryview:
         """The next ``size`` unused bytes (a view the caller copies out and zeroes at once)."""
@@ -194,7 +199,7 @@ class _Pool:
             self.bytes.buffer[:] = fresh
             burn(fresh)
             start = 0
-        self.next = start + size  # before anything else can draw from this thread
+        self.next = start + size
         return self.bytes.buffer[start : start + size]
 
 
@@ -211,10 +216,21 @@ def draw(out: memoryview, public: int = 0) -> bytes:
     and no heap copy of a key. A forked child starts a pool of its own
     (:func:`os.register_at_fork`), so no two processes ever draw the same bytes."""
     size = len(out)
-    taken = _pool().take(size + public)
-    out[:] = taken[:size]
-    ivs = taken[size:].tobytes()
-    taken[:] = bytes(size + public)
+    pool = _pool()
+    if pool.busy:  # a signal handler's draw inside this thread's own: not from the pool
+        fresh = os.urandom(size + public)
+        out[:] = memoryview(fresh)[:size]
+        ivs = fresh[size:]
+        burn(fresh)
+        return ivs
+    pool.busy = True
+    try:
+        taken = pool.take(size + public)
+        out[:] = taken[:size]
+        ivs = taken[size:].tobytes()
+        taken[:] = bytes(size + public)
+    finally:
+        pool.busy = False
     return ivs
 
 
