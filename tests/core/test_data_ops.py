@@ -9,6 +9,7 @@ the data.
 
 from __future__ import annotations
 
+import array
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from keyloader import datakeys, freshbytes
 from keyloader.containers import acrablock, acrastruct, envelope, searchable
-from keyloader.errors import DecryptionError, IntegrityError
+from keyloader.errors import ConfigError, DecryptionError, IntegrityError
 from keyloader.keystore import KeyManager
 from keyloader.masterkey import MasterKey, generate_master_key
 from keyloader.secret import SecretBytes
@@ -294,3 +295,20 @@ def test_a_cached_key_derives_its_kek_once_and_the_data_key_slot_is_zeroed(
     with uncached:
         assert uncached.decrypt(SYM, uncached.encrypt(SYM, ROW)) == ROW
     assert len(calls) == 3  # without a cache: derived per call, wiped with the key
+
+
+@pytest.mark.parametrize("key_id", [SYM, STORAGE])
+def test_views_of_any_contiguous_shape_are_their_bytes_and_strided_ones_are_refused(
+    keys: KeyManager, key_id: str
+) -> None:
+    words = array.array("I", range(1, 9))  # 32 bytes in 8 items
+    rows = memoryview(bytearray(b"0123456789ab")).cast("B", (3, 4))  # 12 bytes in 3 rows
+    for view, plain in ((memoryview(words), words.tobytes()), (rows, rows.tobytes())):
+        value = keys.encrypt(key_id, view)
+        assert keys.decrypt(key_id, value) == plain
+        assert keys.decrypt(key_id, memoryview(value).cast("B", (1, len(value)))) == plain
+    strided = memoryview(bytearray(b"abcdefgh"))[::2]
+    with pytest.raises(ConfigError, match="contiguous"):
+        keys.encrypt(key_id, strided)
+    with pytest.raises(ConfigError, match="contiguous"):
+        keys.decrypt(key_id, memoryview(keys.encrypt(key_id, b"abcd") * 2)[::2])

@@ -1,88 +1,70 @@
-"""The random pool data keys and ivs come from, and the cache's borrowed keys."""
+"""Data keys and ivs: one CSPRNG read, the key into secret pages, the heap copy burnt."""
 
 from __future__ import annotations
 
+import ctypes
 import os
-import threading
+import sys
 
 import pytest
 
 from keyloader import datakeys
+from keyloader.containers import acrablock
 from keyloader.keycache import KeyCache
 from keyloader.secret import SecretBytes
+from keyloader.themis import scell
+
+PATTERN = bytes(range(1, 57))
 
 
-def draws(count: int) -> list[bytes]:
-    out = []
+def test_a_draw_puts_the_key_in_its_slot_and_hands_out_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drawn: list[tuple[int, int]] = []
+
+    def known(size: int) -> bytes:
+        value = bytes(bytearray(PATTERN[:size]))  # a new object each time, as urandom's
+        drawn.append((id(value), size))
+        return value
+
+    monkeypatch.setattr(datakeys.os, "urandom", known)
     with SecretBytes.zeroed(32) as slot:
-        for _ in range(count):
-            datakeys.draw(slot.buffer)
-            out.append(slot.buffer.tobytes())
-    return out
+        ivs = datakeys.draw(slot.buffer, 24)
+        assert slot.buffer.tobytes() == PATTERN[:32]
+        assert ivs == PATTERN[32:]
+        if sys.implementation.name == "cpython":  # the heap copy was zeroed before it was freed
+            address, size = drawn[0]
+            payload = ctypes.string_at(address + sys.getsizeof(b"") - 1, size)
+            assert PATTERN[:32] not in payload
 
 
-def fresh_ivs() -> bytes:
-    with SecretBytes.zeroed(1) as slot:
-        return datakeys.draw(slot.buffer, 12)
-
-
-def test_the_pool_hands_out_each_byte_once_and_zeroes_it_then() -> None:
-    count = 3 * datakeys.POOL_SIZE // 32  # three refills
-    keys = draws(count)
-    assert len(set(keys)) == count
+def test_draws_are_fresh_each_time() -> None:
+    with SecretBytes.zeroed(32) as slot:
+        pairs = [(datakeys.draw(slot.buffer, 24), slot.buffer.tobytes()) for _ in range(200)]
+    keys = {key for _, key in pairs}
+    ivs = {iv for iv, _ in pairs}
+    assert len(keys) == len(ivs) == 200
     assert bytes(32) not in keys
-    with SecretBytes.zeroed(32) as slot:
-        pairs = [(datakeys.draw(slot.buffer, 24), slot.buffer.tobytes()) for _ in range(100)]
-    assert len({ivs for ivs, _ in pairs}) == 100
-    assert all(len(ivs) == 24 for ivs, _ in pairs)
-    assert not {ivs[:12] for ivs, _ in pairs} & {ivs[12:] for ivs, _ in pairs}
-    assert not {key for _, key in pairs} & set(keys)
-    pool = datakeys._pool()
-    assert pool.next > 0
-    assert not any(pool.bytes.buffer[: pool.next]), "bytes handed out are still in the pool"
 
 
-def test_each_thread_draws_from_a_pool_of_its_own() -> None:
-    seen: dict[str, list[bytes]] = {}
-
-    def run(name: str) -> None:
-        seen[name] = draws(50)
-
-    threads = [threading.Thread(target=run, args=(f"t{n}",)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    every = [key for keys in seen.values() for key in keys]
-    assert len(set(every)) == len(every) == 200
-
-
-def test_a_forked_child_never_draws_what_its_parent_draws() -> None:
-    draws(1)  # the parent's pool exists, with bytes not yet handed out
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        try:
-            os.close(read_end)
-            os.write(write_end, b"".join(draws(4)) + fresh_ivs())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        child = pipe.read()
-    os.waitpid(pid, 0)
-    parent = b"".join(draws(4)) + fresh_ivs()
-    assert len(child) == len(parent) == 4 * 32 + 12
-    assert child != parent
-    # the parent's pages read as zeroes in a child: without a pool of its own, zero keys
-    assert bytes(32) not in {child[n : n + 32] for n in range(0, 128, 32)}
+def test_a_block_uses_the_ivs_where_its_cells_have_them_and_never_the_key() -> None:
+    with SecretBytes(os.urandom(32)) as key, SecretBytes.zeroed(32) as data_key:
+        kept = acrablock.kept_kek(key)
+        ivs = datakeys.draw(data_key.buffer, 2 * scell.IV_SIZE)
+        block = acrablock.seal_kept(kept, b"row", data_key.buffer, ivs, enveloped=False)
+        key_cell = acrablock.MIN_SIZE
+        data_cell = key_cell + scell.HEADER_SIZE + 32
+        assert block[key_cell + 16 : key_cell + 28] == ivs[:12]
+        assert block[data_cell + 16 : data_cell + 28] == ivs[12:]
+        assert data_key.buffer.tobytes() not in block
+        with acrablock.Kek.of(key) as kek:
+            assert acrablock.parse(memoryview(block)).decrypt([kek]) == b"row"
 
 
 def test_peek_lends_the_cached_key_itself_while_it_is_valid() -> None:
     cache = KeyCache(size=2, ttl=0)
     key = SecretBytes(os.urandom(32))
-    lease = cache.put(("a", None), 1, key)
-    lease.wipe()
+    cache.put(("a", None), 1, key).wipe()
     assert cache.peek(("a", None), 1) is key
     assert cache.peek(("a", None), 2) is None  # another revision: stale
     assert cache.peek(("a", None), None) is None  # no token: nothing to trust
@@ -92,38 +74,5 @@ def test_peek_lends_the_cached_key_itself_while_it_is_valid() -> None:
     cache.put(("c", None), 1, SecretBytes(os.urandom(32))).wipe()
     assert cache.peek(("b", None), 1) is None  # so b, not a, was evicted
     assert cache.peek(("a", None), 1) is key
-    held = cache.peek(("a", None), 1)
-    cache.drop()
-    assert held is key
-    assert not key.wiped  # holding it keeps its bytes, as a lease does
     cache.close()
-
-
-def test_a_draw_inside_a_draw_never_shares_or_zeroes_pool_bytes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A signal handler that encrypts runs between two bytecodes of this thread's own draw:
-    here, right after the outer draw took the pool's last bytes, when the inner draw would
-    refill the pool in place under the outer one's view."""
-    pool = datakeys._pool()
-    pool.next = datakeys.POOL_SIZE - 56  # the outer draw takes the last 56 bytes
-    inner: list[bytes] = []
-    take = datakeys._Pool.take
-
-    def interrupted(self: datakeys._Pool, size: int) -> memoryview:
-        view = take(self, size)
-        if not inner:  # the "signal handler", once
-            with SecretBytes.zeroed(32) as slot:
-                inner.append(datakeys.draw(slot.buffer, 24) + slot.buffer.tobytes())
-        return view
-
-    monkeypatch.setattr(datakeys._Pool, "take", interrupted)
-    with SecretBytes.zeroed(32) as slot:
-        outer = datakeys.draw(slot.buffer, 24) + slot.buffer.tobytes()
-    monkeypatch.undo()
-    assert inner
-    assert outer != inner[0]
-    assert bytes(24) not in (outer[:24], inner[0][:24])
-    later = draws(datakeys.POOL_SIZE // 32)  # once round the pool: no byte handed out zeroed
-    assert bytes(32) not in later
-    assert outer[24:] not in later
+    assert key.wiped  # close() wipes every entry, borrowed or not

@@ -3,8 +3,8 @@
 :class:`OpenedKeys` unseals the keys of one key id on first need (the current one first,
 then the rotated ones, newest first), keeps them for the operation and wipes them at its
 end; :func:`take_scratch` lends this thread a 32-byte slot for the data key of the value
-being opened or made, :func:`draw` fills it with fresh random bytes from this thread's
-pool, :func:`data_keys` draws many fresh data keys at once.
+being opened or made, :func:`draw` fills it with fresh random bytes (and draws the ivs
+with it), :func:`data_keys` draws many fresh data keys at once.
 """
 
 from __future__ import annotations
@@ -173,73 +173,17 @@ def give_back(scratch: SecretBytes) -> None:
         scratch.wipe()
 
 
-POOL_SIZE = 4096
-"""Random bytes a thread's pool draws at once (one CSPRNG read, one burnt heap copy)."""
-
-
-class _Pool:
-    """This thread's random bytes in secret pages, each handed out once and zeroed then.
-
-    ``busy`` is set while a draw copies bytes out: a draw that finds it set is a signal
-    handler's, run in the middle of this thread's own draw (a refill there would rewrite
-    the bytes the interrupted draw is copying), and it reads the CSPRNG directly."""
-
-    __slots__ = ("busy", "bytes", "next")
-
-    def __init__(self) -> None:
-        self.bytes = SecretBytes.zeroed(POOL_SIZE)
-        self.next = POOL_SIZE
-        self.busy = False
-
-    def take(self, size: int) -> memoryview:
-        """The next ``size`` unused bytes (a view the caller copies out and zeroes at once)."""
-        start = self.next
-        if start + size > POOL_SIZE:
-            fresh = os.urandom(POOL_SIZE)
-            self.bytes.buffer[:] = fresh
-            burn(fresh)
-            start = 0
-        self.next = start + size
-        return self.bytes.buffer[start : start + size]
-
-
-def _pool() -> _Pool:
-    pool: _Pool | None = getattr(_local, "pool", None)
-    if pool is None:
-        pool = _local.pool = _Pool()
-    return pool
-
-
 def draw(out: memoryview, public: int = 0) -> bytes:
-    """Fill ``out`` (a slot in secret pages: a data key) with fresh random bytes from this
-    thread's pool, and return ``public`` more that need no secrecy (ivs): no system call
-    and no heap copy of a key. A forked child starts a pool of its own
-    (:func:`os.register_at_fork`), so no two processes ever draw the same bytes."""
+    """Fill ``out`` (a slot in secret pages: a data key) with fresh random bytes and return
+    ``public`` more that need no secrecy (ivs), from one CSPRNG read whose heap copy is
+    burnt at once."""
     size = len(out)
-    pool = _pool()
-    if pool.busy:  # a signal handler's draw inside this thread's own: not from the pool
-        fresh = os.urandom(size + public)
-        out[:] = memoryview(fresh)[:size]
-        ivs = fresh[size:]
-        burn(fresh)
-        return ivs
-    pool.busy = True
-    try:
-        taken = pool.take(size + public)
-        out[:] = taken[:size]
-        ivs = taken[size:].tobytes()
-        taken[:] = bytes(size + public)
-    finally:
-        pool.busy = False
+    fresh = os.urandom(size + public)
+    with memoryview(fresh) as view:  # a slice of the bytes would be a copy left unburnt
+        out[:] = view[:size]
+    ivs = fresh[size:]
+    burn(fresh)
     return ivs
-
-
-def _after_fork_in_child() -> None:
-    global _local
-    _local = threading.local()  # the parent's pools and slots read as zeroes here
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def data_keys(count: int, chunk: int = 128) -> Generator[memoryview, None, None]:

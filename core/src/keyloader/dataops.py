@@ -410,11 +410,20 @@ def _data_key_id(key_id: KeyId | str) -> tuple[KeyId, int]:
 
 
 _DATA_KEY_IDS: dict[KeyId | str, tuple[KeyId, int]] = {}
-_VALUE_TYPES = (bytes, bytearray, memoryview)
 
 
 def _value(value: object) -> Value:
-    if isinstance(value, _VALUE_TYPES):
+    """``value`` as bytes or a flat byte view; a view of another shape is cast to bytes if it
+    is contiguous (its length then counts bytes, not items or rows), else refused."""
+    if type(value) is bytes or type(value) is bytearray:
+        return value
+    if isinstance(value, memoryview):
+        if value.format == "B" and value.ndim == 1 and value.c_contiguous:
+            return value
+        if value.c_contiguous:
+            return value.cast("B")
+        raise ConfigError("a memoryview value must be contiguous: pass bytes(view)")
+    if isinstance(value, bytes | bytearray):
         return value
     raise ConfigError(f"values must be bytes-like, not {type(value).__name__}")
 

@@ -31,19 +31,21 @@ def _address_space() -> memoryview | None:
     """
     if sys.implementation.name != "cpython" or sys.maxsize < 1 << 62:
         return None
-    try:
-        return memoryview((ctypes.c_char * (1 << 56)).from_address(0)).cast("B")
+    try:  # from the first page on (never mapped): no offset from a NULL base
+        return memoryview((ctypes.c_char * ((1 << 56) - _BASE)).from_address(_BASE)).cast("B")
     except (TypeError, ValueError, OverflowError, MemoryError):
         return None
 
 
+_BASE = 4096
 _MEMORY = _address_space()
 
 
 def _zero(address: int, length: int) -> None:
     memory = _MEMORY
-    if memory is not None and length <= len(_ZEROS) and address + length <= len(memory):
-        memory[address : address + length] = _ZEROS[:length]
+    start = address - _BASE
+    if memory is not None and length <= len(_ZEROS) and 0 <= start <= len(memory) - length:
+        memory[start : start + length] = _ZEROS[:length]
     else:
         ctypes.memset(address, 0, length)
 
@@ -69,8 +71,8 @@ def burn(data: bytes) -> None:
     before it is freed, so the freed memory holds zeroes. Only for a fresh object
     that nothing else references (never an interned or shared one); CPython only.
     """
-    if len(data) > 1 and sys.getrefcount(data) <= 3:  # the caller's name and this argument
-        _zero(id(data) + _BYTES_PAYLOAD, len(data))
+    if type(data) is bytes and len(data) > 1 and sys.getrefcount(data) <= 3:
+        _zero(id(data) + _BYTES_PAYLOAD, len(data))  # 3: the caller's name and this argument
 
 
 class SecretBytes:

@@ -166,7 +166,7 @@ def open_kept(
     :func:`~.envelope.unwrap` and :func:`parse`, then the two cells; the data key goes
     through ``scratch`` (32 bytes in secret pages, zeroed after)."""
     if type(value) is memoryview and not (value.format == "B" and value.c_contiguous):
-        return None  # the general path flattens it
+        return None  # the general path decides (the data operations pass flat views)
     start, end = 0, len(value)
     if value[:3] == envelope.TAG:
         if end <= envelope.HEADER_SIZE:
