@@ -215,7 +215,7 @@ class DataOperations:
 
     def _encrypt_block(self, kid: KeyId, item: Value, envelope: bool) -> bytes:
         """One AcraBlock under the current key: its KEK is kept with the cached key, the
-        data key and the ivs come from this thread's random pool (:func:`draw`)."""
+        data key and both ivs come from one CSPRNG read (:func:`draw`)."""
         failure: BaseException | None = None
         owned: SecretBytes | None = None
         scratch = take_scratch()
