@@ -312,3 +312,38 @@ def test_views_of_any_contiguous_shape_are_their_bytes_and_strided_ones_are_refu
         keys.encrypt(key_id, strided)
     with pytest.raises(ConfigError, match="contiguous"):
         keys.decrypt(key_id, memoryview(keys.encrypt(key_id, b"abcd") * 2)[::2])
+
+
+def test_a_decryption_interrupted_by_another_on_its_thread_still_opens(
+    keys: KeyManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The common case opens data keys in one slot per thread. A decryption that runs inside
+    another (a signal handler's) changes the key under the interrupted one, whose AES-GCM
+    check then fails: it must take the general path and still return its own plaintext."""
+    from keyloader.themis import scell
+
+    outer, inner = keys.encrypt(SYM, b"outer row"), keys.encrypt(SYM, b"inner row")
+    derive = scell._hmac
+    nested: list[bytes] = []
+    calls = [0]
+
+    def interrupted(key: object, message: bytes, digest: str) -> bytes:
+        calls[0] += 1
+        if calls[0] == 1:  # the "signal handler": right after the outer's data key was opened
+            nested.append(keys.decrypt(SYM, inner))
+        return derive(key, message, digest)  # type: ignore[arg-type]
+
+    general: list[int] = []
+    open_block = datakeys.OpenedKeys.open_block
+
+    def counted(self: datakeys.OpenedKeys, *args: object) -> bytes:
+        general.append(1)
+        return open_block(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scell, "_hmac", interrupted)
+    monkeypatch.setattr(datakeys.OpenedKeys, "open_block", counted)
+    assert keys.decrypt(SYM, outer) == b"outer row"
+    assert nested == [b"inner row"]
+    assert general == [1]  # the outer one, whose data key the inner one changed
+    monkeypatch.undo()
+    assert not any(datakeys.opening_slot()), "a data key was left in the slot"

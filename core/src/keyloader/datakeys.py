@@ -32,6 +32,7 @@ __all__ = [
     "data_keys",
     "draw",
     "give_back",
+    "opening_slot",
     "take_scratch",
 ]
 
@@ -158,6 +159,20 @@ def take_scratch() -> SecretBytes:
         return _local.free.pop()  # type: ignore[no-any-return]
     except (AttributeError, IndexError):  # this thread's first call, or a nested one
         return SecretBytes.zeroed(acrablock.DATA_KEY_SIZE)
+
+
+def opening_slot() -> memoryview:
+    """This thread's 32 bytes in secret pages for the data key of a value the common case
+    opens (:func:`~keyloader.containers.acrablock.open_kept`), zeroed after each use. Shared
+    by nested calls on the thread: one that interrupts another (a signal handler) can only
+    change the data key under the interrupted one, whose AES-GCM check then fails, and
+    that call takes the general path. Not for sealing: there a changed key is lost data."""
+    try:
+        return _local.opening[1]  # type: ignore[no-any-return]
+    except AttributeError:
+        slot = SecretBytes.zeroed(acrablock.DATA_KEY_SIZE)
+        _local.opening = slot, slot.buffer  # the object keeps the slot
+        return slot.buffer
 
 
 def give_back(scratch: SecretBytes) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .containers import acrablock, acrastruct, poison, searchable
 from .containers.envelope import ACRABLOCK, ACRASTRUCT, NAMES, unwrap
 from .containers.envelope import TAG as ENVELOPE_TAG
-from .datakeys import OpenedKeys, data_keys, draw, give_back, take_scratch
+from .datakeys import OpenedKeys, data_keys, draw, give_back, opening_slot, take_scratch
 from .errors import (
     ConfigError,
     DecryptionError,
@@ -247,11 +247,9 @@ class DataOperations:
                 key = owned = self._decrypt(kid, 1)
         except KeyloaderError:
             return None
-        scratch = take_scratch()
         try:
-            opened = acrablock.open_kept(acrablock.kept_kek(key), item, scratch.buffer)
+            opened = acrablock.open_kept(acrablock.kept_kek(key), item, opening_slot())
         finally:
-            give_back(scratch)
             if owned is not None:
                 owned.wipe()
         if opened is not None:
