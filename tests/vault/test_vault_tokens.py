@@ -53,6 +53,15 @@ def _approle(bao: Any, role: str, secret_file: Path) -> dict[str, Any]:
     return {"role_id": role_id, "secret_id_file": secret_file}
 
 
+def _logged_in(bao: Any, stored: str, tmp_path: Path, opened: list[Provider]) -> Provider:
+    """An AppRole provider that has loaded once (its login token kept), closed at the end."""
+    vault = Provider(bao, secrets_path=stored, **_approle(bao, "keyloader", tmp_path / "id"))
+    opened.append(vault)
+    with vault.load():
+        pass
+    return vault
+
+
 def _live_tokens(bao: Any) -> int:
     return len(bao.admin().auth.token.list_accessors()["data"]["keys"])
 
@@ -159,10 +168,7 @@ def test_a_token_at_its_max_ttl_is_replaced_by_a_new_login(
 def test_a_revoked_token_is_replaced_by_a_new_login(
     bao: Any, key: MasterKey, stored: str, tmp_path: Path, opened: list[Provider]
 ) -> None:
-    vault = Provider(bao, secrets_path=stored, **_approle(bao, "keyloader", tmp_path / "id"))
-    opened.append(vault)
-    with vault.load():
-        pass
+    vault = _logged_in(bao, stored, tmp_path, opened)
     accessors = bao.admin().auth.token.list_accessors()["data"]["keys"]
     for accessor in accessors:
         meta = bao.admin().auth.token.lookup_accessor(accessor)["data"]
@@ -203,10 +209,7 @@ def test_a_rewritten_token_file_is_looked_up_again(
 def test_a_forked_child_logs_in_for_itself_and_leaves_its_parents_token(
     bao: Any, key: MasterKey, stored: str, tmp_path: Path, opened: list[Provider]
 ) -> None:
-    vault = Provider(bao, secrets_path=stored, **_approle(bao, "keyloader", tmp_path / "id"))
-    opened.append(vault)
-    with vault.load():
-        pass
+    vault = _logged_in(bao, stored, tmp_path, opened)
     before = _live_tokens(bao)
     pid = os.fork()
     if pid == 0:  # the child: its own login, revoked when it closes
